@@ -1,0 +1,20 @@
+//! caas-api: the wire types every component agrees on (specs, node registrations, observed
+//! status), their validation, and the ZooKeeper layout. Pure data: no I/O lives here.
+
+pub mod error;
+pub mod name;
+pub mod node;
+pub mod paths;
+pub mod quantity;
+pub mod spec;
+pub mod status;
+
+pub use error::ValidationError;
+pub use node::{Capacity, NodeInfo};
+pub use paths::{WorkloadKey, ZkLayout};
+pub use spec::{ResourceRequest, Resources, RestartPolicy, WorkloadSpec};
+pub use status::{ContainerIds, StatusError, WorkloadState, WorkloadStatus};
+
+/// Version of the JSON payload format written to ZooKeeper. Readers accept this version and
+/// older; a newer version is reported rather than misread.
+pub const PAYLOAD_VERSION: u32 = 1;

@@ -1,0 +1,35 @@
+//! `NodeInfo`: what an agent announces in its ephemeral `/caas/nodes/<node>` registration.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A node's registration. The znode being there means "alive"; its content describes the node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeInfo {
+    pub version: u32,
+    pub node_id: String,
+    pub pool: String,
+    /// `host:port` of the agent's HTTP API.
+    pub api_addr: String,
+    /// Underlay (VTEP) address used by overlay networks, when configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub underlay: Option<String>,
+    pub capacity: Capacity,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    pub agent_version: String,
+    /// The kernel hostname of the machine, for people reading `node ls`.
+    pub hostname: String,
+    /// When this agent process started (unix seconds).
+    pub started_at: u64,
+}
+
+/// Allocatable resources of a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Capacity {
+    pub cpu_millis: u64,
+    pub memory_bytes: u64,
+}

@@ -1,0 +1,1 @@
+//! caas-zk: ZooKeeper recipes (persistent ephemeral node, fenced leader latch, children cache).
