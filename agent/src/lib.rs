@@ -1,1 +1,16 @@
-//! caas-agent
+//! caas-agent: the node daemon. It registers the node in ZooKeeper, reconciles the workloads
+//! assigned to the node against Docker, reports what it observes, and serves a local HTTP API.
+//! `main.rs` only parses flags and calls [`agent::run`].
+
+pub mod agent;
+pub mod config;
+pub mod http;
+pub mod naming;
+pub mod node_info;
+pub mod reconcile;
+pub mod runtime;
+pub mod sandbox_image;
+pub mod status_sync;
+pub mod view;
+
+pub use config::{AgentConfig, Flags};

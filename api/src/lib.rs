@@ -1,6 +1,7 @@
 //! caas-api: the wire types every component agrees on (specs, node registrations, observed
 //! status), their validation, and the ZooKeeper layout. Pure data: no I/O lives here.
 
+pub mod assignment;
 pub mod error;
 pub mod name;
 pub mod node;
@@ -9,6 +10,7 @@ pub mod quantity;
 pub mod spec;
 pub mod status;
 
+pub use assignment::{Assignment, Desired};
 pub use error::ValidationError;
 pub use node::{Capacity, NodeInfo};
 pub use paths::{WorkloadKey, ZkLayout};
@@ -18,3 +20,7 @@ pub use status::{ContainerIds, StatusError, WorkloadState, WorkloadStatus};
 /// Version of the JSON payload format written to ZooKeeper. Readers accept this version and
 /// older; a newer version is reported rather than misread.
 pub const PAYLOAD_VERSION: u32 = 1;
+
+fn payload_version() -> u32 {
+    PAYLOAD_VERSION
+}

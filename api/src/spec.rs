@@ -18,7 +18,7 @@ pub const MAX_PIDS: i64 = 4_194_304;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkloadSpec {
-    #[serde(default = "payload_version")]
+    #[serde(default = "crate::payload_version")]
     pub version: u32,
     pub pool: String,
     pub name: String,
@@ -44,10 +44,6 @@ pub struct WorkloadSpec {
     /// Bumped by central on every change; agents report which generation they run.
     #[serde(default)]
     pub generation: u64,
-}
-
-fn payload_version() -> u32 {
-    crate::PAYLOAD_VERSION
 }
 
 /// Resource limits as written by people (`"500m"`, `"256Mi"`).

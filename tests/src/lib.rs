@@ -1,1 +1,11 @@
-//! caas-tests: the harness that starts real ZooKeeper servers, builds local images and creates network namespaces.
+//! caas-tests: the harness every end-to-end test uses. It starts real ZooKeeper servers, builds
+//! the local test images without a registry, creates network namespaces and runs agents in them,
+//! and cleans all of that up on success, failure and panic.
+
+pub mod agent;
+pub mod binaries;
+pub mod images;
+pub mod netns;
+pub mod process;
+pub mod wait;
+pub mod zk_server;

@@ -1,0 +1,278 @@
+//! The agent's main loop: open the ZooKeeper session, register the node, watch this node's
+//! assignments, run reconcile passes on every change and on a timer, publish status, serve the
+//! HTTP API, and on cancellation deregister and stop, leaving containers running.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use caas_api::{Assignment, WorkloadKey, WorkloadStatus};
+use caas_zk::zookeeper_client::Client;
+use caas_zk::{
+    CacheOptions, ChildMap, ChildrenCache, EphemeralOptions, EphemeralState, PersistentEphemeral,
+    ZkConfig, ZkSession,
+};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::AgentConfig;
+use crate::reconcile::{DesiredState, Reconciler, ReconcilerConfig};
+use crate::runtime::{ContainerRuntime, LazyDocker};
+use crate::sandbox_image::{ensure_sandbox_image, sandbox_image_tag};
+use crate::status_sync::StatusWriter;
+use crate::view::AgentView;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("ZooKeeper setup: {0}")]
+    Zk(String),
+    #[error("encoding the node registration: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+/// Runs the agent on the local Docker engine until `cancel` fires.
+pub async fn run(
+    config: AgentConfig,
+    listener: TcpListener,
+    cancel: CancellationToken,
+) -> Result<(), AgentError> {
+    let runtime = Arc::new(LazyDocker::new(&config.docker_socket));
+    run_with(config, listener, runtime, cancel).await
+}
+
+/// Runs the agent on the given engine until `cancel` fires.
+pub async fn run_with<R: ContainerRuntime>(
+    config: AgentConfig,
+    listener: TcpListener,
+    runtime: Arc<R>,
+    cancel: CancellationToken,
+) -> Result<(), AgentError> {
+    let view = AgentView::default();
+    let tracker = TaskTracker::new();
+    let work = cancel.child_token();
+
+    let routes = crate::http::routes(view.clone(), runtime.clone(), config.node_id.clone());
+    let http_stop = work.clone();
+    tracker.spawn(
+        warp::serve(routes)
+            .incoming(listener)
+            .graceful(async move { http_stop.cancelled().await })
+            .run(),
+    );
+
+    let mut zk_config = ZkConfig::new(config.zk_servers.clone());
+    zk_config.session_timeout = config.zk_session_timeout;
+    let session =
+        ZkSession::start(zk_config, work.clone()).map_err(|e| AgentError::Zk(e.to_string()))?;
+
+    let info = crate::node_info::node_info(&config);
+    tracing::info!(
+        node = %config.node_id, pool = %config.pool, zk = %config.zk_servers, root = %config.layout.root(),
+        cpus_millis = info.capacity.cpu_millis, memory = info.capacity.memory_bytes, api = %info.api_addr,
+        "caas-agent starting"
+    );
+    let registration = PersistentEphemeral::start_on(
+        session.clients(),
+        config.layout.node(&config.node_id),
+        serde_json::to_vec(&info)?,
+        EphemeralOptions::default(),
+        work.clone(),
+    )
+    .map_err(|e| AgentError::Zk(e.to_string()))?;
+    tracker.spawn(follow_registration(
+        registration.state(),
+        view.clone(),
+        work.clone(),
+    ));
+
+    let cache = ChildrenCache::start(
+        session.clients(),
+        config.layout.assign_dir(&config.node_id),
+        CacheOptions {
+            relist_interval: config.resync_interval.max(Duration::from_secs(2)) * 5,
+            ..Default::default()
+        },
+        work.clone(),
+    )
+    .map_err(|e| AgentError::Zk(e.to_string()))?;
+
+    let reconciler = Reconciler::new(
+        runtime.clone(),
+        ReconcilerConfig {
+            node_id: config.node_id.clone(),
+            name_prefix: config.name_prefix.clone(),
+            sandbox_image: sandbox_image_tag(),
+            stop_grace: config.stop_grace,
+        },
+    );
+    let mut loop_state = LoopState {
+        config: &config,
+        runtime: &*runtime,
+        reconciler: &reconciler,
+        view: &view,
+        writer: StatusWriter::new(config.layout.clone(), &config.node_id),
+        statuses: BTreeMap::new(),
+        sandbox_ready: false,
+    };
+    let mut snapshots = cache.snapshot();
+    let mut synced = cache.synced();
+    let mut clients = session.clients();
+    let mut ticker = tokio::time::interval(config.resync_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            changed = snapshots.changed() => if changed.is_err() { break },
+            changed = synced.changed() => if changed.is_err() { break },
+            _ = ticker.tick() => {}
+        }
+        // Until the first complete listing, an empty view means "unknown", not "run nothing".
+        if !*synced.borrow_and_update() {
+            continue;
+        }
+        let children = snapshots.borrow_and_update().clone();
+        let client = clients.borrow_and_update().clone();
+        loop_state.pass(&children, client.as_ref()).await;
+    }
+
+    tracing::info!("deregistering node; containers keep running");
+    registration.shutdown().await;
+    cache.shutdown().await;
+    session.shutdown().await;
+    work.cancel();
+    tracker.close();
+    tracker.wait().await;
+    tracing::info!("caas-agent stopped");
+    Ok(())
+}
+
+async fn follow_registration(
+    mut states: tokio::sync::watch::Receiver<EphemeralState>,
+    view: AgentView,
+    cancel: CancellationToken,
+) {
+    loop {
+        let text = match &*states.borrow_and_update() {
+            EphemeralState::Registered { .. } => "registered".to_string(),
+            other => format!("{other:?}").to_lowercase(),
+        };
+        view.write().await.health.zookeeper = text;
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = states.changed() => if r.is_err() { return },
+        }
+    }
+}
+
+struct LoopState<'a, R: ?Sized> {
+    config: &'a AgentConfig,
+    runtime: &'a R,
+    reconciler: &'a Reconciler<R>,
+    view: &'a AgentView,
+    writer: StatusWriter,
+    statuses: BTreeMap<WorkloadKey, WorkloadStatus>,
+    sandbox_ready: bool,
+}
+
+impl<R: ContainerRuntime + ?Sized> LoopState<'_, R> {
+    async fn pass(&mut self, children: &ChildMap, client: Option<&Client>) {
+        if !self.sandbox_ready {
+            match ensure_sandbox_image(self.runtime).await {
+                Ok(_) => self.sandbox_ready = true,
+                Err(e) => {
+                    tracing::warn!(error = %e, "the Docker engine is not usable yet; retrying");
+                    self.view.write().await.health.docker = e.to_string();
+                    return;
+                }
+            }
+        }
+        let (desired, versions) = self.desired(children, client).await;
+        let outcome = match self.reconciler.pass(&desired, &self.statuses).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                tracing::warn!(error = %e, "reconcile pass failed; retrying");
+                self.view.write().await.health.docker = e.to_string();
+                self.sandbox_ready = false;
+                return;
+            }
+        };
+        self.statuses = outcome.statuses.clone();
+        {
+            let mut view = self.view.write().await;
+            view.health.docker = "ok".into();
+            view.assignments = desired.workloads.clone();
+            view.statuses = self.statuses.clone();
+        }
+        let Some(client) = client else { return };
+        // Status of workloads that are no longer assigned here goes away.
+        let mut gone: BTreeSet<WorkloadKey> = outcome.purged.iter().cloned().collect();
+        if desired.authoritative {
+            match client
+                .list_children(&self.config.layout.status_dir(&self.config.node_id))
+                .await
+            {
+                Ok(names) => gone.extend(
+                    names
+                        .iter()
+                        .filter_map(|n| WorkloadKey::parse(n).ok())
+                        .filter(|k| !desired.workloads.contains_key(k)),
+                ),
+                Err(caas_zk::zookeeper_client::Error::NoNode) => {}
+                Err(e) => tracing::debug!(error = %e, "listing status znodes failed"),
+            }
+        }
+        let gone: Vec<WorkloadKey> = gone.into_iter().collect();
+        if let Err(e) = self.writer.sync(client, &outcome.statuses, &gone).await {
+            tracing::warn!(error = %e, "publishing status failed; will retry");
+            self.writer.reset();
+        }
+        for key in &outcome.purged {
+            if let Some(version) = versions.get(key) {
+                if let Err(e) = self.writer.clear_purged(client, key, *version).await {
+                    tracing::warn!(workload = %key, error = %e, "clearing purged assignment failed");
+                }
+            }
+        }
+    }
+
+    /// Parses the cached assignment znodes into the desired state.
+    async fn desired(
+        &self,
+        children: &ChildMap,
+        client: Option<&Client>,
+    ) -> (DesiredState, BTreeMap<WorkloadKey, i32>) {
+        let mut workloads = BTreeMap::new();
+        let mut versions = BTreeMap::new();
+        for (name, entry) in children.iter() {
+            let key = match WorkloadKey::parse(name) {
+                Ok(key) => key,
+                Err(e) => {
+                    tracing::warn!(znode = %name, error = %e, "ignoring an assignment whose name is not <pool>.<name>");
+                    continue;
+                }
+            };
+            let parsed = serde_json::from_slice::<Assignment>(&entry.data)
+                .map_err(|e| format!("assignment znode {name} is not a valid assignment: {e}"));
+            versions.insert(key.clone(), entry.stat.version);
+            workloads.insert(key, parsed);
+        }
+        // An empty view only means "run nothing" if the directory really exists.
+        let authoritative = !workloads.is_empty()
+            || match client {
+                Some(c) => matches!(
+                    c.check_stat(&self.config.layout.assign_dir(&self.config.node_id))
+                        .await,
+                    Ok(Some(_))
+                ),
+                None => false,
+            };
+        (
+            DesiredState {
+                authoritative,
+                workloads,
+            },
+            versions,
+        )
+    }
+}

@@ -1,0 +1,391 @@
+//! Agent configuration: a TOML file (unknown keys rejected), overridden by `CAAS_AGENT_*`
+//! environment variables, overridden by flags. Validated once, before anything starts.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use caas_api::name::validate_dns_label;
+use caas_api::ZkLayout;
+use clap::Parser;
+use serde::Deserialize;
+
+/// Where the packaged agent reads its configuration.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/caas/agent.toml";
+
+/// Exit code for invalid configuration (EX_USAGE from sysexits.h).
+pub const EXIT_CONFIG: i32 = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid configuration: {field}: {message}")]
+    Invalid { field: String, message: String },
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field: field.to_string(),
+        message: message.into(),
+    }
+}
+
+/// Command line of `caas-agent`. Every flag can also be set through its environment variable;
+/// flags win over the environment, the environment wins over the config file.
+#[derive(Debug, Clone, Default, Parser)]
+#[command(
+    name = "caas-agent",
+    version,
+    about = "caas node agent: registers this node in ZooKeeper and runs its assigned workloads on Docker",
+    long_about = "caas node agent.\n\nRegisters this node ephemerally under <zk-root>/nodes/<node-id>, \
+runs the workloads assigned under <zk-root>/assign/<node-id> as Docker containers (sandbox, data, \
+app), reports what it sees under <zk-root>/status/<node-id>, and serves a local HTTP API.\n\n\
+Containers keep running when the agent stops or restarts; a restarted agent adopts them.",
+    after_help = "Examples:\n  caas-agent --config /etc/caas/agent.toml\n  \
+caas-agent --node-id n1 --pool pool1 --zk 198.18.0.1:2181 --listen 0.0.0.0:7070 -l rack=r1\n\n\
+Exit codes: 0 clean shutdown, 64 invalid configuration, 1 runtime failure."
+)]
+pub struct Flags {
+    /// TOML config file [default: /etc/caas/agent.toml if it exists]
+    #[arg(long, env = "CAAS_AGENT_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Node id, a DNS-1123 label unique in the cluster [default: the hostname]
+    #[arg(long, env = "CAAS_AGENT_NODE_ID")]
+    pub node_id: Option<String>,
+    /// Pool (tenant) this node belongs to
+    #[arg(long, env = "CAAS_AGENT_POOL")]
+    pub pool: Option<String>,
+    /// ZooKeeper ensemble, host:port[,host:port...]
+    #[arg(long, env = "CAAS_AGENT_ZK", value_name = "HOST:PORT,...")]
+    pub zk: Option<String>,
+    /// ZooKeeper root of this caas cluster [default: /caas]
+    #[arg(long, env = "CAAS_AGENT_ZK_ROOT", value_name = "PATH")]
+    pub zk_root: Option<String>,
+    /// Address of the agent's HTTP API [default: 127.0.0.1:7070]
+    #[arg(long, env = "CAAS_AGENT_LISTEN", value_name = "ADDR:PORT")]
+    pub listen: Option<String>,
+    /// Underlay (VTEP) address of this node for overlay networks
+    #[arg(long, env = "CAAS_AGENT_UNDERLAY", value_name = "IP")]
+    pub underlay: Option<String>,
+    /// Node label key=value (repeatable); replaces the file's labels when given
+    #[arg(
+        short = 'l',
+        long = "label",
+        env = "CAAS_AGENT_LABELS",
+        value_delimiter = ',',
+        value_name = "KEY=VALUE"
+    )]
+    pub labels: Vec<String>,
+    /// Docker engine socket [default: /var/run/docker.sock]
+    #[arg(long, env = "CAAS_AGENT_DOCKER_SOCKET", value_name = "PATH")]
+    pub docker_socket: Option<String>,
+    /// Prefix of Docker container names [default: caas]
+    #[arg(long, env = "CAAS_AGENT_NAME_PREFIX")]
+    pub name_prefix: Option<String>,
+}
+
+/// The config file's shape. Every key is optional here; required ones are checked after merging.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    node_id: Option<String>,
+    pool: Option<String>,
+    zk: Option<String>,
+    zk_root: Option<String>,
+    listen: Option<String>,
+    advertise: Option<String>,
+    underlay: Option<String>,
+    docker_socket: Option<String>,
+    name_prefix: Option<String>,
+    zk_session_timeout_ms: Option<u64>,
+    resync_interval_ms: Option<u64>,
+    stop_grace_secs: Option<u64>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+}
+
+/// Validated agent configuration.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub node_id: String,
+    pub pool: String,
+    pub zk_servers: String,
+    pub layout: ZkLayout,
+    pub listen: SocketAddr,
+    /// Address published in NodeInfo for the API (the listen address unless it is unspecified).
+    pub advertise: String,
+    pub underlay: Option<std::net::IpAddr>,
+    pub labels: BTreeMap<String, String>,
+    pub docker_socket: String,
+    pub name_prefix: String,
+    pub zk_session_timeout: Duration,
+    pub resync_interval: Duration,
+    pub stop_grace: Duration,
+}
+
+impl AgentConfig {
+    /// Loads the file (explicit `--config`, or the default path if present), applies flags and
+    /// environment, and validates the result.
+    pub fn load(flags: &Flags) -> Result<Self, ConfigError> {
+        let file = match &flags.config {
+            Some(path) => read_file(path)?,
+            None if Path::new(DEFAULT_CONFIG_PATH).exists() => {
+                read_file(Path::new(DEFAULT_CONFIG_PATH))?
+            }
+            None => FileConfig::default(),
+        };
+        Self::merge(flags, file)
+    }
+
+    /// Parses config file text (for tests and `--config`).
+    pub fn from_toml(flags: &Flags, text: &str, path: &Path) -> Result<Self, ConfigError> {
+        Self::merge(flags, parse_file(text, path)?)
+    }
+
+    fn merge(flags: &Flags, file: FileConfig) -> Result<Self, ConfigError> {
+        let node_id = match flags.node_id.clone().or(file.node_id) {
+            Some(id) => id,
+            None => hostname_label()?,
+        };
+        validate_dns_label("node_id", &node_id).map_err(|e| invalid("node_id", e.message))?;
+        let pool = flags.pool.clone().or(file.pool).ok_or_else(|| {
+            invalid(
+                "pool",
+                "is required: set `pool = \"...\"` in the file, --pool or CAAS_AGENT_POOL",
+            )
+        })?;
+        validate_dns_label("pool", &pool).map_err(|e| invalid("pool", e.message))?;
+
+        let zk_servers = flags.zk.clone().or(file.zk).ok_or_else(|| {
+            invalid("zk", "is required: the ZooKeeper ensemble as host:port[,host:port...] (--zk or CAAS_AGENT_ZK)")
+        })?;
+        validate_zk_servers(&zk_servers)?;
+        let zk_root = flags
+            .zk_root
+            .clone()
+            .or(file.zk_root)
+            .unwrap_or_else(|| "/caas".to_string());
+        let layout = ZkLayout::new(&zk_root).map_err(|e| invalid("zk_root", e.message))?;
+
+        let listen_text = flags
+            .listen
+            .clone()
+            .or(file.listen)
+            .unwrap_or_else(|| "127.0.0.1:7070".to_string());
+        let listen: SocketAddr = listen_text.parse().map_err(|_| {
+            invalid(
+                "listen",
+                format!("{listen_text:?} is not ADDR:PORT, e.g. \"0.0.0.0:7070\""),
+            )
+        })?;
+        let underlay = match flags.underlay.clone().or(file.underlay) {
+            Some(text) => Some(text.parse::<std::net::IpAddr>().map_err(|_| {
+                invalid(
+                    "underlay",
+                    format!("{text:?} is not an IP address, e.g. \"198.18.0.11\""),
+                )
+            })?),
+            None => None,
+        };
+        let advertise = match file.advertise {
+            Some(a) => a,
+            None if listen.ip().is_unspecified() => match underlay {
+                Some(ip) => SocketAddr::new(ip, listen.port()).to_string(),
+                None => return Err(invalid(
+                    "advertise",
+                    "listen is a wildcard address, so set `advertise = \"host:port\"` or `underlay` \
+                     to tell central how to reach this agent",
+                )),
+            },
+            None => listen.to_string(),
+        };
+
+        let labels = if flags.labels.is_empty() {
+            file.labels
+        } else {
+            parse_labels(&flags.labels)?
+        };
+        for key in labels.keys() {
+            if key.is_empty() || key.starts_with("caas.") {
+                return Err(invalid(
+                    &format!("labels.{key}"),
+                    "label keys must be non-empty and not start with \"caas.\"",
+                ));
+            }
+        }
+
+        let name_prefix = flags
+            .name_prefix
+            .clone()
+            .or(file.name_prefix)
+            .unwrap_or_else(|| "caas".to_string());
+        if name_prefix.is_empty()
+            || !name_prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(invalid(
+                "name_prefix",
+                format!("{name_prefix:?} must be letters, digits, '-' or '_'"),
+            ));
+        }
+        let zk_session_timeout = Duration::from_millis(file.zk_session_timeout_ms.unwrap_or(6000));
+        if zk_session_timeout < Duration::from_millis(200)
+            || zk_session_timeout > Duration::from_secs(120)
+        {
+            return Err(invalid(
+                "zk_session_timeout_ms",
+                "must be between 200 and 120000",
+            ));
+        }
+        let resync_interval = Duration::from_millis(file.resync_interval_ms.unwrap_or(5000));
+        if resync_interval < Duration::from_millis(100) {
+            return Err(invalid("resync_interval_ms", "must be at least 100"));
+        }
+        Ok(Self {
+            node_id,
+            pool,
+            zk_servers,
+            layout,
+            listen,
+            advertise,
+            underlay,
+            labels,
+            docker_socket: flags
+                .docker_socket
+                .clone()
+                .or(file.docker_socket)
+                .unwrap_or_else(|| "/var/run/docker.sock".to_string()),
+            name_prefix,
+            zk_session_timeout,
+            resync_interval,
+            stop_grace: Duration::from_secs(file.stop_grace_secs.unwrap_or(10)),
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse_file(&text, path)
+}
+
+fn parse_file(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+fn parse_labels(items: &[String]) -> Result<BTreeMap<String, String>, ConfigError> {
+    items
+        .iter()
+        .map(|item| {
+            item.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .ok_or_else(|| invalid("label", format!("{item:?} is not KEY=VALUE")))
+        })
+        .collect()
+}
+
+fn validate_zk_servers(servers: &str) -> Result<(), ConfigError> {
+    for server in servers.split(',') {
+        let ok = server.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+        });
+        if !ok {
+            return Err(invalid(
+                "zk",
+                format!("{server:?} is not host:port (in {servers:?})"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn hostname_label() -> Result<String, ConfigError> {
+    let host = nix::unistd::gethostname().map_err(|e| {
+        invalid(
+            "node_id",
+            format!("not set and the hostname cannot be read: {e}"),
+        )
+    })?;
+    let host = host.to_string_lossy().to_lowercase();
+    let label = host.split('.').next().unwrap_or_default().to_string();
+    validate_dns_label("node_id", &label).map_err(|e| {
+        invalid(
+            "node_id",
+            format!(
+                "not set, and the hostname is not usable: {}; set node_id",
+                e.message
+            ),
+        )
+    })?;
+    Ok(label)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags() -> Flags {
+        Flags {
+            node_id: Some("n1".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn file_then_flags() {
+        let text = "pool = \"p1\"\nzk = \"127.0.0.1:2181\"\nlisten = \"127.0.0.1:7071\"\n[labels]\nrack = \"r1\"\n";
+        let c = AgentConfig::from_toml(&flags(), text, Path::new("a.toml")).unwrap();
+        assert_eq!(c.pool, "p1");
+        assert_eq!(c.labels["rack"], "r1");
+        assert_eq!(c.layout.root(), "/caas");
+        let mut f = flags();
+        f.pool = Some("p2".into());
+        f.labels = vec!["rack=r2".into()];
+        let c = AgentConfig::from_toml(&f, text, Path::new("a.toml")).unwrap();
+        assert_eq!(c.pool, "p2");
+        assert_eq!(c.labels["rack"], "r2");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        let err = AgentConfig::from_toml(
+            &flags(),
+            "pool = \"p\"\nzk = \"h:1\"\npoool = 1\n",
+            Path::new("x.toml"),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("poool"), "{err}");
+        for (text, field) in [
+            ("zk = \"h:1\"\n", "pool"),
+            ("pool = \"P!\"\nzk = \"h:1\"\n", "pool"),
+            ("pool = \"p\"\nzk = \"nohost\"\n", "zk"),
+            ("pool = \"p\"\nzk = \"h:1\"\nlisten = \"x\"\n", "listen"),
+            (
+                "pool = \"p\"\nzk = \"h:1\"\nlisten = \"0.0.0.0:1\"\n",
+                "advertise",
+            ),
+            (
+                "pool = \"p\"\nzk = \"h:1\"\nzk_root = \"caas\"\n",
+                "zk_root",
+            ),
+        ] {
+            match AgentConfig::from_toml(&flags(), text, Path::new("x.toml")) {
+                Err(ConfigError::Invalid { field: f, .. }) => assert_eq!(f, field, "{text}"),
+                other => panic!("{text}: expected invalid {field}, got {other:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! The agent's local HTTP API (warp): health, the workloads of this node with their spec and
+//! observed state, and app logs. Read-only: desired state only ever comes from ZooKeeper.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use caas_api::{WorkloadKey, WorkloadSpec, WorkloadStatus};
+use serde::Serialize;
+use warp::http::StatusCode;
+use warp::Filter;
+
+use crate::runtime::ContainerRuntime;
+use crate::view::AgentView;
+
+/// Longest log tail one request may ask for.
+const MAX_LOG_LINES: usize = 10_000;
+
+/// One workload as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct WorkloadView {
+    pub pool: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spec: Option<WorkloadSpec>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub assignment_error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<WorkloadStatus>,
+}
+
+#[derive(Debug, Serialize)]
+struct ErrorBody {
+    code: &'static str,
+    message: String,
+}
+
+fn error(status: StatusCode, code: &'static str, message: String) -> warp::reply::Response {
+    let body = warp::reply::json(&ErrorBody { code, message });
+    warp::reply::with_status(body, status).into_response()
+}
+
+use warp::Reply;
+
+async fn workload_views(view: &AgentView) -> Vec<WorkloadView> {
+    let state = view.read().await;
+    let mut keys: std::collections::BTreeSet<WorkloadKey> =
+        state.assignments.keys().cloned().collect();
+    keys.extend(state.statuses.keys().cloned());
+    keys.into_iter()
+        .map(|key| {
+            let assignment = state.assignments.get(&key);
+            WorkloadView {
+                spec: assignment
+                    .and_then(|a| a.as_ref().ok())
+                    .map(|a| a.spec.clone()),
+                assignment_error: assignment.and_then(|a| a.as_ref().err()).cloned(),
+                status: state.statuses.get(&key).cloned(),
+                pool: key.pool,
+                name: key.name,
+            }
+        })
+        .collect()
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct LogQuery {
+    tail: Option<usize>,
+}
+
+/// All routes of the agent API.
+pub fn routes<R: ContainerRuntime + ?Sized>(
+    view: AgentView,
+    runtime: Arc<R>,
+    node_id: String,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone {
+    let with_view = warp::any().map(move || view.clone());
+    let with_runtime = warp::any().map(move || runtime.clone());
+
+    let healthz = warp::path!("healthz")
+        .and(warp::get())
+        .and(with_view.clone())
+        .then(move |view: AgentView| {
+            let node_id = node_id.clone();
+            async move {
+                let health = view.read().await.health.clone();
+                let ok = health.docker == "ok" && health.zookeeper == "registered";
+                let body = serde_json::json!({
+                    "status": if ok { "ok" } else { "degraded" },
+                    "node": node_id,
+                    "version": env!("CARGO_PKG_VERSION"),
+                    "docker": health.docker,
+                    "zookeeper": health.zookeeper,
+                });
+                let code = if ok {
+                    StatusCode::OK
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                };
+                warp::reply::with_status(warp::reply::json(&body), code).into_response()
+            }
+        });
+
+    let list = warp::path!("v1" / "containers")
+        .and(warp::get())
+        .and(with_view.clone())
+        .then(|view: AgentView| async move {
+            warp::reply::json(&workload_views(&view).await).into_response()
+        });
+
+    let get = warp::path!("v1" / "containers" / String / String)
+        .and(warp::get())
+        .and(with_view.clone())
+        .then(|pool: String, name: String, view: AgentView| async move {
+            let key = WorkloadKey::new(&pool, &name);
+            match workload_views(&view)
+                .await
+                .into_iter()
+                .find(|w| w.pool == key.pool && w.name == key.name)
+            {
+                Some(w) => warp::reply::json(&w).into_response(),
+                None => error(
+                    StatusCode::NOT_FOUND,
+                    "not-found",
+                    format!("no workload {pool}/{name} on this node"),
+                ),
+            }
+        });
+
+    let logs = warp::path!("v1" / "containers" / String / String / "logs")
+        .and(warp::get())
+        .and(warp::query::<LogQuery>())
+        .and(with_view)
+        .and(with_runtime)
+        .then(|pool: String, name: String, query: LogQuery, view: AgentView, runtime: Arc<R>| async move {
+            let key = WorkloadKey::new(&pool, &name);
+            let app = view.read().await.statuses.get(&key).and_then(|s| s.containers.app.clone());
+            let Some(app) = app else {
+                return error(StatusCode::NOT_FOUND, "not-found", format!("no app container for {pool}/{name} on this node"));
+            };
+            let tail = query.tail.unwrap_or(200).min(MAX_LOG_LINES);
+            match runtime.logs(&app, tail).await {
+                Ok(text) => warp::reply::with_header(text, "content-type", "text/plain; charset=utf-8").into_response(),
+                Err(e) => error(StatusCode::BAD_GATEWAY, e.code(), e.to_string()),
+            }
+        });
+
+    healthz
+        .or(list)
+        .unify()
+        .or(get)
+        .unify()
+        .or(logs)
+        .unify()
+        .recover(|rejection: warp::Rejection| async move {
+            let reply = if rejection.is_not_found() {
+                error(
+                    StatusCode::NOT_FOUND,
+                    "not-found",
+                    "no such endpoint; see /healthz, /v1/containers".into(),
+                )
+            } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+                error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method-not-allowed",
+                    "the agent API is read-only".into(),
+                )
+            } else if rejection.find::<warp::reject::InvalidQuery>().is_some() {
+                error(
+                    StatusCode::BAD_REQUEST,
+                    "bad-query",
+                    "tail must be a non-negative integer".into(),
+                )
+            } else {
+                error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    format!("{rejection:?}"),
+                )
+            };
+            Ok::<_, Infallible>(reply)
+        })
+        .unify()
+}

@@ -1,0 +1,226 @@
+//! The reconciler: makes the containers of this node match its assignments. One pass lists the
+//! node's containers (by the `caas.node` label), converges every assigned workload, removes
+//! what is no longer assigned, and returns the observed status of each workload. Passes are
+//! level-triggered and idempotent; the loop in `crate::agent` runs them on change and on a timer.
+
+mod backoff;
+mod workload;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use caas_api::{Assignment, Desired, WorkloadKey, WorkloadStatus};
+use futures::StreamExt;
+
+pub use backoff::Backoff;
+pub use workload::WorkloadContainers;
+
+use crate::naming::{identify, LABEL_NODE};
+use crate::runtime::{ContainerRuntime, Role, RuntimeError};
+
+/// How many workloads converge at the same time.
+const PARALLEL_WORKLOADS: usize = 4;
+
+/// What one pass must converge to.
+#[derive(Debug, Clone, Default)]
+pub struct DesiredState {
+    /// False when the assignment directory of this node does not exist (never assigned, or a
+    /// wrong ZooKeeper root): then nothing is removed, because an empty view that was never
+    /// written is not an instruction to stop everything.
+    pub authoritative: bool,
+    /// Assignment per workload, or why its znode could not be read.
+    pub workloads: BTreeMap<WorkloadKey, Result<Assignment, String>>,
+}
+
+/// Result of one pass.
+#[derive(Debug, Default)]
+pub struct PassOutcome {
+    /// Observed status of every assigned workload that was looked at in this pass.
+    pub statuses: BTreeMap<WorkloadKey, WorkloadStatus>,
+    /// Workloads whose containers are all gone after a purge: their znodes can be deleted.
+    pub purged: Vec<WorkloadKey>,
+    /// Workloads that are no longer assigned and whose app and sandbox were removed.
+    pub removed: Vec<WorkloadKey>,
+}
+
+/// Settings of the reconciler.
+#[derive(Debug, Clone)]
+pub struct ReconcilerConfig {
+    pub node_id: String,
+    pub name_prefix: String,
+    pub sandbox_image: String,
+    pub stop_grace: Duration,
+}
+
+/// Converges this node's containers; holds per-workload backoff between passes.
+pub struct Reconciler<R: ?Sized> {
+    runtime: Arc<R>,
+    config: ReconcilerConfig,
+    backoff: tokio::sync::Mutex<BTreeMap<WorkloadKey, Backoff>>,
+}
+
+impl<R: ContainerRuntime + ?Sized> Reconciler<R> {
+    pub fn new(runtime: Arc<R>, config: ReconcilerConfig) -> Self {
+        Self {
+            runtime,
+            config,
+            backoff: tokio::sync::Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    pub fn config(&self) -> &ReconcilerConfig {
+        &self.config
+    }
+
+    /// Lists this node's containers grouped by workload.
+    pub async fn actual(&self) -> Result<BTreeMap<WorkloadKey, WorkloadContainers>, RuntimeError> {
+        let filter = [(LABEL_NODE.to_string(), self.config.node_id.clone())];
+        let mut grouped: BTreeMap<WorkloadKey, WorkloadContainers> = BTreeMap::new();
+        for container in self.runtime.list(&filter).await? {
+            match identify(&container) {
+                Some((key, role)) => grouped.entry(key).or_default().add(role, container),
+                None => tracing::warn!(
+                    container = %container.name,
+                    "container carries this node's label but not a valid caas.pool/name/role; ignoring it"
+                ),
+            }
+        }
+        Ok(grouped)
+    }
+
+    /// One full pass. `previous` statuses are kept for workloads still backing off.
+    pub async fn pass(
+        &self,
+        desired: &DesiredState,
+        previous: &BTreeMap<WorkloadKey, WorkloadStatus>,
+    ) -> Result<PassOutcome, RuntimeError> {
+        let mut actual = self.actual().await?;
+        let now = Instant::now();
+        let mut outcome = PassOutcome::default();
+
+        let mut due = Vec::new();
+        {
+            let mut backoff = self.backoff.lock().await;
+            backoff.retain(|key, _| desired.workloads.contains_key(key));
+            for (key, assignment) in &desired.workloads {
+                let fingerprint = match assignment {
+                    Ok(a) => format!("{:?}{}{}", a.desired, a.spec.generation, a.spec.app_hash()),
+                    Err(e) => e.clone(),
+                };
+                let entry = backoff.entry(key.clone()).or_default();
+                if entry.is_due(now, &fingerprint) {
+                    due.push((
+                        key.clone(),
+                        assignment.clone(),
+                        actual.remove(key).unwrap_or_default(),
+                    ));
+                } else {
+                    actual.remove(key);
+                    if let Some(status) = previous.get(key) {
+                        outcome.statuses.insert(key.clone(), status.clone());
+                    }
+                }
+            }
+        }
+
+        let results: Vec<_> = futures::stream::iter(due)
+            .map(|(key, assignment, containers)| async move {
+                let result = self.converge(&key, assignment, containers).await;
+                (key, result)
+            })
+            .buffer_unordered(PARALLEL_WORKLOADS)
+            .collect()
+            .await;
+
+        let mut backoff = self.backoff.lock().await;
+        for (key, result) in results {
+            let entry = backoff.entry(key.clone()).or_default();
+            match result {
+                workload::Converged::Status { status, healthy } => {
+                    if healthy {
+                        entry.succeeded();
+                    } else {
+                        entry.failed(now);
+                    }
+                    outcome.statuses.insert(key, status);
+                }
+                workload::Converged::Purged => outcome.purged.push(key),
+                workload::Converged::PurgeFailed(status) => {
+                    entry.failed(now);
+                    outcome.statuses.insert(key, status);
+                }
+            }
+        }
+        drop(backoff);
+
+        // What is left in `actual` is not assigned here any more.
+        if desired.authoritative {
+            for (key, containers) in actual {
+                if containers.has_role(Role::App) || containers.has_role(Role::Sandbox) {
+                    match self.remove_workload(&key, &containers, false).await {
+                        Ok(()) => outcome.removed.push(key),
+                        Err(e) => {
+                            tracing::warn!(workload = %key, error = %e, "removing unassigned workload failed; will retry")
+                        }
+                    }
+                }
+            }
+        } else if actual.values().any(|c| c.has_role(Role::App)) {
+            tracing::warn!(
+                workloads = actual.len(),
+                "this node's assignment directory does not exist; leaving its containers alone"
+            );
+        }
+        Ok(outcome)
+    }
+
+    async fn converge(
+        &self,
+        key: &WorkloadKey,
+        assignment: Result<Assignment, String>,
+        containers: WorkloadContainers,
+    ) -> workload::Converged {
+        let step = workload::WorkloadStep {
+            runtime: &*self.runtime,
+            config: &self.config,
+            key,
+            containers,
+            ids: Default::default(),
+        };
+        match assignment {
+            Err(message) => step.report_unreadable(message).await,
+            Ok(a) if a.desired == Desired::Purge => step.purge(&a).await,
+            Ok(a) => step.run(&a).await,
+        }
+    }
+
+    /// Removes a workload's app and sandbox (and, with `purge`, its data container).
+    pub async fn remove_workload(
+        &self,
+        key: &WorkloadKey,
+        containers: &WorkloadContainers,
+        purge: bool,
+    ) -> Result<(), RuntimeError> {
+        tracing::info!(workload = %key, purge, "removing workload containers");
+        let mut roles = vec![Role::App, Role::Sandbox];
+        if purge {
+            roles.push(Role::Data);
+        }
+        for role in roles {
+            for c in containers.all(role) {
+                self.runtime.stop(&c.id, self.config.stop_grace).await?;
+                self.runtime.remove(&c.id).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Keys of every workload with containers on this node.
+    pub async fn known_workloads(&self) -> Result<BTreeSet<WorkloadKey>, RuntimeError> {
+        Ok(self.actual().await?.into_keys().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,237 @@
+//! Reconciler behaviour against the in-memory engine.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use caas_api::{Assignment, WorkloadKey, WorkloadSpec, WorkloadState};
+
+use super::{DesiredState, Reconciler, ReconcilerConfig};
+use crate::runtime::fake::FakeRuntime;
+
+const PAUSE: &str = "caas/pause:test";
+
+fn reconciler(fake: Arc<FakeRuntime>) -> Reconciler<FakeRuntime> {
+    Reconciler::new(
+        fake,
+        ReconcilerConfig {
+            node_id: "n1".into(),
+            name_prefix: "caas".into(),
+            sandbox_image: PAUSE.into(),
+            stop_grace: Duration::from_secs(1),
+        },
+    )
+}
+
+fn spec(name: &str, image: &str) -> WorkloadSpec {
+    serde_json::from_value(serde_json::json!({
+        "pool": "p1", "name": name, "image": image,
+        "resources": {"memory": "64Mi", "cpu": "250m", "pids": 50},
+        "volumes": ["/data"]
+    }))
+    .unwrap()
+}
+
+fn desired(specs: &[WorkloadSpec]) -> DesiredState {
+    DesiredState {
+        authoritative: true,
+        workloads: specs
+            .iter()
+            .map(|s| {
+                (
+                    WorkloadKey::new(&s.pool, &s.name),
+                    Ok(Assignment::run(s.clone())),
+                )
+            })
+            .collect(),
+    }
+}
+
+#[tokio::test]
+async fn creates_data_sandbox_and_app_with_limits() {
+    let fake = Arc::new(FakeRuntime::with_images(&[PAUSE, "app:1"]));
+    let r = reconciler(fake.clone());
+    let out = r
+        .pass(&desired(&[spec("web", "app:1")]), &BTreeMap::new())
+        .await
+        .unwrap();
+    let status = &out.statuses[&WorkloadKey::new("p1", "web")];
+    assert_eq!(status.state, WorkloadState::Running, "{status:?}");
+    assert!(status.last_error.is_none());
+    let mut names = fake.names();
+    names.sort();
+    assert_eq!(
+        names,
+        ["caas.p1.web", "caas.p1.web.data", "caas.p1.web.sandbox"]
+    );
+    let app = fake.request("caas.p1.web").unwrap();
+    assert_eq!(app.memory, Some(64 << 20));
+    assert_eq!(app.nano_cpus, Some(250_000_000));
+    assert_eq!(app.pids_limit, Some(50));
+    assert_eq!(
+        app.network_mode.as_deref(),
+        Some(format!("container:{}", status.containers.sandbox.as_ref().unwrap()).as_str())
+    );
+    assert_eq!(
+        app.volumes_from,
+        vec![status.containers.data.clone().unwrap()]
+    );
+}
+
+#[tokio::test]
+async fn second_pass_touches_nothing() {
+    let fake = Arc::new(FakeRuntime::with_images(&[PAUSE, "app:1"]));
+    let r = reconciler(fake.clone());
+    let d = desired(&[spec("web", "app:1")]);
+    r.pass(&d, &BTreeMap::new()).await.unwrap();
+    fake.clear_calls();
+    let r2 = reconciler(fake.clone()); // a restarted agent: no memory but the labels
+    r2.pass(&d, &BTreeMap::new()).await.unwrap();
+    assert!(
+        fake.calls().is_empty(),
+        "a converged workload must not be touched: {:?}",
+        fake.calls()
+    );
+}
+
+#[tokio::test]
+async fn new_image_recreates_only_the_app() {
+    let fake = Arc::new(FakeRuntime::with_images(&[PAUSE, "app:1", "app:2"]));
+    let r = reconciler(fake.clone());
+    let first = r
+        .pass(&desired(&[spec("web", "app:1")]), &BTreeMap::new())
+        .await
+        .unwrap();
+    let second = r
+        .pass(&desired(&[spec("web", "app:2")]), &BTreeMap::new())
+        .await
+        .unwrap();
+    let key = WorkloadKey::new("p1", "web");
+    let (a, b) = (
+        &first.statuses[&key].containers,
+        &second.statuses[&key].containers,
+    );
+    assert_eq!(a.sandbox, b.sandbox);
+    assert_eq!(a.data, b.data);
+    assert_ne!(a.app, b.app);
+    assert_eq!(fake.request("caas.p1.web").unwrap().image, "app:2");
+}
+
+#[tokio::test]
+async fn unknown_image_creates_nothing_and_reports() {
+    let fake = Arc::new(FakeRuntime::with_images(&[PAUSE]));
+    let r = reconciler(fake.clone());
+    let out = r
+        .pass(&desired(&[spec("web", "nope:1")]), &BTreeMap::new())
+        .await
+        .unwrap();
+    let status = &out.statuses[&WorkloadKey::new("p1", "web")];
+    assert_eq!(status.state, WorkloadState::Failed);
+    assert_eq!(status.last_error.as_ref().unwrap().code, "image-not-found");
+    assert!(fake.names().is_empty());
+}
+
+#[tokio::test]
+async fn failure_midway_removes_what_it_created_and_others_still_run() {
+    let fake = Arc::new(FakeRuntime::with_images(&[PAUSE, "app:1"]));
+    fake.fail_create_of("caas.p1.bad");
+    let r = reconciler(fake.clone());
+    let out = r
+        .pass(
+            &desired(&[spec("bad", "app:1"), spec("good", "app:1")]),
+            &BTreeMap::new(),
+        )
+        .await
+        .unwrap();
+    assert!(out.statuses[&WorkloadKey::new("p1", "bad")]
+        .last_error
+        .is_some());
+    assert_eq!(
+        out.statuses[&WorkloadKey::new("p1", "good")].state,
+        WorkloadState::Running
+    );
+    assert!(
+        fake.names().iter().all(|n| !n.contains(".bad")),
+        "{:?}",
+        fake.names()
+    );
+}
+
+#[tokio::test]
+async fn invalid_spec_is_reported_with_its_field() {
+    let fake = Arc::new(FakeRuntime::with_images(&[PAUSE, "app:1"]));
+    let r = reconciler(fake.clone());
+    let mut s = spec("web", "app:1");
+    s.resources.memory = Some("12parsecs".into());
+    let out = r.pass(&desired(&[s]), &BTreeMap::new()).await.unwrap();
+    let err = out.statuses[&WorkloadKey::new("p1", "web")]
+        .last_error
+        .clone()
+        .unwrap();
+    assert_eq!(err.code, "invalid-spec");
+    assert!(err.message.contains("resources.memory"), "{}", err.message);
+    assert!(fake.names().is_empty());
+}
+
+#[tokio::test]
+async fn unassigned_keeps_data_until_purge() {
+    let fake = Arc::new(FakeRuntime::with_images(&[PAUSE, "app:1"]));
+    let r = reconciler(fake.clone());
+    let s = spec("web", "app:1");
+    r.pass(&desired(&[s.clone()]), &BTreeMap::new())
+        .await
+        .unwrap();
+    let out = r.pass(&desired(&[]), &BTreeMap::new()).await.unwrap();
+    assert_eq!(out.removed, vec![WorkloadKey::new("p1", "web")]);
+    assert_eq!(fake.names(), ["caas.p1.web.data"]);
+    let mut purge = desired(&[]);
+    purge
+        .workloads
+        .insert(WorkloadKey::new("p1", "web"), Ok(Assignment::purge(s)));
+    let out = r.pass(&purge, &BTreeMap::new()).await.unwrap();
+    assert_eq!(out.purged, vec![WorkloadKey::new("p1", "web")]);
+    assert!(fake.names().is_empty());
+}
+
+#[tokio::test]
+async fn non_authoritative_view_removes_nothing() {
+    let fake = Arc::new(FakeRuntime::with_images(&[PAUSE, "app:1"]));
+    let r = reconciler(fake.clone());
+    r.pass(&desired(&[spec("web", "app:1")]), &BTreeMap::new())
+        .await
+        .unwrap();
+    let out = r
+        .pass(&DesiredState::default(), &BTreeMap::new())
+        .await
+        .unwrap();
+    assert!(out.removed.is_empty());
+    assert_eq!(fake.names().len(), 3);
+}
+
+#[tokio::test]
+async fn stopped_app_is_started_again_without_recreate() {
+    let fake = Arc::new(FakeRuntime::with_images(&[PAUSE, "app:1"]));
+    let r = reconciler(fake.clone());
+    let d = desired(&[spec("web", "app:1")]);
+    let first = r.pass(&d, &BTreeMap::new()).await.unwrap();
+    fake.kill("caas.p1.web");
+    let second = r.pass(&d, &BTreeMap::new()).await.unwrap();
+    let key = WorkloadKey::new("p1", "web");
+    assert_eq!(
+        first.statuses[&key].containers.app,
+        second.statuses[&key].containers.app
+    );
+    assert_eq!(second.statuses[&key].state, WorkloadState::Running);
+}
+
+#[tokio::test]
+async fn engine_down_is_an_error_not_a_removal() {
+    let fake = Arc::new(FakeRuntime::with_images(&[PAUSE, "app:1"]));
+    let r = reconciler(fake.clone());
+    let d = desired(&[spec("web", "app:1")]);
+    r.pass(&d, &BTreeMap::new()).await.unwrap();
+    fake.set_down(true);
+    assert!(r.pass(&d, &BTreeMap::new()).await.is_err());
+    fake.set_down(false);
+    assert_eq!(fake.names().len(), 3);
+}

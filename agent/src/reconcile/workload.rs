@@ -1,0 +1,484 @@
+//! Converging one workload: data container (created once, never recreated implicitly), sandbox
+//! (owns network and hostname), app (recreated when its spec hash changes). Anything created in
+//! a failed first attempt is removed again, so a bad spec leaves nothing behind.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use caas_api::{
+    Assignment, ContainerIds, RestartPolicy, StatusError, WorkloadKey, WorkloadSpec, WorkloadState,
+    WorkloadStatus,
+};
+
+use super::ReconcilerConfig;
+use crate::naming::{container_name, labels, spec_hash, LABEL_GENERATION, LABEL_SPEC_HASH};
+use crate::runtime::{
+    ContainerRuntime, CreateRequest, ManagedContainer, RestartMode, Role, RuntimeError,
+};
+
+/// The containers of one workload found on the node, by role. Normally one per role; more
+/// means an earlier crash mid-way, and the extras are removed.
+#[derive(Debug, Clone, Default)]
+pub struct WorkloadContainers {
+    sandbox: Vec<ManagedContainer>,
+    data: Vec<ManagedContainer>,
+    app: Vec<ManagedContainer>,
+}
+
+impl WorkloadContainers {
+    pub fn add(&mut self, role: Role, container: ManagedContainer) {
+        self.list_mut(role).push(container);
+    }
+    fn list_mut(&mut self, role: Role) -> &mut Vec<ManagedContainer> {
+        match role {
+            Role::Sandbox => &mut self.sandbox,
+            Role::Data => &mut self.data,
+            Role::App => &mut self.app,
+        }
+    }
+    pub fn all(&self, role: Role) -> &[ManagedContainer] {
+        match role {
+            Role::Sandbox => &self.sandbox,
+            Role::Data => &self.data,
+            Role::App => &self.app,
+        }
+    }
+    pub fn has_role(&self, role: Role) -> bool {
+        !self.all(role).is_empty()
+    }
+}
+
+/// Result of converging one workload.
+pub enum Converged {
+    /// `healthy` is false when the pass hit an error and should be retried with backoff.
+    Status {
+        status: WorkloadStatus,
+        healthy: bool,
+    },
+    Purged,
+    PurgeFailed(WorkloadStatus),
+}
+
+/// Why converging stopped; becomes `last_error` in the status.
+struct StepError {
+    code: &'static str,
+    message: String,
+}
+
+impl StepError {
+    /// Errors that retrying cannot fix until the spec or the node changes.
+    fn permanent(&self) -> bool {
+        matches!(
+            self.code,
+            "invalid-spec"
+                | "image-not-found"
+                | "invalid-assignment"
+                | "name-conflict"
+                | "volumes-changed"
+        )
+    }
+}
+
+impl From<RuntimeError> for StepError {
+    fn from(e: RuntimeError) -> Self {
+        Self {
+            code: e.code(),
+            message: e.to_string(),
+        }
+    }
+}
+
+pub struct WorkloadStep<'a, R: ?Sized> {
+    pub runtime: &'a R,
+    pub config: &'a ReconcilerConfig,
+    pub key: &'a WorkloadKey,
+    pub containers: WorkloadContainers,
+    /// Ids of the workload's containers as converging leaves them.
+    pub ids: ContainerIds,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
+    /// Converges a workload that should run.
+    pub async fn run(mut self, assignment: &Assignment) -> Converged {
+        let spec = &assignment.spec;
+        let existed = self.containers.has_role(Role::App);
+        self.init_ids();
+        let mut created: Vec<String> = Vec::new();
+        let result = self.converge(spec, &mut created).await;
+        let (error, healthy) = match result {
+            Ok(()) => (None, true),
+            Err(e) => {
+                tracing::warn!(workload = %self.key, code = e.code, error = %e.message, "converging failed");
+                // A first attempt that failed leaves nothing behind; an existing workload keeps
+                // what runs (nothing is torn down because a new spec is bad).
+                if !existed {
+                    for id in created.iter().rev() {
+                        if let Err(cleanup) = self.runtime.remove(id).await {
+                            tracing::warn!(container = %id, error = %cleanup, "cleanup after failure failed");
+                            continue;
+                        }
+                        for slot in [&mut self.ids.sandbox, &mut self.ids.data, &mut self.ids.app] {
+                            if slot.as_deref() == Some(id.as_str()) {
+                                *slot = None;
+                            }
+                        }
+                    }
+                }
+                (Some(e), false)
+            }
+        };
+        let status = self.observe(spec, error).await;
+        Converged::Status { status, healthy }
+    }
+
+    /// Removes everything of the workload, data included.
+    pub async fn purge(self, assignment: &Assignment) -> Converged {
+        let mut failure = None;
+        for role in [Role::App, Role::Sandbox, Role::Data] {
+            for c in self.containers.all(role) {
+                let res = match self.runtime.stop(&c.id, self.config.stop_grace).await {
+                    Ok(()) => self.runtime.remove(&c.id).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = res {
+                    failure.get_or_insert(StepError::from(e));
+                }
+            }
+        }
+        match failure {
+            None => {
+                tracing::info!(workload = %self.key, "purged workload and its data");
+                Converged::Purged
+            }
+            Some(e) => Converged::PurgeFailed(self.status_without_containers(
+                &assignment.spec,
+                Some(e),
+                WorkloadState::Pending,
+            )),
+        }
+    }
+
+    fn init_ids(&mut self) {
+        self.ids = ContainerIds {
+            sandbox: self.containers.sandbox.first().map(|c| c.id.clone()),
+            data: self.containers.data.first().map(|c| c.id.clone()),
+            app: self.containers.app.first().map(|c| c.id.clone()),
+        };
+    }
+
+    /// An assignment znode that does not parse: report it, touch nothing.
+    pub async fn report_unreadable(mut self, message: String) -> Converged {
+        self.init_ids();
+        let spec = WorkloadSpec {
+            version: caas_api::PAYLOAD_VERSION,
+            pool: self.key.pool.clone(),
+            name: self.key.name.clone(),
+            image: String::new(),
+            command: Vec::new(),
+            env: Default::default(),
+            resources: Default::default(),
+            restart: RestartPolicy::default(),
+            labels: Default::default(),
+            volumes: Vec::new(),
+            hostname: None,
+            generation: 0,
+        };
+        let error = StepError {
+            code: "invalid-assignment",
+            message,
+        };
+        let status = self.observe(&spec, Some(error)).await;
+        Converged::Status {
+            status,
+            healthy: false,
+        }
+    }
+
+    async fn converge(
+        &mut self,
+        spec: &WorkloadSpec,
+        created: &mut Vec<String>,
+    ) -> Result<(), StepError> {
+        if spec.pool != self.key.pool || spec.name != self.key.name {
+            return Err(StepError {
+                code: "invalid-spec",
+                message: format!(
+                    "spec names {}.{} but is assigned as {}; the znode name and the spec must agree",
+                    spec.pool, spec.name, self.key
+                ),
+            });
+        }
+        let limits = spec.validate().map_err(|e| StepError {
+            code: "invalid-spec",
+            message: e.to_string(),
+        })?;
+        if !self.runtime.image_exists(&spec.image).await? {
+            return Err(RuntimeError::ImageNotFound(spec.image.clone()).into());
+        }
+
+        let data_id = self.ensure_data(spec, created).await?;
+        let (sandbox_id, sandbox_fresh) = self.ensure_sandbox(spec, created).await?;
+        self.ensure_app(
+            spec,
+            &limits,
+            &sandbox_id,
+            sandbox_fresh,
+            data_id.as_deref(),
+            created,
+        )
+        .await
+    }
+
+    async fn ensure_data(
+        &mut self,
+        spec: &WorkloadSpec,
+        created: &mut Vec<String>,
+    ) -> Result<Option<String>, StepError> {
+        let hash = spec.data_hash();
+        if let Some(existing) = self.containers.data.first() {
+            if spec_hash(existing) != hash && !spec.volumes.is_empty() {
+                return Err(StepError {
+                    code: "volumes-changed",
+                    message: format!(
+                        "the spec's volumes differ from those of the existing data container {}; \
+                         data is never dropped implicitly: delete the workload with purge to change volumes",
+                        existing.name
+                    ),
+                });
+            }
+            return Ok(Some(existing.id.clone()));
+        }
+        if spec.volumes.is_empty() {
+            return Ok(None);
+        }
+        let request = CreateRequest {
+            name: container_name(&self.config.name_prefix, self.key, Role::Data),
+            image: self.config.sandbox_image.clone(),
+            labels: labels(
+                &self.config.node_id,
+                self.key,
+                Role::Data,
+                spec.generation,
+                &hash,
+            ),
+            network_mode: Some("none".to_string()),
+            volumes: spec.volumes.clone(),
+            ..Default::default()
+        };
+        let id = self.runtime.create(&request).await?;
+        created.push(id.clone());
+        self.ids.data = Some(id.clone());
+        tracing::info!(workload = %self.key, container = %request.name, "created data container");
+        Ok(Some(id))
+    }
+
+    /// Returns the sandbox id and whether it was (re)created or (re)started in this step, in
+    /// which case the app must be recreated to join its namespaces.
+    async fn ensure_sandbox(
+        &mut self,
+        spec: &WorkloadSpec,
+        created: &mut Vec<String>,
+    ) -> Result<(String, bool), StepError> {
+        let hash = spec.sandbox_hash();
+        let mut sandboxes = std::mem::take(&mut self.containers.sandbox);
+        // Keep the first matching sandbox; extras and mismatches go.
+        let keep = sandboxes.iter().position(|s| spec_hash(s) == hash);
+        let kept = keep.map(|i| sandboxes.remove(i));
+        self.ids.sandbox = kept.as_ref().map(|k| k.id.clone());
+        for stale in sandboxes {
+            tracing::info!(workload = %self.key, container = %stale.name, "removing stale sandbox");
+            self.runtime.stop(&stale.id, self.config.stop_grace).await?;
+            self.runtime.remove(&stale.id).await?;
+        }
+        if let Some(sandbox) = kept {
+            if sandbox.running {
+                let id = sandbox.id.clone();
+                self.containers.sandbox = vec![sandbox];
+                return Ok((id, false));
+            }
+            tracing::info!(workload = %self.key, "sandbox is not running; starting it");
+            self.runtime.start(&sandbox.id).await?;
+            let id = sandbox.id.clone();
+            self.containers.sandbox = vec![sandbox];
+            return Ok((id, true));
+        }
+        let name = container_name(&self.config.name_prefix, self.key, Role::Sandbox);
+        let request = CreateRequest {
+            name: name.clone(),
+            image: self.config.sandbox_image.clone(),
+            labels: labels(
+                &self.config.node_id,
+                self.key,
+                Role::Sandbox,
+                spec.generation,
+                &hash,
+            ),
+            hostname: Some(spec.effective_hostname().to_string()),
+            network_mode: Some("none".to_string()),
+            restart: RestartMode::Always,
+            ..Default::default()
+        };
+        let id = self.runtime.create(&request).await?;
+        created.push(id.clone());
+        self.ids.sandbox = Some(id.clone());
+        self.runtime.start(&id).await?;
+        tracing::info!(workload = %self.key, container = %name, "created sandbox");
+        Ok((id, true))
+    }
+
+    async fn ensure_app(
+        &mut self,
+        spec: &WorkloadSpec,
+        limits: &caas_api::ResourceRequest,
+        sandbox_id: &str,
+        sandbox_fresh: bool,
+        data_id: Option<&str>,
+        created: &mut Vec<String>,
+    ) -> Result<(), StepError> {
+        let hash = spec.app_hash();
+        let mut apps = std::mem::take(&mut self.containers.app);
+        let keep = if sandbox_fresh {
+            None
+        } else {
+            apps.iter().position(|a| spec_hash(a) == hash)
+        };
+        let kept = keep.map(|i| apps.remove(i));
+        self.ids.app = kept.as_ref().map(|k| k.id.clone());
+        for stale in apps {
+            tracing::info!(workload = %self.key, container = %stale.name, "replacing app container");
+            self.runtime.stop(&stale.id, self.config.stop_grace).await?;
+            self.runtime.remove(&stale.id).await?;
+        }
+        if let Some(app) = kept {
+            // Docker's restart policy restarts a crashed app; the agent only starts an app that
+            // should always run and is neither running nor being restarted (e.g. stopped by hand).
+            if !app.running && spec.restart == RestartPolicy::Always {
+                let details = self.runtime.inspect(&app.id).await?;
+                if !details.running && !details.restarting {
+                    tracing::info!(workload = %self.key, "app is stopped but should run; starting it");
+                    self.runtime.start(&app.id).await?;
+                }
+            }
+            self.containers.app = vec![app];
+            return Ok(());
+        }
+        let mut env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        env.push(format!("CAAS_POOL={}", self.key.pool));
+        env.push(format!("CAAS_NAME={}", self.key.name));
+        env.push(format!("CAAS_NODE={}", self.config.node_id));
+        let mut all_labels = spec.labels.clone();
+        all_labels.extend(labels(
+            &self.config.node_id,
+            self.key,
+            Role::App,
+            spec.generation,
+            &hash,
+        ));
+        let request = CreateRequest {
+            name: container_name(&self.config.name_prefix, self.key, Role::App),
+            image: spec.image.clone(),
+            command: spec.command.clone(),
+            env,
+            labels: all_labels,
+            network_mode: Some(format!("container:{sandbox_id}")),
+            volumes_from: data_id.map(|d| vec![d.to_string()]).unwrap_or_default(),
+            nano_cpus: limits
+                .cpu_millis
+                .map(|m| (m as i64).saturating_mul(1_000_000)),
+            memory: limits
+                .memory_bytes
+                .map(|b| i64::try_from(b).unwrap_or(i64::MAX)),
+            pids_limit: limits.pids,
+            restart: match spec.restart {
+                RestartPolicy::Never => RestartMode::No,
+                RestartPolicy::OnFailure => RestartMode::OnFailure,
+                RestartPolicy::Always => RestartMode::Always,
+            },
+            ..Default::default()
+        };
+        let id = self.runtime.create(&request).await?;
+        created.push(id.clone());
+        self.ids.app = Some(id.clone());
+        self.runtime.start(&id).await?;
+        tracing::info!(workload = %self.key, container = %request.name, image = %spec.image, "started app");
+        Ok(())
+    }
+
+    /// Builds the status from what the engine reports now.
+    async fn observe(&self, spec: &WorkloadSpec, error: Option<StepError>) -> WorkloadStatus {
+        let mut status = self.status_without_containers(spec, None, WorkloadState::Pending);
+        if let Some(app) = &self.ids.app {
+            match self.runtime.inspect(app).await {
+                Ok(details) => {
+                    status.state = if details.running {
+                        WorkloadState::Running
+                    } else if details.restarting || details.status == "created" {
+                        WorkloadState::Pending
+                    } else {
+                        WorkloadState::Exited
+                    };
+                    status.started_at = details.started_at;
+                    status.exit_code = if details.running {
+                        None
+                    } else {
+                        details.exit_code
+                    };
+                    status.app_hash = details
+                        .labels
+                        .get(LABEL_SPEC_HASH)
+                        .cloned()
+                        .unwrap_or_default();
+                    status.generation = details
+                        .labels
+                        .get(LABEL_GENERATION)
+                        .and_then(|g| g.parse().ok())
+                        .unwrap_or(spec.generation);
+                }
+                Err(e) => {
+                    tracing::debug!(container = %app, error = %e, "inspect after converge failed")
+                }
+            }
+        } else if error.as_ref().is_some_and(|e| e.permanent()) {
+            status.state = WorkloadState::Failed;
+        }
+        status.containers = self.ids.clone();
+        status.last_error = error.map(|e| StatusError {
+            code: e.code.to_string(),
+            message: e.message,
+            at: unix_now(),
+        });
+        status
+    }
+
+    fn status_without_containers(
+        &self,
+        spec: &WorkloadSpec,
+        error: Option<StepError>,
+        state: WorkloadState,
+    ) -> WorkloadStatus {
+        WorkloadStatus {
+            version: caas_api::PAYLOAD_VERSION,
+            pool: self.key.pool.clone(),
+            name: self.key.name.clone(),
+            node: self.config.node_id.clone(),
+            state,
+            generation: spec.generation,
+            app_hash: String::new(),
+            containers: ContainerIds::default(),
+            started_at: None,
+            exit_code: None,
+            last_error: error.map(|e| StatusError {
+                code: e.code.to_string(),
+                message: e.message,
+                at: unix_now(),
+            }),
+            observed_at: unix_now(),
+        }
+    }
+}

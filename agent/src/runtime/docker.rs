@@ -1,0 +1,320 @@
+//! `ContainerRuntime` on the real Docker engine through bollard. The API version is negotiated
+//! down to what the engine speaks (Debian's docker.io speaks 1.41).
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bollard::errors::Error as BollardError;
+use bollard::models::{ContainerCreateBody, HostConfig, RestartPolicy, RestartPolicyNameEnum};
+use bollard::query_parameters::{
+    CreateContainerOptions, CreateImageOptions, ListContainersOptions, LogsOptions,
+    RemoveContainerOptions, StopContainerOptions,
+};
+use bollard::Docker;
+use futures::StreamExt;
+
+use super::{
+    ContainerDetails, ContainerRuntime, CreateRequest, ManagedContainer, RestartMode, RuntimeError,
+};
+
+/// Seconds bollard waits for one engine request; image imports can be slow on busy disks.
+const REQUEST_TIMEOUT_SECS: u64 = 120;
+
+/// Docker through its unix socket.
+#[derive(Clone)]
+pub struct DockerRuntime {
+    docker: Docker,
+}
+
+impl std::fmt::Debug for DockerRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DockerRuntime").finish_non_exhaustive()
+    }
+}
+
+impl DockerRuntime {
+    /// Connects to the engine at `socket` and negotiates the API version. Fails with
+    /// `Unavailable` when the engine is not running; callers retry.
+    pub async fn connect(socket: &str) -> Result<Self, RuntimeError> {
+        let docker =
+            Docker::connect_with_unix(socket, REQUEST_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
+                .map_err(|e| RuntimeError::Unavailable(format!("{socket}: {e}")))?;
+        let docker = docker
+            .negotiate_version()
+            .await
+            .map_err(|e| RuntimeError::Unavailable(format!("{socket}: {e}")))?;
+        Ok(Self { docker })
+    }
+
+    /// The negotiated API version, e.g. "1.41".
+    pub fn api_version(&self) -> String {
+        self.docker.client_version().to_string()
+    }
+
+    /// The underlying client, for harness code that needs engine features the trait omits.
+    pub fn client(&self) -> &Docker {
+        &self.docker
+    }
+}
+
+fn map_err(op: &'static str, target: &str, err: BollardError) -> RuntimeError {
+    match err {
+        BollardError::DockerResponseServerError {
+            status_code: 404,
+            message,
+        } => {
+            if op == "create" && message.contains("image") || op == "inspect-image" {
+                RuntimeError::ImageNotFound(target.to_string())
+            } else {
+                RuntimeError::ContainerNotFound(target.to_string())
+            }
+        }
+        BollardError::DockerResponseServerError {
+            status_code: 409,
+            message,
+        } if op == "create" && message.contains("already in use") => {
+            RuntimeError::NameConflict(target.to_string())
+        }
+        BollardError::DockerResponseServerError { message, .. } => RuntimeError::Refused {
+            op,
+            target: target.to_string(),
+            message,
+        },
+        BollardError::DockerStreamError { error } => RuntimeError::Refused {
+            op,
+            target: target.to_string(),
+            message: error,
+        },
+        other => RuntimeError::Unavailable(format!("{op} {target}: {other}")),
+    }
+}
+
+fn restart_policy(mode: RestartMode) -> RestartPolicy {
+    let name = match mode {
+        RestartMode::No => RestartPolicyNameEnum::NO,
+        RestartMode::OnFailure => RestartPolicyNameEnum::ON_FAILURE,
+        RestartMode::Always => RestartPolicyNameEnum::ALWAYS,
+        RestartMode::UnlessStopped => RestartPolicyNameEnum::UNLESS_STOPPED,
+    };
+    RestartPolicy {
+        name: Some(name),
+        maximum_retry_count: None,
+    }
+}
+
+#[async_trait]
+impl ContainerRuntime for DockerRuntime {
+    async fn ping(&self) -> Result<(), RuntimeError> {
+        self.docker
+            .ping()
+            .await
+            .map(|_| ())
+            .map_err(|e| RuntimeError::Unavailable(e.to_string()))
+    }
+
+    async fn list(
+        &self,
+        labels: &[(String, String)],
+    ) -> Result<Vec<ManagedContainer>, RuntimeError> {
+        let label_filters: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let mut filters = HashMap::new();
+        filters.insert("label".to_string(), label_filters);
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        };
+        let containers = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| map_err("list", "containers", e))?;
+        Ok(containers
+            .into_iter()
+            .filter_map(|c| {
+                let id = c.id?;
+                let name = c
+                    .names
+                    .and_then(|n| n.into_iter().next())
+                    .map(|n| n.trim_start_matches('/').to_string())
+                    .unwrap_or_default();
+                let running = matches!(
+                    c.state,
+                    Some(bollard::models::ContainerSummaryStateEnum::RUNNING)
+                        | Some(bollard::models::ContainerSummaryStateEnum::RESTARTING)
+                );
+                Some(ManagedContainer {
+                    id,
+                    name,
+                    labels: c.labels.unwrap_or_default().into_iter().collect(),
+                    running,
+                })
+            })
+            .collect())
+    }
+
+    async fn inspect(&self, id: &str) -> Result<ContainerDetails, RuntimeError> {
+        let c = self
+            .docker
+            .inspect_container(id, None)
+            .await
+            .map_err(|e| map_err("inspect", id, e))?;
+        let state = c.state.unwrap_or_default();
+        let host = c.host_config.unwrap_or_default();
+        let config = c.config.unwrap_or_default();
+        Ok(ContainerDetails {
+            id: c.id.unwrap_or_default(),
+            name: c
+                .name
+                .unwrap_or_default()
+                .trim_start_matches('/')
+                .to_string(),
+            image: config.image.unwrap_or_default(),
+            running: state.running.unwrap_or(false),
+            restarting: state.restarting.unwrap_or(false),
+            status: state.status.map(|s| s.to_string()).unwrap_or_default(),
+            started_at: state.started_at.filter(|s| !s.starts_with("0001-")),
+            exit_code: state.exit_code,
+            restart_count: c.restart_count.unwrap_or(0),
+            labels: config.labels.unwrap_or_default().into_iter().collect(),
+            nano_cpus: host.nano_cpus.filter(|v| *v > 0),
+            memory: host.memory.filter(|v| *v > 0),
+            pids_limit: host.pids_limit.filter(|v| *v > 0),
+        })
+    }
+
+    async fn image_exists(&self, image: &str) -> Result<bool, RuntimeError> {
+        match self.docker.inspect_image(image).await {
+            Ok(_) => Ok(true),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(false),
+            Err(e) => Err(map_err("inspect-image", image, e)),
+        }
+    }
+
+    async fn create(&self, request: &CreateRequest) -> Result<String, RuntimeError> {
+        let host_config = HostConfig {
+            network_mode: request.network_mode.clone(),
+            volumes_from: (!request.volumes_from.is_empty()).then(|| request.volumes_from.clone()),
+            nano_cpus: request.nano_cpus,
+            memory: request.memory,
+            // No swap beyond the memory limit: a limit that swaps is not a limit.
+            memory_swap: request.memory,
+            pids_limit: request.pids_limit,
+            restart_policy: Some(restart_policy(request.restart)),
+            ..Default::default()
+        };
+        let body = ContainerCreateBody {
+            image: Some(request.image.clone()),
+            cmd: (!request.command.is_empty()).then(|| request.command.clone()),
+            env: (!request.env.is_empty()).then(|| request.env.clone()),
+            labels: Some(request.labels.clone().into_iter().collect()),
+            hostname: request.hostname.clone(),
+            volumes: (!request.volumes.is_empty()).then(|| request.volumes.clone()),
+            host_config: Some(host_config),
+            ..Default::default()
+        };
+        let options = CreateContainerOptions {
+            name: Some(request.name.clone()),
+            ..Default::default()
+        };
+        let response = self
+            .docker
+            .create_container(Some(options), body)
+            .await
+            .map_err(|e| match map_err("create", &request.name, e) {
+                RuntimeError::ImageNotFound(_) => {
+                    RuntimeError::ImageNotFound(request.image.clone())
+                }
+                other => other,
+            })?;
+        Ok(response.id)
+    }
+
+    async fn start(&self, id: &str) -> Result<(), RuntimeError> {
+        match self.docker.start_container(id, None).await {
+            Ok(()) => Ok(()),
+            // 304: already started.
+            Err(BollardError::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
+            Err(e) => Err(map_err("start", id, e)),
+        }
+    }
+
+    async fn stop(&self, id: &str, grace: Duration) -> Result<(), RuntimeError> {
+        let secs = i32::try_from(grace.as_secs()).unwrap_or(i32::MAX);
+        let options = StopContainerOptions {
+            t: Some(secs),
+            ..Default::default()
+        };
+        match self.docker.stop_container(id, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 304 | 404,
+                ..
+            }) => Ok(()),
+            Err(e) => Err(map_err("stop", id, e)),
+        }
+    }
+
+    async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
+        let options = RemoveContainerOptions {
+            force: true,
+            v: true,
+            ..Default::default()
+        };
+        match self.docker.remove_container(id, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            Err(e) => Err(map_err("remove", id, e)),
+        }
+    }
+
+    async fn logs(&self, id: &str, tail: usize) -> Result<String, RuntimeError> {
+        let options = LogsOptions {
+            stdout: true,
+            stderr: true,
+            tail: tail.to_string(),
+            ..Default::default()
+        };
+        let mut stream = self.docker.logs(id, Some(options));
+        let mut text = String::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| map_err("logs", id, e))?;
+            text.push_str(&String::from_utf8_lossy(chunk.as_ref()));
+        }
+        Ok(text)
+    }
+
+    async fn import_image(
+        &self,
+        tag: &str,
+        rootfs_tar: Vec<u8>,
+        changes: Vec<String>,
+    ) -> Result<(), RuntimeError> {
+        let (repo, version) = tag.rsplit_once(':').unwrap_or((tag, "latest"));
+        let options = CreateImageOptions {
+            from_src: Some("-".to_string()),
+            repo: Some(repo.to_string()),
+            tag: Some(version.to_string()),
+            changes,
+            ..Default::default()
+        };
+        let body = bollard::body_full(bytes::Bytes::from(rootfs_tar));
+        let mut stream = self.docker.create_image(Some(options), Some(body), None);
+        while let Some(progress) = stream.next().await {
+            progress.map_err(|e| map_err("import", tag, e))?;
+        }
+        Ok(())
+    }
+}
+
+/// Labels as the engine wants them.
+pub fn label_map(labels: &BTreeMap<String, String>) -> HashMap<String, String> {
+    labels.clone().into_iter().collect()
+}

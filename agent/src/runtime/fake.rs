@@ -1,0 +1,256 @@
+//! An in-memory `ContainerRuntime` for fast unit tests of the reconciler. It models only what
+//! the reconciler relies on: names are unique, ids are stable, state is created/running/exited.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::{ContainerDetails, ContainerRuntime, CreateRequest, ManagedContainer, RuntimeError};
+
+#[derive(Debug, Clone)]
+struct FakeContainer {
+    request: CreateRequest,
+    running: bool,
+    started_at: Option<String>,
+    starts: u32,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    next_id: u64,
+    containers: BTreeMap<String, FakeContainer>,
+    images: BTreeSet<String>,
+    /// Every mutating call, in order, e.g. "create caas.p.web", "start <id>".
+    calls: Vec<String>,
+    /// Create calls for names in here fail (to test rollback).
+    fail_create: BTreeSet<String>,
+    down: bool,
+}
+
+/// In-memory engine.
+#[derive(Debug, Default)]
+pub struct FakeRuntime {
+    state: Mutex<State>,
+}
+
+impl FakeRuntime {
+    pub fn with_images(images: &[&str]) -> Self {
+        let fake = Self::default();
+        if let Ok(mut s) = fake.state.lock() {
+            s.images = images.iter().map(|i| i.to_string()).collect();
+        }
+        fake
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        let mut guard = match self.state.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        f(&mut guard)
+    }
+
+    pub fn calls(&self) -> Vec<String> {
+        self.with(|s| s.calls.clone())
+    }
+    pub fn clear_calls(&self) {
+        self.with(|s| s.calls.clear());
+    }
+    pub fn names(&self) -> Vec<String> {
+        self.with(|s| {
+            s.containers
+                .values()
+                .map(|c| c.request.name.clone())
+                .collect()
+        })
+    }
+    pub fn request(&self, name: &str) -> Option<CreateRequest> {
+        self.with(|s| {
+            s.containers
+                .values()
+                .find(|c| c.request.name == name)
+                .map(|c| c.request.clone())
+        })
+    }
+    pub fn fail_create_of(&self, name: &str) {
+        self.with(|s| s.fail_create.insert(name.to_string()));
+    }
+    pub fn set_down(&self, down: bool) {
+        self.with(|s| s.down = down);
+    }
+    /// Simulates the app process exiting.
+    pub fn kill(&self, name: &str) {
+        self.with(|s| {
+            for c in s.containers.values_mut().filter(|c| c.request.name == name) {
+                c.running = false;
+            }
+        });
+    }
+
+    fn check_up(&self) -> Result<(), RuntimeError> {
+        if self.with(|s| s.down) {
+            return Err(RuntimeError::Unavailable("fake engine is down".into()));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ContainerRuntime for FakeRuntime {
+    async fn ping(&self) -> Result<(), RuntimeError> {
+        self.check_up()
+    }
+
+    async fn list(
+        &self,
+        labels: &[(String, String)],
+    ) -> Result<Vec<ManagedContainer>, RuntimeError> {
+        self.check_up()?;
+        Ok(self.with(|s| {
+            s.containers
+                .iter()
+                .filter(|(_, c)| {
+                    labels
+                        .iter()
+                        .all(|(k, v)| c.request.labels.get(k) == Some(v))
+                })
+                .map(|(id, c)| ManagedContainer {
+                    id: id.clone(),
+                    name: c.request.name.clone(),
+                    labels: c.request.labels.clone(),
+                    running: c.running,
+                })
+                .collect()
+        }))
+    }
+
+    async fn inspect(&self, id: &str) -> Result<ContainerDetails, RuntimeError> {
+        self.check_up()?;
+        self.with(|s| {
+            let c = s
+                .containers
+                .get(id)
+                .ok_or_else(|| RuntimeError::ContainerNotFound(id.into()))?;
+            Ok(ContainerDetails {
+                id: id.to_string(),
+                name: c.request.name.clone(),
+                image: c.request.image.clone(),
+                running: c.running,
+                restarting: false,
+                status: if c.running {
+                    "running"
+                } else if c.starts == 0 {
+                    "created"
+                } else {
+                    "exited"
+                }
+                .to_string(),
+                started_at: c.started_at.clone(),
+                exit_code: (!c.running && c.starts > 0).then_some(0),
+                restart_count: 0,
+                labels: c.request.labels.clone(),
+                nano_cpus: c.request.nano_cpus,
+                memory: c.request.memory,
+                pids_limit: c.request.pids_limit,
+            })
+        })
+    }
+
+    async fn image_exists(&self, image: &str) -> Result<bool, RuntimeError> {
+        self.check_up()?;
+        Ok(self.with(|s| s.images.contains(image)))
+    }
+
+    async fn create(&self, request: &CreateRequest) -> Result<String, RuntimeError> {
+        self.check_up()?;
+        self.with(|s| {
+            s.calls.push(format!("create {}", request.name));
+            if s.fail_create.contains(&request.name) {
+                return Err(RuntimeError::Refused {
+                    op: "create",
+                    target: request.name.clone(),
+                    message: "injected failure".into(),
+                });
+            }
+            if !s.images.contains(&request.image) {
+                return Err(RuntimeError::ImageNotFound(request.image.clone()));
+            }
+            if s.containers
+                .values()
+                .any(|c| c.request.name == request.name)
+            {
+                return Err(RuntimeError::NameConflict(request.name.clone()));
+            }
+            s.next_id += 1;
+            let id = format!("fake{:04}", s.next_id);
+            s.containers.insert(
+                id.clone(),
+                FakeContainer {
+                    request: request.clone(),
+                    running: false,
+                    started_at: None,
+                    starts: 0,
+                },
+            );
+            Ok(id)
+        })
+    }
+
+    async fn start(&self, id: &str) -> Result<(), RuntimeError> {
+        self.check_up()?;
+        self.with(|s| {
+            s.calls.push(format!("start {id}"));
+            let c = s
+                .containers
+                .get_mut(id)
+                .ok_or_else(|| RuntimeError::ContainerNotFound(id.into()))?;
+            if !c.running {
+                c.running = true;
+                c.starts += 1;
+                c.started_at = Some(format!("start-{}", c.starts));
+            }
+            Ok(())
+        })
+    }
+
+    async fn stop(&self, id: &str, _grace: Duration) -> Result<(), RuntimeError> {
+        self.check_up()?;
+        self.with(|s| {
+            s.calls.push(format!("stop {id}"));
+            if let Some(c) = s.containers.get_mut(id) {
+                c.running = false;
+            }
+            Ok(())
+        })
+    }
+
+    async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
+        self.check_up()?;
+        self.with(|s| {
+            s.calls.push(format!("remove {id}"));
+            s.containers.remove(id);
+            Ok(())
+        })
+    }
+
+    async fn logs(&self, id: &str, _tail: usize) -> Result<String, RuntimeError> {
+        self.check_up()?;
+        Ok(format!("logs of {id}\n"))
+    }
+
+    async fn import_image(
+        &self,
+        tag: &str,
+        _rootfs: Vec<u8>,
+        _changes: Vec<String>,
+    ) -> Result<(), RuntimeError> {
+        self.check_up()?;
+        self.with(|s| {
+            s.calls.push(format!("import {tag}"));
+            s.images.insert(tag.to_string());
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,106 @@
+//! A `ContainerRuntime` that connects to Docker on first use and reconnects after the engine
+//! went away, so a missing or stopped engine is an error the agent reports and retries, not a
+//! crash at start.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::RwLock;
+
+use super::{
+    ContainerDetails, ContainerRuntime, CreateRequest, DockerRuntime, ManagedContainer,
+    RuntimeError,
+};
+
+pub struct LazyDocker {
+    socket: String,
+    connected: RwLock<Option<DockerRuntime>>,
+}
+
+impl LazyDocker {
+    pub fn new(socket: &str) -> Self {
+        Self {
+            socket: socket.to_string(),
+            connected: RwLock::new(None),
+        }
+    }
+
+    async fn engine(&self) -> Result<DockerRuntime, RuntimeError> {
+        if let Some(docker) = self.connected.read().await.as_ref() {
+            return Ok(docker.clone());
+        }
+        let mut slot = self.connected.write().await;
+        if let Some(docker) = slot.as_ref() {
+            return Ok(docker.clone());
+        }
+        let docker = DockerRuntime::connect(&self.socket).await?;
+        tracing::info!(socket = %self.socket, api_version = %docker.api_version(), "connected to the Docker engine");
+        *slot = Some(docker.clone());
+        Ok(docker)
+    }
+
+    /// Forgets the connection after the engine became unreachable, so the next call negotiates
+    /// again (the engine may come back as a different version).
+    async fn check<T>(&self, result: Result<T, RuntimeError>) -> Result<T, RuntimeError> {
+        if let Err(RuntimeError::Unavailable(_)) = &result {
+            *self.connected.write().await = None;
+        }
+        result
+    }
+}
+
+#[async_trait]
+impl ContainerRuntime for LazyDocker {
+    async fn ping(&self) -> Result<(), RuntimeError> {
+        let r = self.engine().await?.ping().await;
+        self.check(r).await
+    }
+    async fn list(
+        &self,
+        labels: &[(String, String)],
+    ) -> Result<Vec<ManagedContainer>, RuntimeError> {
+        let r = self.engine().await?.list(labels).await;
+        self.check(r).await
+    }
+    async fn inspect(&self, id: &str) -> Result<ContainerDetails, RuntimeError> {
+        let r = self.engine().await?.inspect(id).await;
+        self.check(r).await
+    }
+    async fn image_exists(&self, image: &str) -> Result<bool, RuntimeError> {
+        let r = self.engine().await?.image_exists(image).await;
+        self.check(r).await
+    }
+    async fn create(&self, request: &CreateRequest) -> Result<String, RuntimeError> {
+        let r = self.engine().await?.create(request).await;
+        self.check(r).await
+    }
+    async fn start(&self, id: &str) -> Result<(), RuntimeError> {
+        let r = self.engine().await?.start(id).await;
+        self.check(r).await
+    }
+    async fn stop(&self, id: &str, grace: Duration) -> Result<(), RuntimeError> {
+        let r = self.engine().await?.stop(id, grace).await;
+        self.check(r).await
+    }
+    async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
+        let r = self.engine().await?.remove(id).await;
+        self.check(r).await
+    }
+    async fn logs(&self, id: &str, tail: usize) -> Result<String, RuntimeError> {
+        let r = self.engine().await?.logs(id, tail).await;
+        self.check(r).await
+    }
+    async fn import_image(
+        &self,
+        tag: &str,
+        rootfs_tar: Vec<u8>,
+        changes: Vec<String>,
+    ) -> Result<(), RuntimeError> {
+        let r = self
+            .engine()
+            .await?
+            .import_image(tag, rootfs_tar, changes)
+            .await;
+        self.check(r).await
+    }
+}

@@ -1,0 +1,162 @@
+//! The agent's view of a container engine: a small trait in the agent's own terms, so the
+//! reconciler can be unit-tested against an in-memory fake and runs against Docker for real.
+
+pub mod docker;
+pub mod fake;
+pub mod lazy;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+pub use docker::DockerRuntime;
+pub use lazy::LazyDocker;
+
+/// Errors from the container engine, carrying the container or image involved.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("the Docker engine is unavailable: {0}")]
+    Unavailable(String),
+    #[error("container {0} not found")]
+    ContainerNotFound(String),
+    #[error(
+        "image {0:?} is not present on this node (no registry is used: load or build it first)"
+    )]
+    ImageNotFound(String),
+    #[error("container name {0:?} is already taken by a container caas does not manage")]
+    NameConflict(String),
+    #[error("the engine refused {op} on {target}: {message}")]
+    Refused {
+        op: &'static str,
+        target: String,
+        message: String,
+    },
+}
+
+impl RuntimeError {
+    /// A short machine-readable code, used in status znodes.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Unavailable(_) => "engine-unavailable",
+            Self::ContainerNotFound(_) => "container-not-found",
+            Self::ImageNotFound(_) => "image-not-found",
+            Self::NameConflict(_) => "name-conflict",
+            Self::Refused { .. } => "engine-refused",
+        }
+    }
+}
+
+/// The part a container plays in a workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    Sandbox,
+    Data,
+    App,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Sandbox => "sandbox",
+            Role::Data => "data",
+            Role::App => "app",
+        }
+    }
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "sandbox" => Some(Role::Sandbox),
+            "data" => Some(Role::Data),
+            "app" => Some(Role::App),
+            _ => None,
+        }
+    }
+}
+
+/// A container carrying this node's caas labels, as listed by the engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagedContainer {
+    pub id: String,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub running: bool,
+}
+
+/// Details of one container from inspect.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContainerDetails {
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    pub running: bool,
+    pub restarting: bool,
+    /// Docker's `State.Status` (created, running, exited, ...).
+    pub status: String,
+    pub started_at: Option<String>,
+    pub exit_code: Option<i64>,
+    pub restart_count: i64,
+    pub labels: BTreeMap<String, String>,
+    pub nano_cpus: Option<i64>,
+    pub memory: Option<i64>,
+    pub pids_limit: Option<i64>,
+}
+
+/// What to create. Resource fields of `None` mean unlimited.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CreateRequest {
+    pub name: String,
+    pub image: String,
+    pub command: Vec<String>,
+    pub env: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+    pub hostname: Option<String>,
+    /// `none`, or `container:<id>` to join a sandbox.
+    pub network_mode: Option<String>,
+    /// Anonymous volumes this container owns (data containers).
+    pub volumes: Vec<String>,
+    pub volumes_from: Vec<String>,
+    pub nano_cpus: Option<i64>,
+    pub memory: Option<i64>,
+    pub pids_limit: Option<i64>,
+    pub restart: RestartMode,
+}
+
+/// Engine restart policy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RestartMode {
+    #[default]
+    No,
+    OnFailure,
+    Always,
+    UnlessStopped,
+}
+
+/// The operations the agent needs from a container engine.
+#[async_trait]
+pub trait ContainerRuntime: Send + Sync + 'static {
+    /// Checks the engine answers.
+    async fn ping(&self) -> Result<(), RuntimeError>;
+    /// All containers (running or not) whose labels include every `label=value` given.
+    async fn list(
+        &self,
+        labels: &[(String, String)],
+    ) -> Result<Vec<ManagedContainer>, RuntimeError>;
+    async fn inspect(&self, id: &str) -> Result<ContainerDetails, RuntimeError>;
+    async fn image_exists(&self, image: &str) -> Result<bool, RuntimeError>;
+    /// Creates a container and returns its id.
+    async fn create(&self, request: &CreateRequest) -> Result<String, RuntimeError>;
+    async fn start(&self, id: &str) -> Result<(), RuntimeError>;
+    /// Stops with a grace period; stopping a stopped container is not an error.
+    async fn stop(&self, id: &str, grace: Duration) -> Result<(), RuntimeError>;
+    /// Removes (forcefully) with its anonymous volumes; a missing container is not an error.
+    async fn remove(&self, id: &str) -> Result<(), RuntimeError>;
+    /// The last `tail` lines of stdout and stderr.
+    async fn logs(&self, id: &str, tail: usize) -> Result<String, RuntimeError>;
+    /// Imports a root filesystem tarball as image `tag`, applying Dockerfile-style `changes`.
+    async fn import_image(
+        &self,
+        tag: &str,
+        rootfs_tar: Vec<u8>,
+        changes: Vec<String>,
+    ) -> Result<(), RuntimeError>;
+}
