@@ -127,6 +127,9 @@ pub async fn run_with<R: ContainerRuntime>(
             changed = synced.changed() => if changed.is_err() { break },
             _ = ticker.tick() => {}
         }
+        if !loop_state.ensure_engine().await {
+            continue;
+        }
         // Until the first complete listing, an empty view means "unknown", not "run nothing".
         if !*synced.borrow_and_update() {
             continue;
@@ -176,17 +179,26 @@ struct LoopState<'a, R: ?Sized> {
 }
 
 impl<R: ContainerRuntime + ?Sized> LoopState<'_, R> {
-    async fn pass(&mut self, children: &ChildMap, client: Option<&Client>) {
-        if !self.sandbox_ready {
-            match ensure_sandbox_image(self.runtime).await {
-                Ok(_) => self.sandbox_ready = true,
-                Err(e) => {
-                    tracing::warn!(error = %e, "the Docker engine is not usable yet; retrying");
-                    self.view.write().await.health.docker = e.to_string();
-                    return;
-                }
+    /// Makes sure the engine answers and has the sandbox image; reports the engine's health.
+    async fn ensure_engine(&mut self) -> bool {
+        if self.sandbox_ready {
+            return true;
+        }
+        match ensure_sandbox_image(self.runtime).await {
+            Ok(_) => {
+                self.sandbox_ready = true;
+                self.view.write().await.health.docker = "ok".into();
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the Docker engine is not usable yet; retrying");
+                self.view.write().await.health.docker = e.to_string();
+                false
             }
         }
+    }
+
+    async fn pass(&mut self, children: &ChildMap, client: Option<&Client>) {
         let (desired, versions) = self.desired(children, client).await;
         let outcome = match self.reconciler.pass(&desired, &self.statuses).await {
             Ok(outcome) => outcome,

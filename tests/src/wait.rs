@@ -12,13 +12,12 @@ where
     Fut: Future<Output = Result<Option<T>, anyhow::Error>>,
 {
     let deadline = Instant::now() + timeout;
-    let mut last = String::from("(never probed)");
     loop {
-        match probe().await {
+        let last = match probe().await {
             Ok(Some(value)) => return Ok(value),
-            Ok(None) => last = "condition not met yet".into(),
-            Err(e) => last = format!("{e:#}"),
-        }
+            Ok(None) => "condition not met yet".to_string(),
+            Err(e) => format!("{e:#}"),
+        };
         if Instant::now() >= deadline {
             anyhow::bail!("timed out after {timeout:?} waiting for {what}; last: {last}");
         }
