@@ -9,4 +9,5 @@ pub mod images;
 pub mod netns;
 pub mod process;
 pub mod wait;
+pub mod zk_io;
 pub mod zk_server;
