@@ -91,7 +91,6 @@ pub async fn run_with<R: ContainerRuntime>(
         config.layout.assign_dir(&config.node_id),
         CacheOptions {
             relist_interval: config.resync_interval.max(Duration::from_secs(2)) * 5,
-            ..Default::default()
         },
         work.clone(),
     )

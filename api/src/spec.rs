@@ -139,7 +139,7 @@ impl WorkloadSpec {
             validate_dns_label("hostname", hostname)?;
         }
         validate_image("image", &self.image)?;
-        for (key, _) in &self.env {
+        for key in self.env.keys() {
             if key.is_empty() || key.contains('=') || key.contains('\0') {
                 return Err(ValidationError::new(
                     format!("env.{key}"),

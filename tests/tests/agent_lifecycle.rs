@@ -1,6 +1,7 @@
 //! End-to-end: a real `caas-agent` in its own network namespace, a real ZooKeeper in the fabric
 //! namespace, the real Docker engine. Assignments written to ZooKeeper become containers; the
 //! agent survives kill -9, session expiry and engine trouble without touching what runs.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use std::time::Duration;
 

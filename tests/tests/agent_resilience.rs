@@ -1,6 +1,7 @@
 //! End-to-end: the agent keeps its registration through ZooKeeper trouble (session expiry, loss
 //! of an ensemble member) without touching containers, reports a missing Docker engine instead
 //! of crashing, and refuses invalid configuration before starting anything.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;

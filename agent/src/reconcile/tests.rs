@@ -178,7 +178,7 @@ async fn unassigned_keeps_data_until_purge() {
     let fake = Arc::new(FakeRuntime::with_images(&[PAUSE, "app:1"]));
     let r = reconciler(fake.clone());
     let s = spec("web", "app:1");
-    r.pass(&desired(&[s.clone()]), &BTreeMap::new())
+    r.pass(&desired(std::slice::from_ref(&s)), &BTreeMap::new())
         .await
         .unwrap();
     let out = r.pass(&desired(&[]), &BTreeMap::new()).await.unwrap();
