@@ -2,6 +2,7 @@
 //! status), their validation, and the ZooKeeper layout. Pure data: no I/O lives here.
 
 pub mod assignment;
+pub mod central;
 pub mod error;
 pub mod name;
 pub mod node;

@@ -73,6 +73,12 @@ impl ZkLayout {
     pub fn container(&self, pool: &str, name: &str) -> String {
         format!("{}/pools/{pool}/containers/{name}", self.root)
     }
+    pub fn inventory_root(&self) -> String {
+        format!("{}/inventory", self.root)
+    }
+    pub fn inventory(&self, node: &str) -> String {
+        format!("{}/inventory/{node}", self.root)
+    }
     pub fn leader(&self) -> String {
         format!("{}/leader", self.root)
     }

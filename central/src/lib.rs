@@ -1,1 +1,21 @@
-//! caas-central: the stateless REST API and scheduler. Filled in by the central issue (#3).
+//! caas-central: the stateless REST API, the scheduler, the leader's background work and the
+//! `caas` CLI. Central keeps no state of its own: everything lives in ZooKeeper.
+pub mod api;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod leader;
+pub mod placement;
+pub mod server;
+pub mod state;
+pub mod store;
+pub mod scheduler;
+
+/// Unix seconds now.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

@@ -1,0 +1,212 @@
+//! Wire types of the central REST API (`/v1/...`) and of the records central keeps in
+//! ZooKeeper: pools, container records, node inventory. Shared by `caas-central` and the `caas`
+//! CLI so both agree on every field.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{NodeInfo, RestartPolicy, Resources, WorkloadSpec, WorkloadStatus};
+
+/// Most replicas one create request may ask for.
+pub const MAX_INSTANCES: u32 = 100;
+
+/// `/caas/pools/<pool>`: a tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolRecord {
+    pub version: u32,
+    pub name: String,
+    /// SHA-256 (hex) of each pool token; tokens themselves are never stored.
+    #[serde(default)]
+    pub token_hashes: Vec<String>,
+    #[serde(default)]
+    pub ssh_keys: Vec<String>,
+    pub created_at: u64,
+}
+
+/// Body of `POST /v1/pools`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePoolRequest {
+    pub name: String,
+    #[serde(default)]
+    pub ssh_keys: Vec<String>,
+}
+
+/// A pool as the API shows it. `token` is present only in the response that created it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolView {
+    pub name: String,
+    pub containers: usize,
+    pub nodes: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+/// Body of `POST /v1/pools/{pool}/containers`. The pool comes from the path.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateContainerRequest {
+    pub name: String,
+    pub image: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub resources: Resources,
+    #[serde(default)]
+    pub restart: RestartPolicy,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// Replicas: 1 creates `<name>`; N > 1 creates `<name>-1` .. `<name>-N`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instances: Option<u32>,
+    /// Node label constraints, `key==value` or `key!=value`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub constraints: Vec<String>,
+    /// `spread` (default) or `binpack`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<String>,
+}
+
+/// Where a container stands as far as central is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Placement {
+    /// Assigned to `node`.
+    Placed,
+    /// Its node is lost; it waits for re-placement (stateless) or `reschedule --force` (data).
+    Lost,
+}
+
+/// `/caas/pools/<pool>/containers/<name>`: central's record of one workload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerRecord {
+    pub version: u32,
+    pub spec: WorkloadSpec,
+    /// Anti-affinity group: replicas created by one request share it.
+    pub app: String,
+    #[serde(default)]
+    pub constraints: Vec<String>,
+    pub strategy: String,
+    pub node: String,
+    pub placement: Placement,
+    pub created_at: u64,
+}
+
+/// A container as the API shows it: the record plus what the agent last reported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerView {
+    pub pool: String,
+    pub name: String,
+    pub node: String,
+    pub placement: Placement,
+    pub spec: WorkloadSpec,
+    pub app: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<WorkloadStatus>,
+}
+
+/// Resources in scheduler units.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Allocation {
+    pub cpu_millis: u64,
+    pub memory_bytes: u64,
+    #[serde(default)]
+    pub pids: u64,
+}
+
+impl Allocation {
+    pub fn add(&mut self, other: Allocation) {
+        self.cpu_millis = self.cpu_millis.saturating_add(other.cpu_millis);
+        self.memory_bytes = self.memory_bytes.saturating_add(other.memory_bytes);
+        self.pids = self.pids.saturating_add(other.pids);
+    }
+    pub fn sub(&mut self, other: Allocation) {
+        self.cpu_millis = self.cpu_millis.saturating_sub(other.cpu_millis);
+        self.memory_bytes = self.memory_bytes.saturating_sub(other.memory_bytes);
+        self.pids = self.pids.saturating_sub(other.pids);
+    }
+}
+
+/// One workload's share of a node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlacedWorkload {
+    /// Anti-affinity group.
+    pub app: String,
+    pub allocation: Allocation,
+}
+
+/// Liveness of a node as central tracks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Liveness {
+    /// Registered (its ephemeral znode exists).
+    Ready,
+    /// Registration gone, within the grace period.
+    Disconnected,
+    /// Registration gone for longer than the grace period.
+    Lost,
+}
+
+/// `/caas/inventory/<node>`: central's persistent knowledge of a node. Every placement
+/// updates it with a version check, which is what makes concurrent central instances unable to
+/// over-commit a node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeRecord {
+    pub version: u32,
+    /// Last registration seen.
+    pub info: NodeInfo,
+    pub allocated: Allocation,
+    /// What is placed here, per workload key (`<pool>.<name>`).
+    #[serde(default)]
+    pub workloads: BTreeMap<String, PlacedWorkload>,
+    pub liveness: Liveness,
+    /// Unix seconds of the last liveness change.
+    pub since: u64,
+}
+
+/// A node as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeView {
+    pub id: String,
+    pub pool: String,
+    pub liveness: Liveness,
+    pub capacity: crate::Capacity,
+    pub allocated: Allocation,
+    pub labels: BTreeMap<String, String>,
+    pub containers: usize,
+    pub api_addr: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub underlay: Option<String>,
+    pub agent_version: String,
+}
+
+/// Body of `POST /v1/pools/{pool}/containers/{name}/reschedule`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RescheduleRequest {
+    /// Re-place even a workload with a data container (its data stays on the lost node).
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// Every API error: a stable machine-readable code, a message for people, and the field at
+/// fault when there is one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}

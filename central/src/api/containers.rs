@@ -1,0 +1,240 @@
+//! `/v1/pools/{pool}/containers`: create (idempotent on pool+name, N replicas in one atomic
+//! commit), list, inspect, delete (optionally purging data), and reschedule off a lost node.
+
+use bytes::Bytes;
+use caas_api::central::{ContainerRecord, ContainerView, CreateContainerRequest, Liveness, RescheduleRequest, MAX_INSTANCES};
+use caas_api::name::validate_dns_label;
+use caas_api::{Resources, WorkloadKey, WorkloadSpec};
+use warp::http::StatusCode;
+use warp::Reply;
+
+use super::{check_pool_access, json, parse_body, principal, Ctx, Response};
+use crate::error::ApiError;
+use crate::placement::{self, Want};
+use crate::scheduler::{Constraint, Strategy};
+
+/// Requests a workload gets when the spec names none, so every placement is accounted for.
+pub const DEFAULT_CPU: &str = "100m";
+pub const DEFAULT_MEMORY: &str = "128Mi";
+
+async fn require_pool(ctx: &Ctx, pool: &str) -> Result<(), ApiError> {
+    let who = principal(&ctx.central, &ctx.auth).await?;
+    check_pool_access(&who, pool)?;
+    if ctx.central.store.pool(pool).await?.is_none() {
+        return Err(ApiError::not_found(format!("pool {pool} not found")));
+    }
+    Ok(())
+}
+
+async fn view(ctx: &Ctx, record: ContainerRecord) -> Result<ContainerView, ApiError> {
+    let key = WorkloadKey::new(&record.spec.pool, &record.spec.name);
+    let status = ctx.central.store.status(&record.node, &key).await?;
+    Ok(ContainerView {
+        pool: record.spec.pool.clone(),
+        name: record.spec.name.clone(),
+        node: record.node,
+        placement: record.placement,
+        app: record.app,
+        spec: record.spec,
+        status,
+    })
+}
+
+/// The plan for one create request: the wants per replica, validated.
+fn plan(pool: &str, request: &CreateContainerRequest) -> Result<Vec<Want>, ApiError> {
+    validate_dns_label("name", &request.name)?;
+    let instances = request.instances.unwrap_or(1);
+    if instances == 0 || instances > MAX_INSTANCES {
+        return Err(ApiError::invalid("instances", format!("{instances} is out of range; use 1..={MAX_INSTANCES}")));
+    }
+    let constraints = request
+        .constraints
+        .iter()
+        .enumerate()
+        .map(|(i, c)| Constraint::parse(c).map_err(|e| ApiError::invalid(format!("constraints[{i}]"), e.to_string())))
+        .collect::<Result<Vec<_>, _>>()?;
+    let strategy = match request.strategy.as_deref() {
+        None | Some("spread") => Strategy::Spread,
+        Some("binpack") => Strategy::Binpack,
+        Some(other) => {
+            return Err(ApiError::invalid("strategy", format!("{other:?} is not a strategy; use \"spread\" or \"binpack\"")))
+        }
+    };
+    let resources = Resources {
+        cpu: request.resources.cpu.clone().or_else(|| Some(DEFAULT_CPU.into())),
+        memory: request.resources.memory.clone().or_else(|| Some(DEFAULT_MEMORY.into())),
+        pids: request.resources.pids,
+    };
+    let mut wants = Vec::new();
+    for i in 1..=instances {
+        let (name, hostname) = if instances == 1 {
+            (request.name.clone(), request.hostname.clone())
+        } else {
+            (format!("{}-{i}", request.name), request.hostname.as_ref().map(|h| format!("{h}-{i}")))
+        };
+        let spec = WorkloadSpec {
+            version: caas_api::PAYLOAD_VERSION,
+            pool: pool.to_string(),
+            name,
+            image: request.image.clone(),
+            command: request.command.clone(),
+            env: request.env.clone(),
+            resources: resources.clone(),
+            restart: request.restart,
+            labels: request.labels.clone(),
+            volumes: request.volumes.clone(),
+            hostname,
+            generation: 1,
+        };
+        spec.validate().map_err(|e| {
+            if e.field == "name" {
+                ApiError::invalid("name", format!("replica names must be DNS labels too: {e}"))
+            } else {
+                ApiError::from(e)
+            }
+        })?;
+        wants.push(Want { spec, app: request.name.clone(), constraints: constraints.clone(), strategy });
+    }
+    Ok(wants)
+}
+
+/// Fields that differ between an existing record and a wanted one (generation excluded).
+fn differences(existing: &ContainerRecord, want: &Want) -> Vec<&'static str> {
+    let (a, b) = (&existing.spec, &want.spec);
+    let mut diff = Vec::new();
+    let checks: [(&'static str, bool); 9] = [
+        ("image", a.image != b.image),
+        ("command", a.command != b.command),
+        ("env", a.env != b.env),
+        ("resources", a.resources != b.resources),
+        ("restart", a.restart != b.restart),
+        ("labels", a.labels != b.labels),
+        ("volumes", a.volumes != b.volumes),
+        ("hostname", a.hostname != b.hostname),
+        ("constraints", existing.constraints != want.constraints.iter().map(ToString::to_string).collect::<Vec<_>>()),
+    ];
+    for (field, differs) in checks {
+        if differs {
+            diff.push(field);
+        }
+    }
+    diff
+}
+
+/// Splits the wants into those already created (identically) and those still missing; a
+/// different existing spec is a 409 that names the fields.
+async fn existing(ctx: &Ctx, pool: &str, wants: &[Want]) -> Result<(Vec<ContainerRecord>, Vec<Want>), ApiError> {
+    let mut found = Vec::new();
+    let mut missing = Vec::new();
+    for want in wants {
+        match ctx.central.store.container(pool, &want.spec.name).await? {
+            Some((record, _)) => {
+                let diff = differences(&record, want);
+                if !diff.is_empty() {
+                    return Err(ApiError::conflict(
+                        "exists-different",
+                        format!(
+                            "container {} already exists in pool {pool} with a different {}; delete it first or send the same spec",
+                            want.spec.name,
+                            diff.join(", ")
+                        ),
+                    ));
+                }
+                found.push(record);
+            }
+            None => missing.push(want.clone()),
+        }
+    }
+    Ok((found, missing))
+}
+
+pub async fn create(ctx: Ctx, pool: String, body: Bytes) -> Result<Response, ApiError> {
+    require_pool(&ctx, &pool).await?;
+    let request: CreateContainerRequest = parse_body(&body)?;
+    let wants = plan(&pool, &request)?;
+    for attempt in 0..3 {
+        let (mut done, missing) = existing(&ctx, &pool, &wants).await?;
+        if missing.is_empty() {
+            let mut views = Vec::new();
+            for r in done {
+                views.push(view(&ctx, r).await?);
+            }
+            return Ok(json(StatusCode::OK, &views));
+        }
+        match placement::place_and_commit(&ctx.central, &pool, &missing, Default::default(), None).await {
+            Ok(records) => {
+                for r in &records {
+                    tracing::info!(pool = %pool, name = %r.spec.name, node = %r.node, "container placed");
+                }
+                done.extend(records);
+                let mut views = Vec::new();
+                for r in done {
+                    views.push(view(&ctx, r).await?);
+                }
+                return Ok(json(StatusCode::CREATED, &views));
+            }
+            // Someone created some of these names meanwhile: look again.
+            Err(e) if e.code == "contention" && attempt < 2 => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(ApiError::unavailable("concurrent creates of the same names; retry"))
+}
+
+pub async fn list(ctx: Ctx, pool: String) -> Result<Response, ApiError> {
+    require_pool(&ctx, &pool).await?;
+    let mut out = Vec::new();
+    for (record, _) in ctx.central.store.containers(&pool).await? {
+        out.push(view(&ctx, record).await?);
+    }
+    Ok(json(StatusCode::OK, &out))
+}
+
+pub async fn get(ctx: Ctx, pool: String, name: String) -> Result<Response, ApiError> {
+    require_pool(&ctx, &pool).await?;
+    let (record, _) = ctx
+        .central
+        .store
+        .container(&pool, &name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("container {name} not found in pool {pool}")))?;
+    Ok(json(StatusCode::OK, &view(&ctx, record).await?))
+}
+
+pub async fn delete(ctx: Ctx, pool: String, name: String, purge: bool) -> Result<Response, ApiError> {
+    require_pool(&ctx, &pool).await?;
+    placement::remove(&ctx.central, &pool, &name, purge).await?;
+    tracing::info!(pool = %pool, name = %name, purge, "container deleted");
+    Ok(warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response())
+}
+
+pub async fn reschedule(ctx: Ctx, pool: String, name: String, body: Bytes) -> Result<Response, ApiError> {
+    require_pool(&ctx, &pool).await?;
+    let request: RescheduleRequest = if body.is_empty() { RescheduleRequest::default() } else { parse_body(&body)? };
+    let (record, stat) = ctx
+        .central
+        .store
+        .container(&pool, &name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("container {name} not found in pool {pool}")))?;
+    let node_ready = ctx.central.registrations()?.contains_key(&record.node)
+        && ctx.central.inventory()?.get(&record.node).is_none_or(|n| n.record.liveness != Liveness::Lost);
+    if node_ready && !request.force {
+        return Err(ApiError::conflict(
+            "node-ready",
+            format!("{name} runs on node {}, which is ready; use --force to move it anyway", record.node),
+        ));
+    }
+    if !record.spec.volumes.is_empty() && !request.force {
+        return Err(ApiError::conflict(
+            "has-data",
+            format!(
+                "{name} has a data container on node {}; its data stays there. Use --force to re-place it without its data",
+                record.node
+            ),
+        ));
+    }
+    let moved = placement::move_elsewhere(&ctx.central, &record, stat.version, None).await?;
+    tracing::info!(pool = %pool, name = %name, from = %record.node, to = %moved.node, "container rescheduled");
+    Ok(json(StatusCode::OK, &view(&ctx, moved).await?))
+}

@@ -1,0 +1,206 @@
+//! The REST API routes (warp). Handlers are plain async functions returning
+//! `Result<Response, ApiError>`; this module does the plumbing: auth header, body parsing with
+//! field-naming errors, and the error mapping.
+
+mod containers;
+mod nodes;
+mod openapi;
+mod pools;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use warp::http::StatusCode;
+use warp::{Filter, Reply};
+
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::state::Central;
+
+/// Largest request body accepted.
+const MAX_BODY: u64 = 1 << 20;
+
+pub type Response = warp::reply::Response;
+
+pub fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response {
+    warp::reply::with_status(warp::reply::json(value), status).into_response()
+}
+
+/// Parses a JSON body, refusing unknown fields (the types say `deny_unknown_fields`) with a
+/// message that names the field.
+pub fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    if body.is_empty() {
+        return Err(ApiError::invalid("body", "a JSON body is required"));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        let text = e.to_string();
+        let field = text
+            .split('`')
+            .nth(1)
+            .filter(|_| text.starts_with("unknown field") || text.starts_with("missing field"))
+            .unwrap_or("body")
+            .to_string();
+        ApiError::invalid(field, format!("the body is not a valid request: {text}"))
+    })
+}
+
+/// Resolves the caller or fails with 401.
+pub async fn principal(central: &Central, auth: &Option<String>) -> Result<Principal, ApiError> {
+    let token = auth.as_deref().and_then(|h| h.strip_prefix("Bearer ")).map(str::trim);
+    central.authenticate(token).await
+}
+
+/// 404 for a pool the caller may not see, exactly as for one that does not exist.
+pub fn check_pool_access(principal: &Principal, pool: &str) -> Result<(), ApiError> {
+    if principal.sees(pool) {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(format!("pool {pool} not found")))
+    }
+}
+
+pub fn require_admin(principal: &Principal) -> Result<(), ApiError> {
+    match principal {
+        Principal::Admin => Ok(()),
+        Principal::Pool(_) => Err(ApiError::forbidden("this needs the admin token")),
+    }
+}
+
+fn finish(result: Result<Response, ApiError>) -> Response {
+    result.unwrap_or_else(ApiError::into_response)
+}
+
+/// Everything a handler receives.
+#[derive(Clone)]
+pub struct Ctx {
+    pub central: Arc<Central>,
+    pub auth: Option<String>,
+}
+
+fn ctx(central: Arc<Central>) -> impl Filter<Extract = (Ctx,), Error = Infallible> + Clone {
+    warp::any()
+        .map(move || central.clone())
+        .and(warp::header::optional::<String>("authorization").or(warp::any().map(|| None)).unify())
+        .map(|central, auth| Ctx { central, auth })
+}
+
+fn body() -> impl Filter<Extract = (Bytes,), Error = warp::Rejection> + Clone {
+    warp::body::content_length_limit(MAX_BODY).and(warp::body::bytes())
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct DeleteQuery {
+    purge_data: Option<bool>,
+}
+
+/// All routes.
+pub fn routes(central: Arc<Central>) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
+    let c = ctx(central);
+    let v1 = warp::path("v1");
+
+    let healthz = warp::path!("healthz").and(warp::get()).and(c.clone()).map(|ctx: Ctx| {
+        let ok = ctx.central.synced();
+        json(
+            if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE },
+            &serde_json::json!({"status": if ok { "ok" } else { "loading" }, "version": env!("CARGO_PKG_VERSION")}),
+        )
+    });
+    let openapi = v1.and(warp::path!("openapi.json")).and(warp::get()).map(|| json(StatusCode::OK, &openapi::document()));
+
+    let pools_list = v1.and(warp::path!("pools")).and(warp::get()).and(c.clone()).then(|ctx: Ctx| async move {
+        finish(pools::list(ctx).await)
+    });
+    let pools_create = v1.and(warp::path!("pools")).and(warp::post()).and(c.clone()).and(body()).then(
+        |ctx: Ctx, body: Bytes| async move { finish(pools::create(ctx, body).await) },
+    );
+    let pool_get = v1.and(warp::path!("pools" / String)).and(warp::get()).and(c.clone()).then(
+        |pool: String, ctx: Ctx| async move { finish(pools::get(ctx, pool).await) },
+    );
+    let pool_delete = v1.and(warp::path!("pools" / String)).and(warp::delete()).and(c.clone()).then(
+        |pool: String, ctx: Ctx| async move { finish(pools::delete(ctx, pool).await) },
+    );
+    let pool_token = v1.and(warp::path!("pools" / String / "tokens")).and(warp::post()).and(c.clone()).then(
+        |pool: String, ctx: Ctx| async move { finish(pools::new_token(ctx, pool).await) },
+    );
+
+    let nodes_list = v1.and(warp::path!("nodes")).and(warp::get()).and(c.clone()).then(|ctx: Ctx| async move {
+        finish(nodes::list(ctx).await)
+    });
+    let node_get = v1.and(warp::path!("nodes" / String)).and(warp::get()).and(c.clone()).then(
+        |id: String, ctx: Ctx| async move { finish(nodes::get(ctx, id).await) },
+    );
+
+    let containers_list = v1.and(warp::path!("pools" / String / "containers")).and(warp::get()).and(c.clone()).then(
+        |pool: String, ctx: Ctx| async move { finish(containers::list(ctx, pool).await) },
+    );
+    let containers_create = v1
+        .and(warp::path!("pools" / String / "containers"))
+        .and(warp::post())
+        .and(c.clone())
+        .and(body())
+        .then(|pool: String, ctx: Ctx, body: Bytes| async move { finish(containers::create(ctx, pool, body).await) });
+    let container_get = v1.and(warp::path!("pools" / String / "containers" / String)).and(warp::get()).and(c.clone()).then(
+        |pool: String, name: String, ctx: Ctx| async move { finish(containers::get(ctx, pool, name).await) },
+    );
+    let container_delete = v1
+        .and(warp::path!("pools" / String / "containers" / String))
+        .and(warp::delete())
+        .and(warp::query::<DeleteQuery>())
+        .and(c.clone())
+        .then(|pool: String, name: String, q: DeleteQuery, ctx: Ctx| async move {
+            finish(containers::delete(ctx, pool, name, q.purge_data.unwrap_or(false)).await)
+        });
+    let container_reschedule = v1
+        .and(warp::path!("pools" / String / "containers" / String / "reschedule"))
+        .and(warp::post())
+        .and(c)
+        .and(body())
+        .then(|pool: String, name: String, ctx: Ctx, body: Bytes| async move {
+            finish(containers::reschedule(ctx, pool, name, body).await)
+        });
+
+    healthz
+        .or(openapi)
+        .unify()
+        .or(pools_list)
+        .unify()
+        .or(pools_create)
+        .unify()
+        .or(pool_token)
+        .unify()
+        .or(pool_get)
+        .unify()
+        .or(pool_delete)
+        .unify()
+        .or(nodes_list)
+        .unify()
+        .or(node_get)
+        .unify()
+        .or(containers_list)
+        .unify()
+        .or(containers_create)
+        .unify()
+        .or(container_reschedule)
+        .unify()
+        .or(container_get)
+        .unify()
+        .or(container_delete)
+        .unify()
+        .recover(|rejection: warp::Rejection| async move {
+            let err = if rejection.is_not_found() {
+                ApiError::not_found("no such endpoint; see /v1/openapi.json")
+            } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+                ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "method not allowed on this path")
+            } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", format!("bodies are limited to {MAX_BODY} bytes"))
+            } else if rejection.find::<warp::reject::InvalidQuery>().is_some() {
+                ApiError::invalid("query", "invalid query string (purge_data=true|false)")
+            } else {
+                ApiError::new(StatusCode::BAD_REQUEST, "bad-request", format!("{rejection:?}"))
+            };
+            Ok::<_, Infallible>(err.into_response())
+        })
+        .unify()
+}

@@ -1,0 +1,75 @@
+//! The OpenAPI 3 document served at `/v1/openapi.json`, written out by hand from the routes in
+//! `api/mod.rs` (the request/response schemas are the `caas_api::central` types).
+
+use serde_json::{json, Value};
+
+fn op(summary: &str, body: Option<&str>, ok: &str) -> Value {
+    let mut v = json!({
+        "summary": summary,
+        "security": [{"bearer": []}],
+        "responses": {
+            ok: {"description": "success"},
+            "400": {"$ref": "#/components/responses/Error"},
+            "401": {"$ref": "#/components/responses/Error"},
+            "404": {"$ref": "#/components/responses/Error"},
+            "409": {"$ref": "#/components/responses/Error"}
+        }
+    });
+    if let Some(schema) = body {
+        v["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}});
+    }
+    v
+}
+
+pub fn document() -> Value {
+    json!({
+        "openapi": "3.0.3",
+        "info": {"title": "caas central API", "version": env!("CARGO_PKG_VERSION"),
+                 "description": "Pools, nodes and containers. Errors are {code, message, field?}. A pool token sees only its pool; other pools answer 404."},
+        "paths": {
+            "/v1/pools": {"get": op("List pools", None, "200"), "post": op("Create a pool (admin); returns its first token", Some("CreatePoolRequest"), "201")},
+            "/v1/pools/{pool}": {"get": op("Get a pool", None, "200"), "delete": op("Delete an empty pool (admin)", None, "204")},
+            "/v1/pools/{pool}/tokens": {"post": op("Issue another pool token (admin)", None, "201")},
+            "/v1/nodes": {"get": op("List nodes with capacity, allocation and liveness", None, "200")},
+            "/v1/nodes/{id}": {"get": op("Get a node", None, "200")},
+            "/v1/pools/{pool}/containers": {
+                "get": op("List containers", None, "200"),
+                "post": op("Create containers (idempotent on pool+name; instances: N replicas)", Some("CreateContainerRequest"), "201")
+            },
+            "/v1/pools/{pool}/containers/{name}": {
+                "get": op("Inspect a container", None, "200"),
+                "delete": {
+                    "summary": "Delete a container; purge_data=true also removes its data container",
+                    "parameters": [{"name": "purge_data", "in": "query", "schema": {"type": "boolean"}}],
+                    "responses": {"204": {"description": "deleted"}, "404": {"$ref": "#/components/responses/Error"}}
+                }
+            },
+            "/v1/pools/{pool}/containers/{name}/reschedule": {"post": op("Re-place a container off a lost node (force: also with data, or off a ready node)", Some("RescheduleRequest"), "200")}
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "responses": {"Error": {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}},
+            "schemas": {
+                "ErrorBody": {"type": "object", "required": ["code", "message"], "properties": {
+                    "code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"}}},
+                "CreatePoolRequest": {"type": "object", "additionalProperties": false, "required": ["name"], "properties": {
+                    "name": {"type": "string", "pattern": "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"},
+                    "ssh_keys": {"type": "array", "items": {"type": "string"}}}},
+                "RescheduleRequest": {"type": "object", "additionalProperties": false, "properties": {"force": {"type": "boolean"}}},
+                "CreateContainerRequest": {"type": "object", "additionalProperties": false, "required": ["name", "image"], "properties": {
+                    "name": {"type": "string"}, "image": {"type": "string"},
+                    "command": {"type": "array", "items": {"type": "string"}},
+                    "env": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "resources": {"type": "object", "additionalProperties": false, "properties": {
+                        "cpu": {"type": "string", "example": "500m"}, "memory": {"type": "string", "example": "256Mi"}, "pids": {"type": "integer", "minimum": 1}}},
+                    "restart": {"type": "string", "enum": ["never", "on-failure", "always"]},
+                    "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "volumes": {"type": "array", "items": {"type": "string"}},
+                    "hostname": {"type": "string"},
+                    "instances": {"type": "integer", "minimum": 1, "maximum": caas_api::central::MAX_INSTANCES},
+                    "constraints": {"type": "array", "items": {"type": "string", "example": "rack==r1"}},
+                    "strategy": {"type": "string", "enum": ["spread", "binpack"]}}}
+            }
+        }
+    })
+}

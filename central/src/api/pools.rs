@@ -1,0 +1,138 @@
+//! `/v1/pools`: tenants. Creating and deleting pools needs the admin token; a pool token sees
+//! only its own pool.
+
+use bytes::Bytes;
+use caas_api::central::{CreatePoolRequest, PoolRecord, PoolView};
+use caas_api::name::validate_dns_label;
+use caas_zk::zookeeper_client::Error as ZkError;
+use warp::http::StatusCode;
+
+use super::{check_pool_access, json, parse_body, principal, require_admin, Ctx, Response};
+use crate::auth::{hash_token, new_token as fresh_token};
+use crate::error::ApiError;
+use crate::store::{Op, StoreError};
+
+async fn view(ctx: &Ctx, pool: &str) -> Result<PoolView, ApiError> {
+    let containers = ctx.central.store.children(&ctx.central.store.layout.containers(pool)).await?.len();
+    let nodes = ctx.central.registrations()?.values().filter(|n| n.pool == pool).count();
+    Ok(PoolView { name: pool.to_string(), containers, nodes, token: None })
+}
+
+pub async fn list(ctx: Ctx) -> Result<Response, ApiError> {
+    let who = principal(&ctx.central, &ctx.auth).await?;
+    let mut out = Vec::new();
+    for pool in ctx.central.store.pools().await? {
+        if who.sees(&pool.name) {
+            out.push(view(&ctx, &pool.name).await?);
+        }
+    }
+    Ok(json(StatusCode::OK, &out))
+}
+
+pub async fn get(ctx: Ctx, pool: String) -> Result<Response, ApiError> {
+    let who = principal(&ctx.central, &ctx.auth).await?;
+    check_pool_access(&who, &pool)?;
+    if ctx.central.store.pool(&pool).await?.is_none() {
+        return Err(ApiError::not_found(format!("pool {pool} not found")));
+    }
+    Ok(json(StatusCode::OK, &view(&ctx, &pool).await?))
+}
+
+pub async fn create(ctx: Ctx, body: Bytes) -> Result<Response, ApiError> {
+    let who = principal(&ctx.central, &ctx.auth).await?;
+    require_admin(&who)?;
+    let request: CreatePoolRequest = parse_body(&body)?;
+    validate_dns_label("name", &request.name)?;
+    for (i, key) in request.ssh_keys.iter().enumerate() {
+        if !key.starts_with("ssh-") && !key.starts_with("ecdsa-") || key.contains('\n') {
+            return Err(ApiError::invalid(format!("ssh_keys[{i}]"), "not an OpenSSH public key line (ssh-ed25519 AAAA...)"));
+        }
+    }
+    let token = fresh_token();
+    let record = PoolRecord {
+        version: caas_api::PAYLOAD_VERSION,
+        name: request.name.clone(),
+        token_hashes: vec![hash_token(&token)],
+        ssh_keys: request.ssh_keys,
+        created_at: crate::now(),
+    };
+    let layout = &ctx.central.store.layout;
+    ctx.central.store.ensure(&layout.pools()).await?;
+    let ops = vec![
+        Op::create(layout.pool(&record.name), &record)?,
+        Op::Create { path: layout.containers(&record.name), data: Vec::new() },
+        Op::Create { path: format!("{}/networks", layout.pool(&record.name)), data: Vec::new() },
+    ];
+    match ctx.central.store.commit(&ops, None).await {
+        Ok(()) => {}
+        Err(StoreError::Conflict { source: ZkError::NodeExists, .. }) => {
+            return Err(ApiError::conflict("exists", format!("pool {} already exists", record.name)));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    tracing::info!(pool = %record.name, "pool created");
+    let mut v = view(&ctx, &record.name).await?;
+    v.token = Some(token);
+    Ok(json(StatusCode::CREATED, &v))
+}
+
+pub async fn new_token(ctx: Ctx, pool: String) -> Result<Response, ApiError> {
+    let who = principal(&ctx.central, &ctx.auth).await?;
+    check_pool_access(&who, &pool)?;
+    require_admin(&who)?;
+    for _ in 0..10 {
+        let (mut record, stat) = ctx
+            .central
+            .store
+            .pool(&pool)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("pool {pool} not found")))?;
+        let token = fresh_token();
+        record.token_hashes.push(hash_token(&token));
+        let op = Op::set(ctx.central.store.layout.pool(&pool), &record, stat.version)?;
+        match ctx.central.store.commit(&[op], None).await {
+            Ok(()) => return Ok(json(StatusCode::CREATED, &serde_json::json!({ "token": token }))),
+            Err(e) if e.is_race() => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::unavailable("the pool is being changed concurrently; retry"))
+}
+
+pub async fn delete(ctx: Ctx, pool: String) -> Result<Response, ApiError> {
+    let who = principal(&ctx.central, &ctx.auth).await?;
+    check_pool_access(&who, &pool)?;
+    require_admin(&who)?;
+    let layout = &ctx.central.store.layout;
+    let Some((_, stat)) = ctx.central.store.pool(&pool).await? else {
+        return Err(ApiError::not_found(format!("pool {pool} not found")));
+    };
+    let containers = ctx.central.store.children(&layout.containers(&pool)).await?;
+    let networks = ctx.central.store.children(&format!("{}/networks", layout.pool(&pool))).await?;
+    if !containers.is_empty() || !networks.is_empty() {
+        return Err(ApiError::conflict(
+            "not-empty",
+            format!(
+                "pool {pool} still has {} container(s) and {} network(s); remove them first",
+                containers.len(),
+                networks.len()
+            ),
+        ));
+    }
+    // The deletes of the child directories fail with NotEmpty if something was added meanwhile.
+    let ops = vec![
+        Op::Delete { path: layout.containers(&pool), version: None },
+        Op::Delete { path: format!("{}/networks", layout.pool(&pool)), version: None },
+        Op::Delete { path: layout.pool(&pool), version: Some(stat.version) },
+    ];
+    match ctx.central.store.commit(&ops, None).await {
+        Ok(()) => {}
+        Err(StoreError::Conflict { source: ZkError::NotEmpty, .. }) => {
+            return Err(ApiError::conflict("not-empty", format!("pool {pool} got containers meanwhile; remove them first")));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok(warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response())
+}
+
+use warp::Reply;

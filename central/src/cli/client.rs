@@ -1,0 +1,344 @@
+//! `CentralClient`: a typed async client of central's REST API (`/v1/...`). Used by the `caas`
+//! CLI and by end-to-end tests; every error answer is decoded into `CliError::Api` with the
+//! `ErrorBody` central sent.
+
+use std::time::Duration;
+
+use caas_api::central::{
+    ContainerView, CreateContainerRequest, CreatePoolRequest, ErrorBody, NodeView, PoolView,
+    RescheduleRequest,
+};
+use reqwest::header::{HeaderValue, AUTHORIZATION};
+use reqwest::{Method, RequestBuilder, StatusCode, Url};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::error::{synthetic_code, CliError, NetworkKind};
+
+/// How long to wait for a TCP connection to central.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one request may take in all. Creating many replicas commits to ZooKeeper with
+/// retries, so this is generous.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+/// How much of an unexpected body to quote in an error.
+const BODY_QUOTE: usize = 200;
+
+/// Answer of `POST /v1/pools/{pool}/tokens`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenResponse {
+    pub token: String,
+}
+
+/// Result of a container create: the containers, and whether anything was new (`201`) or all
+/// of them already existed with the same spec (`200`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateOutcome {
+    pub containers: Vec<ContainerView>,
+    pub created: bool,
+}
+
+/// A client of one central (or a VIP in front of several).
+#[derive(Debug, Clone)]
+pub struct CentralClient {
+    base: Url,
+    auth: Option<HeaderValue>,
+    http: reqwest::Client,
+}
+
+impl CentralClient {
+    /// `url` is central's base address (`http://host:port`, optionally with a path prefix);
+    /// `token` is sent as `Authorization: Bearer <token>`.
+    pub fn new(url: &str, token: Option<&str>) -> Result<Self, CliError> {
+        Self::with_timeouts(url, token, CONNECT_TIMEOUT, REQUEST_TIMEOUT)
+    }
+
+    pub fn with_timeouts(
+        url: &str,
+        token: Option<&str>,
+        connect: Duration,
+        request: Duration,
+    ) -> Result<Self, CliError> {
+        let base = parse_base_url(url)?;
+        let auth = token
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(|t| {
+                let mut value = HeaderValue::from_str(&format!("Bearer {t}")).map_err(|_| {
+                    CliError::bad_argument(
+                        "--token/CAAS_TOKEN contains characters that cannot be sent in an HTTP \
+                         header; copy the token again",
+                    )
+                })?;
+                value.set_sensitive(true);
+                Ok::<_, CliError>(value)
+            })
+            .transpose()?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(connect)
+            .timeout(request)
+            .user_agent(concat!("caas/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| CliError::Network {
+                kind: NetworkKind::Other,
+                url: url.to_string(),
+                detail: innermost(&e),
+            })?;
+        Ok(Self { base, auth, http })
+    }
+
+    /// Central's base URL as given.
+    pub fn base_url(&self) -> &str {
+        self.base.as_str()
+    }
+
+    // ---- pools ----
+
+    pub async fn list_pools(&self) -> Result<Vec<PoolView>, CliError> {
+        self.get(&["v1", "pools"]).await
+    }
+
+    /// Creates a pool; the answer's `token` holds its first token (shown only this once).
+    pub async fn create_pool(&self, req: &CreatePoolRequest) -> Result<PoolView, CliError> {
+        let (_, view) = self.send(Method::POST, &["v1", "pools"], Some(req)).await?;
+        Ok(view)
+    }
+
+    pub async fn get_pool(&self, pool: &str) -> Result<PoolView, CliError> {
+        self.get(&["v1", "pools", pool]).await
+    }
+
+    pub async fn delete_pool(&self, pool: &str) -> Result<(), CliError> {
+        self.delete(self.url(&["v1", "pools", pool])).await
+    }
+
+    /// Issues one more token for a pool and returns it.
+    pub async fn create_pool_token(&self, pool: &str) -> Result<String, CliError> {
+        let (_, answer): (_, TokenResponse) = self
+            .send(Method::POST, &["v1", "pools", pool, "tokens"], None::<&()>)
+            .await?;
+        Ok(answer.token)
+    }
+
+    // ---- nodes ----
+
+    pub async fn list_nodes(&self) -> Result<Vec<NodeView>, CliError> {
+        self.get(&["v1", "nodes"]).await
+    }
+
+    pub async fn get_node(&self, id: &str) -> Result<NodeView, CliError> {
+        self.get(&["v1", "nodes", id]).await
+    }
+
+    // ---- containers ----
+
+    pub async fn create_containers(
+        &self,
+        pool: &str,
+        req: &CreateContainerRequest,
+    ) -> Result<Vec<ContainerView>, CliError> {
+        Ok(self.create_containers_outcome(pool, req).await?.containers)
+    }
+
+    /// Like `create_containers`, also telling whether anything was created.
+    pub async fn create_containers_outcome(
+        &self,
+        pool: &str,
+        req: &CreateContainerRequest,
+    ) -> Result<CreateOutcome, CliError> {
+        let (status, containers) = self
+            .send(
+                Method::POST,
+                &["v1", "pools", pool, "containers"],
+                Some(req),
+            )
+            .await?;
+        Ok(CreateOutcome {
+            containers,
+            created: status == StatusCode::CREATED,
+        })
+    }
+
+    pub async fn list_containers(&self, pool: &str) -> Result<Vec<ContainerView>, CliError> {
+        self.get(&["v1", "pools", pool, "containers"]).await
+    }
+
+    pub async fn get_container(&self, pool: &str, name: &str) -> Result<ContainerView, CliError> {
+        self.get(&["v1", "pools", pool, "containers", name]).await
+    }
+
+    /// Deletes a container; with `purge_data` its data container (volumes) goes too.
+    pub async fn delete_container(
+        &self,
+        pool: &str,
+        name: &str,
+        purge_data: bool,
+    ) -> Result<(), CliError> {
+        let mut url = self.url(&["v1", "pools", pool, "containers", name]);
+        if purge_data {
+            url.query_pairs_mut().append_pair("purge_data", "true");
+        }
+        self.delete(url).await
+    }
+
+    /// Re-places a container on another node; `force` also moves one with a data container
+    /// (its data stays behind on the lost node).
+    pub async fn reschedule_container(
+        &self,
+        pool: &str,
+        name: &str,
+        force: bool,
+    ) -> Result<ContainerView, CliError> {
+        let (_, view) = self
+            .send(
+                Method::POST,
+                &["v1", "pools", pool, "containers", name, "reschedule"],
+                Some(&RescheduleRequest { force }),
+            )
+            .await?;
+        Ok(view)
+    }
+
+    // ---- plumbing ----
+
+    fn url(&self, segments: &[&str]) -> Url {
+        let mut url = self.base.clone();
+        // `parse_base_url` only accepts http(s) URLs, which always have path segments.
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().extend(segments);
+        }
+        url
+    }
+
+    async fn get<T: DeserializeOwned>(&self, segments: &[&str]) -> Result<T, CliError> {
+        let (_, value) = self.send(Method::GET, segments, None::<&()>).await?;
+        Ok(value)
+    }
+
+    async fn delete(&self, url: Url) -> Result<(), CliError> {
+        self.exchange(self.http.delete(url)).await.map(|_| ())
+    }
+
+    async fn send<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        segments: &[&str],
+        body: Option<&B>,
+    ) -> Result<(StatusCode, T), CliError> {
+        let mut req = self.http.request(method, self.url(segments));
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let (status, bytes) = self.exchange(req).await?;
+        let value = serde_json::from_slice(&bytes).map_err(|e| CliError::Protocol {
+            status: status.as_u16(),
+            url: self.base_url().to_string(),
+            detail: format!("{e}; body: {}", quote(&bytes)),
+        })?;
+        Ok((status, value))
+    }
+
+    /// Sends a request; returns the status and body of a success, or the decoded error.
+    async fn exchange(&self, req: RequestBuilder) -> Result<(StatusCode, Vec<u8>), CliError> {
+        let req = match &self.auth {
+            Some(auth) => req.header(AUTHORIZATION, auth.clone()),
+            None => req,
+        };
+        let resp = req.send().await.map_err(|e| self.network_error(&e))?;
+        let status = resp.status();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| self.network_error(&e))?
+            .to_vec();
+        if status.is_client_error() || status.is_server_error() {
+            return Err(self.api_error(status, &bytes));
+        }
+        Ok((status, bytes))
+    }
+
+    fn api_error(&self, status: StatusCode, bytes: &[u8]) -> CliError {
+        let body = serde_json::from_slice::<ErrorBody>(bytes).unwrap_or_else(|_| {
+            let reason = status.canonical_reason().unwrap_or("error");
+            let text = quote(bytes);
+            ErrorBody {
+                code: synthetic_code(status.as_u16()),
+                message: if text.is_empty() {
+                    format!("HTTP {} {reason}", status.as_u16())
+                } else {
+                    format!("HTTP {} {reason}: {text}", status.as_u16())
+                },
+                field: None,
+            }
+        });
+        CliError::Api {
+            status: status.as_u16(),
+            body,
+            url: self.base_url().to_string(),
+        }
+    }
+
+    fn network_error(&self, e: &reqwest::Error) -> CliError {
+        let kind = if e.is_connect() {
+            NetworkKind::Connect
+        } else if e.is_timeout() {
+            NetworkKind::Timeout
+        } else {
+            NetworkKind::Other
+        };
+        CliError::Network {
+            kind,
+            url: self.base_url().to_string(),
+            detail: innermost(e),
+        }
+    }
+}
+
+fn parse_base_url(text: &str) -> Result<Url, CliError> {
+    let mut url = Url::parse(text.trim()).map_err(|e| {
+        CliError::bad_argument(format!(
+            "--url/CAAS_URL {text:?} is not a URL ({e}); write it like http://central:8080"
+        ))
+    })?;
+    match url.scheme() {
+        "http" => {}
+        "https" => {
+            return Err(CliError::bad_argument(format!(
+                "--url/CAAS_URL {text:?}: this build of caas speaks plain http only; use an \
+                 http:// address"
+            )))
+        }
+        other => {
+            return Err(CliError::bad_argument(format!(
+                "--url/CAAS_URL {text:?}: unsupported scheme {other:?}; write it like \
+                 http://central:8080"
+            )))
+        }
+    }
+    url.set_query(None);
+    url.set_fragment(None);
+    Ok(url)
+}
+
+/// The most specific message in an error chain ("Connection refused (os error 111)" rather
+/// than "error sending request").
+fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = e;
+    while let Some(source) = current.source() {
+        current = source;
+    }
+    current.to_string()
+}
+
+/// A body as text for an error message: trimmed and cut to `BODY_QUOTE` characters.
+fn quote(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let text = text.trim();
+    match text.char_indices().nth(BODY_QUOTE) {
+        Some((cut, _)) => format!("{}...", &text[..cut]),
+        None => text.to_string(),
+    }
+}
+
+#[cfg(test)]
+#[path = "client_tests.rs"]
+mod tests;

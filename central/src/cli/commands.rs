@@ -1,0 +1,203 @@
+//! Runs one parsed `caas` command against central and writes its output.
+
+use std::io::Write;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use caas_api::central::CreatePoolRequest;
+
+use super::client::{CentralClient, TokenResponse};
+use super::render;
+use super::{Cli, CliError, Command, ContainerCommand, NodeCommand, OutputFormat, PoolCommand};
+
+/// Runs `cli`, writing results to `out`. Errors are returned for the caller to print
+/// (`render::error_text`) and turn into an exit code (`CliError::exit_code`).
+pub async fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), CliError> {
+    let ctx = Ctx {
+        output: cli.output,
+        now: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    };
+    let client = || CentralClient::new(&cli.url, cli.token.as_deref());
+    match &cli.command {
+        Command::Pool(cmd) => pool(&client()?, &ctx, cmd, out).await,
+        Command::Node(cmd) => node(&client()?, &ctx, cmd, out).await,
+        Command::Container(cmd) => {
+            let pool = cli.require_pool()?;
+            container(&client()?, &ctx, pool, cmd, out).await
+        }
+    }
+}
+
+struct Ctx {
+    output: OutputFormat,
+    /// Unix seconds, for ages.
+    now: u64,
+}
+
+impl Ctx {
+    fn json(&self) -> bool {
+        self.output == OutputFormat::Json
+    }
+}
+
+async fn pool(
+    client: &CentralClient,
+    ctx: &Ctx,
+    cmd: &PoolCommand,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    match cmd {
+        PoolCommand::Create { name, ssh_keys } => {
+            let request = CreatePoolRequest {
+                name: name.clone(),
+                ssh_keys: ssh_keys.clone(),
+            };
+            let view = client.create_pool(&request).await?;
+            if ctx.json() {
+                write!(out, "{}", render::json(&view))?;
+            } else {
+                writeln!(out, "pool {} created", view.name)?;
+                match &view.token {
+                    Some(token) => write_token(out, &view.name, token)?,
+                    None => writeln!(
+                        out,
+                        "central returned no token; issue one with `caas pool token {}`",
+                        view.name
+                    )?,
+                }
+            }
+        }
+        PoolCommand::Ls => {
+            let pools = client.list_pools().await?;
+            if ctx.json() {
+                write!(out, "{}", render::json(&pools))?;
+            } else {
+                write!(out, "{}", render::pools_table(&pools))?;
+            }
+        }
+        PoolCommand::Inspect { name } => {
+            write!(out, "{}", render::json(&client.get_pool(name).await?))?;
+        }
+        PoolCommand::Rm { name } => {
+            client.delete_pool(name).await?;
+            if !ctx.json() {
+                writeln!(out, "pool {name} removed")?;
+            }
+        }
+        PoolCommand::Token { name } => {
+            let token = client.create_pool_token(name).await?;
+            if ctx.json() {
+                write!(out, "{}", render::json(&TokenResponse { token }))?;
+            } else {
+                write_token(out, name, &token)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn write_token(out: &mut dyn Write, pool: &str, token: &str) -> std::io::Result<()> {
+    writeln!(out, "token: {token}")?;
+    writeln!(
+        out,
+        "Store this token now: it is shown only once and central keeps only its hash.\n\
+         Use it as CAAS_TOKEN (or --token) for the commands of pool {pool}."
+    )
+}
+
+async fn node(
+    client: &CentralClient,
+    ctx: &Ctx,
+    cmd: &NodeCommand,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    match cmd {
+        NodeCommand::Ls => {
+            let nodes = client.list_nodes().await?;
+            if ctx.json() {
+                write!(out, "{}", render::json(&nodes))?;
+            } else {
+                write!(out, "{}", render::nodes_table(&nodes))?;
+            }
+        }
+        NodeCommand::Inspect { id } => {
+            write!(out, "{}", render::json(&client.get_node(id).await?))?;
+        }
+    }
+    Ok(())
+}
+
+async fn container(
+    client: &CentralClient,
+    ctx: &Ctx,
+    pool: &str,
+    cmd: &ContainerCommand,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    match cmd {
+        ContainerCommand::Create(args) => {
+            let request = args.to_request()?;
+            let outcome = client.create_containers_outcome(pool, &request).await?;
+            if ctx.json() {
+                write!(out, "{}", render::json(&outcome.containers))?;
+            } else {
+                let n = outcome.containers.len();
+                let what = if n == 1 { "container" } else { "containers" };
+                if outcome.created {
+                    writeln!(out, "created {n} {what} in pool {pool}")?;
+                } else {
+                    writeln!(
+                        out,
+                        "{n} {what} already existed in pool {pool} with the same spec; nothing \
+                         changed"
+                    )?;
+                }
+                write!(
+                    out,
+                    "{}",
+                    render::containers_table(&outcome.containers, ctx.now)
+                )?;
+            }
+        }
+        ContainerCommand::Ls => {
+            let containers = client.list_containers(pool).await?;
+            if ctx.json() {
+                write!(out, "{}", render::json(&containers))?;
+            } else {
+                write!(out, "{}", render::containers_table(&containers, ctx.now))?;
+            }
+        }
+        ContainerCommand::Inspect { name } => {
+            write!(
+                out,
+                "{}",
+                render::json(&client.get_container(pool, name).await?)
+            )?;
+        }
+        ContainerCommand::Rm { name, purge_data } => {
+            client.delete_container(pool, name, *purge_data).await?;
+            if !ctx.json() {
+                if *purge_data {
+                    writeln!(out, "container {name} removed with its data")?;
+                } else {
+                    writeln!(out, "container {name} removed (its data container is kept)")?;
+                }
+            }
+        }
+        ContainerCommand::Reschedule { name, force } => {
+            let view = client.reschedule_container(pool, name, *force).await?;
+            if ctx.json() {
+                write!(out, "{}", render::json(&view))?;
+            } else {
+                writeln!(out, "container {name} placed on node {}", view.node)?;
+                write!(
+                    out,
+                    "{}",
+                    render::containers_table(std::slice::from_ref(&view), ctx.now)
+                )?;
+            }
+        }
+    }
+    Ok(())
+}

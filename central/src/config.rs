@@ -1,0 +1,139 @@
+//! caas-central configuration: TOML file (unknown keys rejected) < `CAAS_CENTRAL_*` environment
+//! < flags, validated before anything binds or connects.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use caas_api::ZkLayout;
+use clap::Parser;
+use serde::Deserialize;
+
+/// Exit code for invalid configuration (EX_USAGE).
+pub const EXIT_CONFIG: i32 = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid configuration: {field}: {message}")]
+    Invalid { field: String, message: String },
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { field: field.into(), message: message.into() }
+}
+
+#[derive(Debug, Clone, Default, Parser)]
+#[command(
+    name = "caas-central",
+    version,
+    about = "caas central: the stateless REST API and scheduler (all state lives in ZooKeeper)",
+    long_about = "caas central: the stateless REST API and scheduler.\n\nRun any number of instances \
+behind one address; all state lives in ZooKeeper. One instance at a time is elected to do the \
+background work (tracking node liveness, re-placing workloads of lost nodes); its writes are \
+fenced so a deposed leader cannot write.",
+    after_help = "Examples:\n  caas-central --zk 10.0.0.1:2181 --listen 0.0.0.0:8080 --admin-token-file /etc/caas/admin.token\n  \
+caas-central --config /etc/caas/central.toml\n\nExit codes: 0 clean shutdown, 64 invalid configuration, 1 runtime failure."
+)]
+pub struct Flags {
+    /// TOML config file
+    #[arg(long, env = "CAAS_CENTRAL_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// ZooKeeper ensemble, host:port[,host:port...]
+    #[arg(long, env = "CAAS_CENTRAL_ZK", value_name = "HOST:PORT,...")]
+    pub zk: Option<String>,
+    /// ZooKeeper root of this caas cluster [default: /caas]
+    #[arg(long, env = "CAAS_CENTRAL_ZK_ROOT", value_name = "PATH")]
+    pub zk_root: Option<String>,
+    /// Address of the REST API [default: 127.0.0.1:8080]
+    #[arg(long, env = "CAAS_CENTRAL_LISTEN", value_name = "ADDR:PORT")]
+    pub listen: Option<String>,
+    /// File holding the admin bearer token (one line)
+    #[arg(long, env = "CAAS_CENTRAL_ADMIN_TOKEN_FILE", value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// Seconds a node may be unregistered before it is declared lost [default: 30]
+    #[arg(long, env = "CAAS_CENTRAL_LOST_GRACE", value_name = "SECS")]
+    pub lost_grace: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    zk: Option<String>,
+    zk_root: Option<String>,
+    listen: Option<String>,
+    admin_token_file: Option<PathBuf>,
+    lost_grace_secs: Option<u64>,
+    zk_session_timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CentralConfig {
+    pub zk_servers: String,
+    pub layout: ZkLayout,
+    pub listen: SocketAddr,
+    /// The admin token itself (read from the file; only its hash is kept by the server).
+    pub admin_token: String,
+    pub lost_grace: Duration,
+    pub zk_session_timeout: Duration,
+}
+
+impl CentralConfig {
+    pub fn load(flags: &Flags) -> Result<Self, ConfigError> {
+        let file = match &flags.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+                toml::from_str::<FileConfig>(&text)
+                    .map_err(|e| ConfigError::Parse { path: path.clone(), message: e.to_string() })?
+            }
+            None => FileConfig::default(),
+        };
+        let zk_servers = flags.zk.clone().or(file.zk).ok_or_else(|| {
+            invalid("zk", "is required: the ZooKeeper ensemble as host:port[,...] (--zk or CAAS_CENTRAL_ZK)")
+        })?;
+        for server in zk_servers.split(',') {
+            let ok = server
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+            if !ok {
+                return Err(invalid("zk", format!("{server:?} is not host:port")));
+            }
+        }
+        let root = flags.zk_root.clone().or(file.zk_root).unwrap_or_else(|| "/caas".into());
+        let layout = ZkLayout::new(&root).map_err(|e| invalid("zk_root", e.message))?;
+        let listen_text = flags.listen.clone().or(file.listen).unwrap_or_else(|| "127.0.0.1:8080".into());
+        let listen = listen_text
+            .parse()
+            .map_err(|_| invalid("listen", format!("{listen_text:?} is not ADDR:PORT, e.g. \"0.0.0.0:8080\"")))?;
+        let token_file = flags.admin_token_file.clone().or(file.admin_token_file).ok_or_else(|| {
+            invalid(
+                "admin_token_file",
+                "is required: a file with the admin token (--admin-token-file or CAAS_CENTRAL_ADMIN_TOKEN_FILE); \
+                 create one with e.g. `openssl rand -hex 32 > /etc/caas/admin.token`",
+            )
+        })?;
+        let admin_token = read_token(&token_file)?;
+        let lost_grace = Duration::from_secs(flags.lost_grace.or(file.lost_grace_secs).unwrap_or(30));
+        if lost_grace.is_zero() {
+            return Err(invalid("lost_grace", "must be at least 1 second"));
+        }
+        let zk_session_timeout = Duration::from_millis(file.zk_session_timeout_ms.unwrap_or(6000));
+        Ok(Self { zk_servers, layout, listen, admin_token, lost_grace, zk_session_timeout })
+    }
+}
+
+fn read_token(path: &Path) -> Result<String, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+    let token = text.trim().to_string();
+    if token.len() < 16 || token.chars().any(char::is_whitespace) {
+        return Err(invalid(
+            "admin_token_file",
+            format!("{}: the token must be one word of at least 16 characters", path.display()),
+        ));
+    }
+    Ok(token)
+}

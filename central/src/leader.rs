@@ -1,0 +1,174 @@
+//! Background work done by the elected leader only: track node liveness in the inventory
+//! (ready -> disconnected -> lost after a grace period), re-place the stateless workloads of lost
+//! nodes (same name, spec and hostname), mark workloads with data `lost` until ops force them,
+//! and bring workloads back when their node returns. Every write carries the leader fence, so a
+//! deposed leader's late writes are rejected by ZooKeeper.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use caas_api::central::{ContainerRecord, Liveness, NodeRecord, Placement};
+use caas_api::WorkloadKey;
+use caas_zk::{Fence, LeaderLatch};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::ApiError;
+use crate::placement;
+use crate::state::{Central, VersionedNode};
+use crate::store::Op;
+
+/// How often the leader looks at the fleet.
+pub const TICK: Duration = Duration::from_millis(500);
+
+/// Runs until `cancel`: whenever this instance leads, one `tick` per [`TICK`].
+pub async fn run(central: Arc<Central>, latch: LeaderLatch, grace: Duration, cancel: CancellationToken) {
+    let mut leadership = latch.leadership();
+    loop {
+        if let Some(fence) = latch.fence() {
+            if let Err(e) = tick(&central, &fence, grace).await {
+                tracing::warn!(error = %e, "leader background pass failed; retrying");
+            }
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = leadership.changed() => {
+                tracing::info!(leader = latch.is_leader(), "leadership changed");
+            }
+            _ = tokio::time::sleep(TICK) => {}
+        }
+    }
+    latch.shutdown().await;
+}
+
+/// One pass over the fleet.
+pub async fn tick(central: &Central, fence: &Fence, grace: Duration) -> Result<(), ApiError> {
+    if !central.synced() {
+        return Ok(());
+    }
+    let registrations = central.registrations()?;
+    let inventory = central.inventory()?;
+    let layout = &central.store.layout;
+    let now = crate::now();
+    for (id, info) in &registrations {
+        match inventory.get(id) {
+            None => {
+                let record = NodeRecord {
+                    version: caas_api::PAYLOAD_VERSION,
+                    info: info.clone(),
+                    allocated: Default::default(),
+                    workloads: Default::default(),
+                    liveness: Liveness::Ready,
+                    since: now,
+                };
+                central.store.ensure(&layout.inventory_root()).await?;
+                commit_logged(central, fence, vec![Op::create(layout.inventory(id), &record)?], "register node").await;
+            }
+            Some(v) if v.record.liveness != Liveness::Ready || &v.record.info != info => {
+                let was_lost = v.record.liveness == Liveness::Lost;
+                let mut record = v.record.clone();
+                if record.liveness != Liveness::Ready {
+                    tracing::info!(node = %id, from = ?record.liveness, "node is ready again");
+                    record.since = now;
+                }
+                record.liveness = Liveness::Ready;
+                record.info = info.clone();
+                commit_logged(central, fence, vec![Op::set(layout.inventory(id), &record, v.version)?], "mark node ready").await;
+                if was_lost {
+                    revive(central, fence, id, &record).await?;
+                }
+            }
+            Some(_) => {}
+        }
+    }
+    for (id, v) in &inventory {
+        if registrations.contains_key(id) {
+            continue;
+        }
+        let mut record = v.record.clone();
+        match record.liveness {
+            Liveness::Ready => {
+                tracing::warn!(node = %id, "node registration is gone; disconnected");
+                record.liveness = Liveness::Disconnected;
+                record.since = now;
+            }
+            Liveness::Disconnected if now.saturating_sub(record.since) >= grace.as_secs().max(1) => {
+                tracing::warn!(node = %id, "node lost: gone longer than the grace period");
+                record.liveness = Liveness::Lost;
+                record.since = now;
+            }
+            Liveness::Disconnected => continue,
+            Liveness::Lost => {
+                handle_lost(central, fence, id, v).await?;
+                continue;
+            }
+        }
+        commit_logged(central, fence, vec![Op::set(layout.inventory(id), &record, v.version)?], "update liveness").await;
+    }
+    Ok(())
+}
+
+async fn commit_logged(central: &Central, fence: &Fence, ops: Vec<Op>, what: &str) {
+    if let Err(e) = central.store.commit(&ops, Some(fence)).await {
+        tracing::info!(error = %e, "{what}: write rejected; will look again");
+    }
+}
+
+async fn records_on(central: &Central, node: &str, record: &NodeRecord) -> Result<Vec<(ContainerRecord, i32)>, ApiError> {
+    let mut out = Vec::new();
+    for key in record.workloads.keys() {
+        let Ok(key) = WorkloadKey::parse(key) else { continue };
+        if let Some((c, stat)) = central.store.container(&key.pool, &key.name).await? {
+            if c.node == node {
+                out.push((c, stat.version));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Re-places stateless workloads of a lost node; marks the ones with data `lost`.
+async fn handle_lost(central: &Central, fence: &Fence, node: &str, v: &VersionedNode) -> Result<(), ApiError> {
+    for (record, version) in records_on(central, node, &v.record).await? {
+        if record.placement == Placement::Lost {
+            continue;
+        }
+        let name = format!("{}.{}", record.spec.pool, record.spec.name);
+        if record.spec.volumes.is_empty() {
+            match placement::move_elsewhere(central, &record, version, Some(fence)).await {
+                Ok(moved) => tracing::info!(workload = %name, from = %node, to = %moved.node, "re-placed workload of a lost node"),
+                Err(e) => {
+                    tracing::warn!(workload = %name, error = %e, "cannot re-place workload of a lost node; marking it lost");
+                    mark(central, fence, &record, version, Placement::Lost).await?;
+                }
+            }
+        } else {
+            tracing::warn!(workload = %name, node = %node, "workload with data on a lost node waits for `caas container reschedule --force`");
+            mark(central, fence, &record, version, Placement::Lost).await?;
+        }
+    }
+    Ok(())
+}
+
+/// A lost node came back: its workloads that still point at it run there again.
+async fn revive(central: &Central, fence: &Fence, node: &str, record: &NodeRecord) -> Result<(), ApiError> {
+    for (c, version) in records_on(central, node, record).await? {
+        if c.placement == Placement::Lost {
+            mark(central, fence, &c, version, Placement::Placed).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn mark(central: &Central, fence: &Fence, record: &ContainerRecord, version: i32, placement: Placement) -> Result<(), ApiError> {
+    let mut updated = record.clone();
+    updated.placement = placement;
+    let path = central.store.layout.container(&record.spec.pool, &record.spec.name);
+    commit_logged(central, fence, vec![Op::set(path, &updated, version)?], "mark workload").await;
+    Ok(())
+}
+
+/// The registration data the leader publishes in its candidate znode (for people debugging).
+pub fn candidate_data(listen: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({ "listen": listen, "pid": std::process::id() })).unwrap_or_default()
+}
+

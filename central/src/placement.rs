@@ -1,0 +1,317 @@
+//! Turning requests into committed placements: build the scheduler's view of a pool from the
+//! caches, place every replica, and commit records, assignments and node allocations in one
+//! version-checked `multi`. A lost race re-reads the nodes involved and tries again, so two
+//! central instances can never over-commit a node.
+
+use std::collections::BTreeMap;
+
+use caas_api::central::{Allocation, ContainerRecord, Liveness, NodeRecord, PlacedWorkload, Placement};
+use caas_api::{Assignment, NodeInfo, WorkloadKey, WorkloadSpec};
+use caas_zk::Fence;
+
+use crate::error::ApiError;
+use crate::scheduler::{self, Constraint, NodeView, PlacementRequest, Resources, Strategy};
+use crate::state::{Central, VersionedNode};
+use crate::store::{Op, StoreError};
+
+/// How often a commit is retried after losing a race before giving up with 503.
+const MAX_ATTEMPTS: usize = 30;
+
+pub fn allocation_of(spec: &WorkloadSpec) -> Allocation {
+    let parsed = spec.resources.parse().unwrap_or_default();
+    Allocation {
+        cpu_millis: parsed.cpu_millis.unwrap_or(0),
+        memory_bytes: parsed.memory_bytes.unwrap_or(0),
+        pids: parsed.pids.map(|p| p.max(0) as u64).unwrap_or(0),
+    }
+}
+
+fn to_resources(a: Allocation) -> Resources {
+    Resources { cpu_millis: a.cpu_millis, memory_bytes: a.memory_bytes, pids: a.pids }
+}
+
+/// A node being planned on: its registration, its inventory record (None: first placement)
+/// and the version to check.
+#[derive(Debug, Clone)]
+struct Planned {
+    info: NodeInfo,
+    record: NodeRecord,
+    version: Option<i32>,
+}
+
+impl Planned {
+    fn view(&self) -> NodeView {
+        let mut apps = BTreeMap::new();
+        for w in self.record.workloads.values() {
+            *apps.entry(w.app.clone()).or_insert(0u32) += 1;
+        }
+        NodeView {
+            id: self.info.node_id.clone(),
+            pool: self.info.pool.clone(),
+            ready: true,
+            capacity: Resources {
+                cpu_millis: self.info.capacity.cpu_millis,
+                memory_bytes: self.info.capacity.memory_bytes,
+                pids: 0,
+            },
+            allocated: to_resources(self.record.allocated),
+            labels: self.info.labels.clone(),
+            apps,
+        }
+    }
+}
+
+fn new_record(info: &NodeInfo) -> NodeRecord {
+    NodeRecord {
+        version: caas_api::PAYLOAD_VERSION,
+        info: info.clone(),
+        allocated: Allocation::default(),
+        workloads: BTreeMap::new(),
+        liveness: Liveness::Ready,
+        since: crate::now(),
+    }
+}
+
+/// The placeable nodes of `pool` (registered, not marked lost), with `overlay` records
+/// (freshly re-read after a race) taking precedence over the cache.
+fn plan_nodes(
+    central: &Central,
+    pool: &str,
+    exclude: Option<&str>,
+    overlay: &BTreeMap<String, Option<VersionedNode>>,
+) -> Result<Vec<Planned>, ApiError> {
+    let registrations = central.registrations()?;
+    let inventory = central.inventory()?;
+    let mut out = Vec::new();
+    for (id, info) in registrations {
+        if info.pool != pool || Some(id.as_str()) == exclude {
+            continue;
+        }
+        let known = match overlay.get(&id) {
+            Some(fresh) => fresh.clone(),
+            None => inventory.get(&id).cloned(),
+        };
+        let (record, version) = match known {
+            Some(v) => (v.record, Some(v.version)),
+            None => (new_record(&info), None),
+        };
+        if record.liveness == Liveness::Lost {
+            continue;
+        }
+        out.push(Planned { info, record, version });
+    }
+    Ok(out)
+}
+
+/// One workload to place.
+#[derive(Debug, Clone)]
+pub struct Want {
+    pub spec: WorkloadSpec,
+    pub app: String,
+    pub constraints: Vec<Constraint>,
+    pub strategy: Strategy,
+}
+
+/// Extra operations a caller adds to the commit (e.g. the moved record's update) and the node a
+/// workload leaves.
+#[derive(Debug, Default)]
+pub struct Extra {
+    pub ops: Vec<Op>,
+    /// Node to exclude from placement and remove `key` from (a move).
+    pub leaving: Option<(String, WorkloadKey)>,
+    /// Write records as updates of this version instead of creating them (a move).
+    pub record_version: Option<i32>,
+    pub created_at: u64,
+}
+
+/// Places `wants` (all of one pool) and commits them atomically; returns the records written.
+pub async fn place_and_commit(
+    central: &Central,
+    pool: &str,
+    wants: &[Want],
+    extra: Extra,
+    fence: Option<&Fence>,
+) -> Result<Vec<ContainerRecord>, ApiError> {
+    let layout = &central.store.layout;
+    let mut overlay: BTreeMap<String, Option<VersionedNode>> = BTreeMap::new();
+    let mut rng = {
+        use rand::SeedableRng;
+        rand::rngs::StdRng::from_rng(&mut rand::rng())
+    };
+    for attempt in 0..MAX_ATTEMPTS {
+        let mut nodes = plan_nodes(central, pool, extra.leaving.as_ref().map(|(n, _)| n.as_str()), &overlay)?;
+        let mut views: Vec<NodeView> = nodes.iter().map(Planned::view).collect();
+        let mut touched = std::collections::BTreeSet::new();
+        let mut records = Vec::new();
+        let mut ops = Vec::new();
+        for want in wants {
+            let alloc = allocation_of(&want.spec);
+            let request = PlacementRequest {
+                pool: pool.to_string(),
+                request: to_resources(alloc),
+                constraints: want.constraints.clone(),
+                app: Some(want.app.clone()),
+                strategy: want.strategy,
+            };
+            let chosen = scheduler::place(&request, &views, &mut rng)
+                .map_err(|why| ApiError::unschedulable(format!("cannot place {}: {why}", want.spec.name)))?;
+            let node = &mut nodes[chosen.node];
+            let key = WorkloadKey::new(pool, &want.spec.name);
+            node.record.allocated.add(alloc);
+            node.record.workloads.insert(key.to_string(), PlacedWorkload { app: want.app.clone(), allocation: alloc });
+            views[chosen.node] = node.view();
+            touched.insert(chosen.node);
+            let record = ContainerRecord {
+                version: caas_api::PAYLOAD_VERSION,
+                spec: want.spec.clone(),
+                app: want.app.clone(),
+                constraints: want.constraints.iter().map(ToString::to_string).collect(),
+                strategy: match want.strategy {
+                    Strategy::Spread => "spread".into(),
+                    Strategy::Binpack => "binpack".into(),
+                },
+                node: node.info.node_id.clone(),
+                placement: Placement::Placed,
+                created_at: if extra.created_at > 0 { extra.created_at } else { crate::now() },
+            };
+            let record_path = layout.container(pool, &want.spec.name);
+            ops.push(match extra.record_version {
+                Some(v) => Op::set(record_path, &record, v)?,
+                None => Op::create(record_path, &record)?,
+            });
+            ops.push(Op::create(layout.assignment(&node.info.node_id, &key), &Assignment::run(want.spec.clone()))?);
+            records.push(record);
+        }
+        for &i in &touched {
+            let node = &nodes[i];
+            let path = layout.inventory(&node.info.node_id);
+            let mut record = node.record.clone();
+            record.info = node.info.clone();
+            ops.push(match node.version {
+                Some(v) => Op::set(path, &record, v)?,
+                None => Op::create(path, &record)?,
+            });
+            central.store.ensure(&layout.assign_dir(&node.info.node_id)).await?;
+        }
+        if let Some((old_node, key)) = &extra.leaving {
+            let fresh = match overlay.get(old_node) {
+                Some(f) => f.clone(),
+                None => central.inventory()?.get(old_node).cloned(),
+            };
+            if let Some(mut old) = fresh {
+                if let Some(gone) = old.record.workloads.remove(&key.to_string()) {
+                    old.record.allocated.sub(gone.allocation);
+                    ops.push(Op::set(layout.inventory(old_node), &old.record, old.version)?);
+                }
+            }
+        }
+        ops.push(Op::Check { path: layout.pool(pool), version: -1 });
+        ops.extend(extra.ops.iter().cloned());
+
+        match central.store.commit(&ops, fence).await {
+            Ok(()) => return Ok(records),
+            Err(e) if e.is_race() => {
+                let path = match &e {
+                    StoreError::Conflict { path, .. } => path.clone(),
+                    _ => String::new(),
+                };
+                tracing::debug!(attempt, %path, "placement lost a race; re-reading");
+                if path.starts_with(&layout.inventory_root()) {
+                    let node = path.rsplit('/').next().unwrap_or_default().to_string();
+                    overlay.insert(node.clone(), central.fresh_inventory(&node).await?);
+                } else if path == layout.pool(pool) {
+                    return Err(ApiError::not_found(format!("pool {pool} does not exist")));
+                } else {
+                    return Err(e.into());
+                }
+                // Random pause so racing instances do not collide in lockstep.
+                tokio::time::sleep(std::time::Duration::from_millis(rand::random_range(0..5) * (attempt as u64 + 1))).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::new(
+        warp::http::StatusCode::SERVICE_UNAVAILABLE,
+        "contention",
+        "too many concurrent placements on the same nodes; retry",
+    ))
+}
+
+/// Removes a workload: its record, its assignment (or a purge instruction in its place), and
+/// its share of the node, in one versioned `multi`.
+pub async fn remove(central: &Central, pool: &str, name: &str, purge: bool) -> Result<(), ApiError> {
+    let layout = &central.store.layout;
+    let key = WorkloadKey::new(pool, name);
+    for _ in 0..MAX_ATTEMPTS {
+        let (record, stat) = central
+            .store
+            .container(pool, name)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("container {name} not found in pool {pool}")))?;
+        let mut ops = vec![Op::Delete { path: layout.container(pool, name), version: Some(stat.version) }];
+        let assignment = layout.assignment(&record.node, &key);
+        let existing = central.store.get::<serde_json::Value>(&assignment).await?;
+        if purge {
+            let purge_it = Assignment::purge(record.spec.clone());
+            match existing {
+                Some((_, s)) => ops.push(Op::set(assignment, &purge_it, s.version)?),
+                None => {
+                    central.store.ensure(&layout.assign_dir(&record.node)).await?;
+                    ops.push(Op::create(assignment, &purge_it)?);
+                }
+            }
+        } else if let Some((_, s)) = existing {
+            ops.push(Op::Delete { path: assignment, version: Some(s.version) });
+        }
+        if let Some(node) = central.fresh_inventory(&record.node).await? {
+            let mut updated = node.record.clone();
+            if let Some(gone) = updated.workloads.remove(&key.to_string()) {
+                updated.allocated.sub(gone.allocation);
+                ops.push(Op::set(layout.inventory(&record.node), &updated, node.version)?);
+            }
+        }
+        match central.store.commit(&ops, None).await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_race() => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::new(warp::http::StatusCode::SERVICE_UNAVAILABLE, "contention", "too many concurrent changes; retry"))
+}
+
+/// Moves a workload off its node (lost, or forced) onto another node of its pool, keeping name,
+/// hostname and spec. The old assignment is deleted in the same `multi`.
+pub async fn move_elsewhere(
+    central: &Central,
+    record: &ContainerRecord,
+    record_version: i32,
+    fence: Option<&Fence>,
+) -> Result<ContainerRecord, ApiError> {
+    let layout = &central.store.layout;
+    let pool = record.spec.pool.clone();
+    let key = WorkloadKey::new(&pool, &record.spec.name);
+    let constraints = record
+        .constraints
+        .iter()
+        .map(|c| Constraint::parse(c))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ApiError::invalid("constraints", e.to_string()))?;
+    let want = Want {
+        spec: record.spec.clone(),
+        app: record.app.clone(),
+        constraints,
+        strategy: if record.strategy == "binpack" { Strategy::Binpack } else { Strategy::Spread },
+    };
+    let mut extra = Extra {
+        leaving: Some((record.node.clone(), key.clone())),
+        record_version: Some(record_version),
+        created_at: record.created_at,
+        ..Default::default()
+    };
+    let old_assignment = layout.assignment(&record.node, &key);
+    if let Some((_, s)) = central.store.get::<serde_json::Value>(&old_assignment).await? {
+        extra.ops.push(Op::Delete { path: old_assignment, version: Some(s.version) });
+    }
+    let mut moved = place_and_commit(central, &pool, &[want], extra, fence).await?;
+    moved.pop().ok_or_else(|| ApiError::new(warp::http::StatusCode::INTERNAL_SERVER_ERROR, "internal", "no record"))
+}

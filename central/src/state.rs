@@ -1,0 +1,123 @@
+//! What one central instance holds while it runs: the ZooKeeper store and three caches (node
+//! registrations, node inventory, pools) that make reads cheap. Caches may be stale; every
+//! write is version-checked against ZooKeeper, so staleness costs a retry, never a double-booking.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use caas_api::central::{NodeRecord, PoolRecord};
+use caas_api::NodeInfo;
+use caas_zk::{CacheOptions, ChildrenCache};
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::{hash_token, Principal};
+use crate::error::ApiError;
+use crate::store::{Store, StoreError};
+
+/// A decoded inventory record and its znode version.
+#[derive(Debug, Clone)]
+pub struct VersionedNode {
+    pub record: NodeRecord,
+    pub version: i32,
+}
+
+pub struct Central {
+    pub store: Store,
+    admin_hash: String,
+    registrations: ChildrenCache,
+    inventory: ChildrenCache,
+    pools: ChildrenCache,
+}
+
+impl std::fmt::Debug for Central {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Central").finish_non_exhaustive()
+    }
+}
+
+impl Central {
+    pub fn start(store: Store, admin_token: &str, cancel: CancellationToken) -> Result<Arc<Self>, caas_zk::CacheError> {
+        let opts = CacheOptions::default();
+        let layout = store.layout.clone();
+        Ok(Arc::new(Self {
+            registrations: ChildrenCache::start(store.clients(), layout.nodes(), opts.clone(), cancel.clone())?,
+            inventory: ChildrenCache::start(store.clients(), layout.inventory_root(), opts.clone(), cancel.clone())?,
+            pools: ChildrenCache::start(store.clients(), layout.pools(), opts, cancel)?,
+            admin_hash: hash_token(admin_token),
+            store,
+        }))
+    }
+
+    /// Whether every cache has completed a first listing.
+    pub fn synced(&self) -> bool {
+        *self.registrations.synced().borrow() && *self.inventory.synced().borrow() && *self.pools.synced().borrow()
+    }
+
+    pub async fn wait_synced(&self) {
+        self.registrations.wait_synced().await;
+        self.inventory.wait_synced().await;
+        self.pools.wait_synced().await;
+    }
+
+    fn require_synced(&self) -> Result<(), ApiError> {
+        if self.synced() {
+            Ok(())
+        } else {
+            Err(ApiError::unavailable("central is still loading its view from ZooKeeper; retry in a moment"))
+        }
+    }
+
+    /// Live registrations by node id (undecodable ones are skipped with a warning).
+    pub fn registrations(&self) -> Result<BTreeMap<String, NodeInfo>, ApiError> {
+        self.require_synced()?;
+        Ok(self
+            .registrations
+            .current()
+            .iter()
+            .filter_map(|(id, entry)| match serde_json::from_slice::<NodeInfo>(&entry.data) {
+                Ok(info) => Some((id.clone(), info)),
+                Err(e) => {
+                    tracing::warn!(node = %id, error = %e, "ignoring an unreadable node registration");
+                    None
+                }
+            })
+            .collect())
+    }
+
+    /// Inventory records by node id.
+    pub fn inventory(&self) -> Result<BTreeMap<String, VersionedNode>, ApiError> {
+        self.require_synced()?;
+        Ok(self
+            .inventory
+            .current()
+            .iter()
+            .filter_map(|(id, entry)| {
+                serde_json::from_slice::<NodeRecord>(&entry.data)
+                    .ok()
+                    .map(|record| (id.clone(), VersionedNode { record, version: entry.stat.version }))
+            })
+            .collect())
+    }
+
+    /// Re-reads one inventory record from ZooKeeper (after a lost race).
+    pub async fn fresh_inventory(&self, node: &str) -> Result<Option<VersionedNode>, StoreError> {
+        Ok(self.store.inventory(node).await?.map(|(record, stat)| VersionedNode { record, version: stat.version }))
+    }
+
+    /// Resolves a bearer token. A miss re-reads the pools from ZooKeeper once, so a token
+    /// created through another instance a moment ago works here too.
+    pub async fn authenticate(&self, token: Option<&str>) -> Result<Principal, ApiError> {
+        let token = token.ok_or_else(ApiError::unauthorized)?;
+        let cached: Vec<PoolRecord> = self
+            .pools
+            .current()
+            .values()
+            .filter_map(|e| serde_json::from_slice(&e.data).ok())
+            .collect();
+        if let Some(p) = crate::auth::authenticate(token, &self.admin_hash, &cached) {
+            return Ok(p);
+        }
+        let fresh = self.store.pools().await?;
+        crate::auth::authenticate(token, &self.admin_hash, &fresh).ok_or_else(ApiError::unauthorized)
+    }
+}
