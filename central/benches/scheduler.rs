@@ -4,7 +4,7 @@
 //! but also packing quality over one long sequence of placements that mutate the fleet.
 //! Run with `cargo bench -p caas-central --bench scheduler`. Environment overrides, for tuning:
 //! `SCHED_PLACEMENTS`, `SCHED_FULL_SCAN_SPREAD`, `SCHED_MIN`, `SCHED_SPREAD_PER_LOG2`,
-//! `SCHED_BINPACK_PER_LOG2`.
+//! `SCHED_BINPACK_PER_LOG2`, `SCHED_BINPACK_FRONTS`, `SCHED_SEED`.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -19,7 +19,6 @@ use rand::{Rng, SeedableRng};
 const NODES: usize = 10_000;
 const GIB: u64 = 1 << 30;
 const MIB: u64 = 1 << 20;
-const SEED: u64 = 0x5eed;
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -135,7 +134,11 @@ struct Run {
     busy: Duration,
     latencies_ns: Vec<u64>,
     nodes_used: usize,
+    /// Cores of the nodes in use: "nodes used" alone favours whoever happens to use big nodes.
+    used_cores: u64,
     cpu_fill: f64,
+    /// Highest cpu utilisation of any node: what Spread tries to keep low.
+    max_node_util: f64,
 }
 
 fn commit(nodes: &mut [NodeView], req: &PlacementRequest, p: &Placement) {
@@ -150,9 +153,15 @@ fn commit(nodes: &mut [NodeView], req: &PlacementRequest, p: &Placement) {
     }
 }
 
-fn run(base: &[NodeView], reqs: &[PlacementRequest], strategy: Strategy, mode: Mode) -> Run {
+fn run(
+    base: &[NodeView],
+    reqs: &[PlacementRequest],
+    strategy: Strategy,
+    mode: Mode,
+    seed: u64,
+) -> Run {
     let mut nodes = base.to_vec();
-    let mut rng = StdRng::seed_from_u64(SEED + 1);
+    let mut rng = StdRng::seed_from_u64(seed + 1);
     let mut latencies_ns = Vec::with_capacity(reqs.len());
     let (mut placed, mut failed) = (0, 0);
     let mut busy = Duration::ZERO;
@@ -180,16 +189,19 @@ fn run(base: &[NodeView], reqs: &[PlacementRequest], strategy: Strategy, mode: M
     latencies_ns.sort_unstable();
     let used: u64 = nodes.iter().map(|n| n.allocated.cpu_millis).sum();
     let cap: u64 = nodes.iter().map(|n| n.capacity.cpu_millis).sum();
+    let in_use = || nodes.iter().filter(|n| n.allocated != Resources::default());
     Run {
         placed,
         failed,
         busy,
         latencies_ns,
-        nodes_used: nodes
-            .iter()
-            .filter(|n| n.allocated != Resources::default())
-            .count(),
+        nodes_used: in_use().count(),
+        used_cores: in_use().map(|n| n.capacity.cpu_millis / 1000).sum(),
         cpu_fill: used as f64 / cap.max(1) as f64,
+        max_node_util: nodes
+            .iter()
+            .map(|n| n.allocated.cpu_millis as f64 / n.capacity.cpu_millis.max(1) as f64)
+            .fold(0.0, f64::max),
     }
 }
 
@@ -210,14 +222,16 @@ impl Run {
     fn print(&self, label: &str, count: usize) {
         println!(
             "{label:<28} {count:>7} placements  {:>10.0} placements/s  p50 {:>8.1} us  p99 {:>8.1} us  \
-             placed {:>6}  failed {:>5}  nodes used {:>5}  cpu fill {:>5.1}%",
+             placed {:>6}  failed {:>4}  nodes used {:>5} ({:>6} cores)  cpu fill {:>4.1}%  busiest node {:>5.1}%",
             self.per_second(),
             self.percentile_us(0.50),
             self.percentile_us(0.99),
             self.placed,
             self.failed,
             self.nodes_used,
-            self.cpu_fill * 100.0
+            self.used_cores,
+            self.cpu_fill * 100.0,
+            self.max_node_util * 100.0
         );
     }
 }
@@ -234,18 +248,20 @@ fn main() -> Result<(), ConstraintError> {
     // `cargo bench` passes `--bench`; `cargo test --benches` runs this too, so keep that quick.
     let quick = !std::env::args().any(|a| a == "--bench");
     let placements = env_usize("SCHED_PLACEMENTS", if quick { 2_000 } else { 100_000 });
+    let seed = env_usize("SCHED_SEED", 0x5eed) as u64;
     let full_spread = env_usize("SCHED_FULL_SCAN_SPREAD", placements.min(10_000));
     let defaults = SamplingConfig::default();
     let config = SamplingConfig {
         min_candidates: env_usize("SCHED_MIN", defaults.min_candidates),
         spread_per_log2: env_usize("SCHED_SPREAD_PER_LOG2", defaults.spread_per_log2),
         binpack_per_log2: env_usize("SCHED_BINPACK_PER_LOG2", defaults.binpack_per_log2),
+        binpack_fronts: env_usize("SCHED_BINPACK_FRONTS", defaults.binpack_fronts),
     };
 
-    let mut rng = StdRng::seed_from_u64(SEED);
+    let mut rng = StdRng::seed_from_u64(seed);
     let nodes = fleet(&mut rng);
     let reqs = requests(&mut rng, placements)?;
-    println!("caas scheduler benchmark (single thread, seed {SEED:#x})");
+    println!("caas scheduler benchmark (single thread, seed {seed:#x})");
     println!(
         "fleet: {NODES} nodes in one pool (8/16/32/64 cores, 32-512 GiB, rack/zone/ssd labels, 1% not ready)"
     );
@@ -260,22 +276,39 @@ fn main() -> Result<(), ConstraintError> {
     );
     println!();
 
-    let sample_bin = run(&nodes, &reqs, Strategy::Binpack, Mode::Sampling(config));
-    sample_bin.print("binpack  sampling", placements);
-    let full_bin = run(&nodes, &reqs, Strategy::Binpack, Mode::FullScan);
-    full_bin.print("binpack  full scan", placements);
-    let sample_spread = run(&nodes, &reqs, Strategy::Spread, Mode::Sampling(config));
-    sample_spread.print("spread   sampling", placements);
-    let full_spread_run = run(
+    let prefix = &reqs[..full_spread];
+    let sample_bin = run(
         &nodes,
-        &reqs[..full_spread],
-        Strategy::Spread,
-        Mode::FullScan,
+        &reqs,
+        Strategy::Binpack,
+        Mode::Sampling(config),
+        seed,
     );
+    sample_bin.print("binpack  sampling", placements);
+    let full_bin = run(&nodes, &reqs, Strategy::Binpack, Mode::FullScan, seed);
+    full_bin.print("binpack  full scan", placements);
+    let sample_spread = run(
+        &nodes,
+        &reqs,
+        Strategy::Spread,
+        Mode::Sampling(config),
+        seed,
+    );
+    sample_spread.print("spread   sampling", placements);
+    let sample_spread_prefix = run(
+        &nodes,
+        prefix,
+        Strategy::Spread,
+        Mode::Sampling(config),
+        seed,
+    );
+    sample_spread_prefix.print("spread   sampling (prefix)", full_spread);
+    let full_spread_run = run(&nodes, prefix, Strategy::Spread, Mode::FullScan, seed);
     full_spread_run.print("spread   full scan (prefix)", full_spread);
     println!(
-        "(spread full scan runs only the first {full_spread} placements of the same sequence to \
-         save time; compare per-placement numbers)"
+        "(the spread full scan runs only the first {full_spread} placements of the same sequence to \
+         keep the benchmark short; throughput and latency are per placement, so the ratio is fair; \
+         sampling is also run on that prefix to compare spread quality)"
     );
     println!();
 
@@ -291,6 +324,21 @@ fn main() -> Result<(), ConstraintError> {
         sample_bin.nodes_used,
         full_bin.nodes_used,
         packing * 100.0
+    );
+    println!(
+        "  by capacity: sampling uses nodes with {} cores, full scan {} ({:+.2}%); failed placements: \
+         sampling {}, full scan {}",
+        sample_bin.used_cores,
+        full_bin.used_cores,
+        (sample_bin.used_cores as f64 / full_bin.used_cores.max(1) as f64 - 1.0) * 100.0,
+        sample_bin.failed,
+        full_bin.failed
+    );
+    println!(
+        "spread quality (first {full_spread} placements): busiest node at {:.1}% cpu with sampling, \
+         {:.1}% with full scan",
+        sample_spread_prefix.max_node_util * 100.0,
+        full_spread_run.max_node_util * 100.0
     );
     println!();
     println!("goals:");

@@ -108,6 +108,11 @@ impl AgentProcess {
         self.spawn()
     }
 
+    /// Process id of the running agent (None after it was killed or terminated).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(ChildGuard::pid)
+    }
+
     pub fn is_running(&mut self) -> bool {
         self.child.as_mut().is_some_and(ChildGuard::is_running)
     }

@@ -45,3 +45,19 @@ pub fn agent() -> anyhow::Result<PathBuf> {
         .clone()
         .map_err(|e| anyhow::anyhow!(e))
 }
+
+/// Path of the `caas-central` binary (built on first use).
+pub fn central() -> anyhow::Result<PathBuf> {
+    static PATH: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    PATH.get_or_init(|| build("caas-central", "caas-central").map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(|e| anyhow::anyhow!(e))
+}
+
+/// Path of the `caas` CLI binary (built on first use).
+pub fn cli() -> anyhow::Result<PathBuf> {
+    static PATH: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    PATH.get_or_init(|| build("caas-central", "caas").map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(|e| anyhow::anyhow!(e))
+}

@@ -4,6 +4,7 @@
 
 pub mod agent;
 pub mod binaries;
+pub mod cluster;
 pub mod fixture;
 pub mod images;
 pub mod netns;

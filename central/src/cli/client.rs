@@ -74,6 +74,9 @@ impl CentralClient {
             })
             .transpose()?;
         let http = reqwest::Client::builder()
+            // Central lives on the internal network: an HTTP(S)_PROXY meant for the internet
+            // must not swallow these requests, nor see the bearer token.
+            .no_proxy()
             .connect_timeout(connect)
             .timeout(request)
             .user_agent(concat!("caas/", env!("CARGO_PKG_VERSION")))
@@ -86,7 +89,7 @@ impl CentralClient {
         Ok(Self { base, auth, http })
     }
 
-    /// Central's base URL as given.
+    /// Central's base URL, normalised (with a trailing slash when it has no path).
     pub fn base_url(&self) -> &str {
         self.base.as_str()
     }
@@ -108,7 +111,7 @@ impl CentralClient {
     }
 
     pub async fn delete_pool(&self, pool: &str) -> Result<(), CliError> {
-        self.delete(self.url(&["v1", "pools", pool])).await
+        self.delete(self.url(&["v1", "pools", pool])?).await
     }
 
     /// Issues one more token for a pool and returns it.
@@ -173,7 +176,7 @@ impl CentralClient {
         name: &str,
         purge_data: bool,
     ) -> Result<(), CliError> {
-        let mut url = self.url(&["v1", "pools", pool, "containers", name]);
+        let mut url = self.url(&["v1", "pools", pool, "containers", name])?;
         if purge_data {
             url.query_pairs_mut().append_pair("purge_data", "true");
         }
@@ -200,13 +203,19 @@ impl CentralClient {
 
     // ---- plumbing ----
 
-    fn url(&self, segments: &[&str]) -> Url {
+    fn url(&self, segments: &[&str]) -> Result<Url, CliError> {
+        if let Some(bad) = segments.iter().find(|s| matches!(**s, "" | "." | "..")) {
+            return Err(CliError::bad_argument(format!(
+                "{bad:?} is not a name; names are lowercase letters, digits and '-'"
+            )));
+        }
         let mut url = self.base.clone();
-        // `parse_base_url` only accepts http(s) URLs, which always have path segments.
+        // `parse_base_url` only accepts http URLs, which always have path segments. Each name
+        // is one segment: a '/' in it is escaped, never followed.
         if let Ok(mut path) = url.path_segments_mut() {
             path.pop_if_empty().extend(segments);
         }
-        url
+        Ok(url)
     }
 
     async fn get<T: DeserializeOwned>(&self, segments: &[&str]) -> Result<T, CliError> {
@@ -224,7 +233,7 @@ impl CentralClient {
         segments: &[&str],
         body: Option<&B>,
     ) -> Result<(StatusCode, T), CliError> {
-        let mut req = self.http.request(method, self.url(segments));
+        let mut req = self.http.request(method, self.url(segments)?);
         if let Some(body) = body {
             req = req.json(body);
         }

@@ -111,15 +111,15 @@ impl CliError {
         match self {
             Self::BadArgument { .. } | Self::Output(_) => None,
             Self::Network { kind, url, .. } => Some(match kind {
-                NetworkKind::Connect => format!(
-                    "is central running at {url}? set --url or CAAS_URL to its address"
-                ),
+                NetworkKind::Connect => {
+                    format!("is central running at {url}? set --url or CAAS_URL to its address")
+                }
                 NetworkKind::Timeout => {
                     format!("check that central at {url} is healthy and reachable, then retry")
                 }
-                NetworkKind::Other => format!(
-                    "check that {url} is central's address (--url / CAAS_URL) and retry"
-                ),
+                NetworkKind::Other => {
+                    format!("check that {url} is central's address (--url / CAAS_URL) and retry")
+                }
             }),
             Self::Protocol { url, .. } => Some(format!(
                 "is {url} really caas central? set --url or CAAS_URL to its address"

@@ -94,8 +94,8 @@ pub fn parse_rfc3339(text: &str) -> Option<u64> {
             sign * (h.parse::<i64>().ok()? * 3600 + m.parse::<i64>().ok()? * 60)
         }
     };
-    let secs = days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second
-        - offset;
+    let secs =
+        days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second - offset;
     u64::try_from(secs).ok().filter(|s| *s > 0)
 }
 
@@ -156,10 +156,23 @@ mod tests {
             parse_rfc3339("2024-05-01T10:20:30.123456789Z"),
             Some(1_714_558_830)
         );
-        assert_eq!(parse_rfc3339("2024-05-01T12:20:30+02:00"), Some(1_714_558_830));
+        assert_eq!(
+            parse_rfc3339("2024-05-01T12:20:30+02:00"),
+            Some(1_714_558_830)
+        );
         assert_eq!(parse_rfc3339("2000-03-01T00:00:00Z"), Some(951_868_800));
-        assert_eq!(parse_rfc3339("0001-01-01T00:00:00Z"), None, "docker's zero time");
-        for bad in ["", "yesterday", "2024-05-01", "2024-13-01T00:00:00Z", "2024-05-01T10:20:30"] {
+        assert_eq!(
+            parse_rfc3339("0001-01-01T00:00:00Z"),
+            None,
+            "docker's zero time"
+        );
+        for bad in [
+            "",
+            "yesterday",
+            "2024-05-01",
+            "2024-13-01T00:00:00Z",
+            "2024-05-01T10:20:30",
+        ] {
             assert_eq!(parse_rfc3339(bad), None, "{bad}");
         }
     }

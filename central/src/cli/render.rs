@@ -49,7 +49,13 @@ pub fn pools_table(pools: &[PoolView]) -> String {
     pools.sort_by(|a, b| a.name.cmp(&b.name));
     let rows = pools
         .iter()
-        .map(|p| vec![p.name.clone(), p.nodes.to_string(), p.containers.to_string()])
+        .map(|p| {
+            vec![
+                p.name.clone(),
+                p.nodes.to_string(),
+                p.containers.to_string(),
+            ]
+        })
         .collect();
     table(&["NAME", "NODES", "CONTAINERS"], rows)
 }
@@ -200,4 +206,4 @@ fn started(c: &ContainerView, now: u64) -> String {
 
 #[cfg(test)]
 #[path = "render_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -39,8 +39,9 @@ pub fn place(
 }
 
 /// Places `req`, scoring about `config.candidates(..)` feasible nodes found by walking `nodes`
-/// from a random offset. The walk is contiguous rather than a full shuffle so that a placement
-/// costs no allocation; the node list's order carries no meaning, so a random start is as good.
+/// from a random offset (`config.start(..)`). The walk is contiguous rather than a full shuffle
+/// so that a placement costs no allocation; the node list's order carries no meaning, so a
+/// random start is as good.
 pub fn place_with(
     req: &PlacementRequest,
     nodes: &[NodeView],
@@ -50,11 +51,7 @@ pub fn place_with(
     if nodes.is_empty() {
         return Err(Unschedulable::explain(req, nodes));
     }
-    let mut start = rng.random_range(0..nodes.len());
-    if req.strategy == Strategy::Binpack {
-        let stripes: usize = std::env::var("STRIPES").ok().and_then(|v| v.parse().ok()).unwrap_or(nodes.len()).clamp(1, nodes.len());
-        start = start * stripes / nodes.len() * nodes.len() / stripes;
-    }
+    let start = config.start(nodes.len(), req.strategy, rng);
     let wanted = config.candidates(nodes.len(), req.strategy);
     finish(req, nodes, walk(req, nodes, start, wanted))
 }

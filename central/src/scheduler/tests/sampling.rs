@@ -23,6 +23,7 @@ fn candidate_count_grows_with_log2_of_the_fleet() {
         min_candidates: 8,
         spread_per_log2: 2,
         binpack_per_log2: 8,
+        binpack_fronts: 16,
     };
     assert_eq!(c.candidates(3, Strategy::Spread), 8);
     assert_eq!(c.candidates(1, Strategy::Binpack), 8);
@@ -36,7 +37,7 @@ fn sampling_picks_only_feasible_nodes() {
     let mut nodes = fleet(2000);
     let mut rng = rng();
     for i in 0..2000 {
-        let mut req = request("p1", 500 + (i % 7) * 500, 1 + (i % 5) as u64 * 4);
+        let mut req = request("p1", 500 + (i % 7) * 500, 1 + (i % 5) * 4);
         req.strategy = if i % 2 == 0 {
             Strategy::Spread
         } else {
@@ -91,6 +92,7 @@ fn sampling_scores_only_a_sample_but_matches_the_full_scan_with_enough_candidate
         min_candidates: 2,
         spread_per_log2: 0,
         binpack_per_log2: 0,
+        binpack_fronts: 0,
     };
     let mut rng = rng();
     let mut chosen: Vec<usize> = (0..50)
@@ -100,4 +102,29 @@ fn sampling_scores_only_a_sample_but_matches_the_full_scan_with_enough_candidate
     chosen.dedup();
     assert!(chosen.len() > 10, "{chosen:?}");
     assert!(chosen.iter().all(|&i| check_node(&req, &nodes[i]).is_ok()));
+}
+
+#[test]
+fn binpack_starts_at_a_front_and_spread_anywhere() {
+    let c = SamplingConfig::default();
+    let mut rng = rng();
+    let mut binpack: Vec<usize> = (0..500)
+        .map(|_| c.start(10_000, Strategy::Binpack, &mut rng))
+        .collect();
+    binpack.sort_unstable();
+    binpack.dedup();
+    assert_eq!(binpack.len(), c.binpack_fronts);
+    assert!(binpack.iter().all(|s| s % 625 == 0), "{binpack:?}");
+    let spread = (0..500)
+        .map(|_| c.start(10_000, Strategy::Spread, &mut rng))
+        .filter(|s| s % 625 != 0)
+        .count();
+    assert!(spread > 400);
+    // Fewer nodes than fronts, or fronts disabled: any node can be the start.
+    assert!((0..100).all(|_| c.start(3, Strategy::Binpack, &mut rng) < 3));
+    let anywhere = SamplingConfig {
+        binpack_fronts: 0,
+        ..c
+    };
+    assert!((0..100).any(|_| anywhere.start(10_000, Strategy::Binpack, &mut rng) % 625 != 0));
 }
