@@ -36,7 +36,11 @@ pub fn new_token() -> String {
 
 /// Compares without an early exit, so response time does not leak how much of a hash matched.
 fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 /// Resolves a token against the admin hash and the pools' token hashes.
@@ -64,11 +68,29 @@ mod tests {
         let admin = hash_token("admin-secret-token");
         let token = new_token();
         let pools = vec![
-            PoolRecord { version: 1, name: "a".into(), token_hashes: vec![hash_token(&token)], ssh_keys: vec![], created_at: 0 },
-            PoolRecord { version: 1, name: "b".into(), token_hashes: vec![], ssh_keys: vec![], created_at: 0 },
+            PoolRecord {
+                version: 1,
+                name: "a".into(),
+                token_hashes: vec![hash_token(&token)],
+                ssh_keys: vec![],
+                created_at: 0,
+            },
+            PoolRecord {
+                version: 1,
+                name: "b".into(),
+                token_hashes: vec![],
+                ssh_keys: vec![],
+                created_at: 0,
+            },
         ];
-        assert_eq!(authenticate("admin-secret-token", &admin, &pools), Some(Principal::Admin));
-        assert_eq!(authenticate(&token, &admin, &pools), Some(Principal::Pool("a".into())));
+        assert_eq!(
+            authenticate("admin-secret-token", &admin, &pools),
+            Some(Principal::Admin)
+        );
+        assert_eq!(
+            authenticate(&token, &admin, &pools),
+            Some(Principal::Pool("a".into()))
+        );
         assert_eq!(authenticate("nope", &admin, &pools), None);
         assert!(Principal::Pool("a".into()).sees("a"));
         assert!(!Principal::Pool("a".into()).sees("b"));

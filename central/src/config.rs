@@ -15,7 +15,10 @@ pub const EXIT_CONFIG: i32 = 64;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("invalid configuration: {field}: {message}")]
@@ -23,7 +26,10 @@ pub enum ConfigError {
 }
 
 fn invalid(field: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { field: field.into(), message: message.into() }
+    ConfigError::Invalid {
+        field: field.into(),
+        message: message.into(),
+    }
 }
 
 #[derive(Debug, Clone, Default, Parser)]
@@ -85,15 +91,22 @@ impl CentralConfig {
     pub fn load(flags: &Flags) -> Result<Self, ConfigError> {
         let file = match &flags.config {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|source| ConfigError::Read { path: path.clone(), source })?;
-                toml::from_str::<FileConfig>(&text)
-                    .map_err(|e| ConfigError::Parse { path: path.clone(), message: e.to_string() })?
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                toml::from_str::<FileConfig>(&text).map_err(|e| ConfigError::Parse {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?
             }
             None => FileConfig::default(),
         };
         let zk_servers = flags.zk.clone().or(file.zk).ok_or_else(|| {
-            invalid("zk", "is required: the ZooKeeper ensemble as host:port[,...] (--zk or CAAS_CENTRAL_ZK)")
+            invalid(
+                "zk",
+                "is required: the ZooKeeper ensemble as host:port[,...] (--zk or CAAS_CENTRAL_ZK)",
+            )
         })?;
         for server in zk_servers.split(',') {
             let ok = server
@@ -103,12 +116,23 @@ impl CentralConfig {
                 return Err(invalid("zk", format!("{server:?} is not host:port")));
             }
         }
-        let root = flags.zk_root.clone().or(file.zk_root).unwrap_or_else(|| "/caas".into());
+        let root = flags
+            .zk_root
+            .clone()
+            .or(file.zk_root)
+            .unwrap_or_else(|| "/caas".into());
         let layout = ZkLayout::new(&root).map_err(|e| invalid("zk_root", e.message))?;
-        let listen_text = flags.listen.clone().or(file.listen).unwrap_or_else(|| "127.0.0.1:8080".into());
-        let listen = listen_text
-            .parse()
-            .map_err(|_| invalid("listen", format!("{listen_text:?} is not ADDR:PORT, e.g. \"0.0.0.0:8080\"")))?;
+        let listen_text = flags
+            .listen
+            .clone()
+            .or(file.listen)
+            .unwrap_or_else(|| "127.0.0.1:8080".into());
+        let listen = listen_text.parse().map_err(|_| {
+            invalid(
+                "listen",
+                format!("{listen_text:?} is not ADDR:PORT, e.g. \"0.0.0.0:8080\""),
+            )
+        })?;
         let token_file = flags.admin_token_file.clone().or(file.admin_token_file).ok_or_else(|| {
             invalid(
                 "admin_token_file",
@@ -117,22 +141,36 @@ impl CentralConfig {
             )
         })?;
         let admin_token = read_token(&token_file)?;
-        let lost_grace = Duration::from_secs(flags.lost_grace.or(file.lost_grace_secs).unwrap_or(30));
+        let lost_grace =
+            Duration::from_secs(flags.lost_grace.or(file.lost_grace_secs).unwrap_or(30));
         if lost_grace.is_zero() {
             return Err(invalid("lost_grace", "must be at least 1 second"));
         }
         let zk_session_timeout = Duration::from_millis(file.zk_session_timeout_ms.unwrap_or(6000));
-        Ok(Self { zk_servers, layout, listen, admin_token, lost_grace, zk_session_timeout })
+        Ok(Self {
+            zk_servers,
+            layout,
+            listen,
+            admin_token,
+            lost_grace,
+            zk_session_timeout,
+        })
     }
 }
 
 fn read_token(path: &Path) -> Result<String, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.into(),
+        source,
+    })?;
     let token = text.trim().to_string();
     if token.len() < 16 || token.chars().any(char::is_whitespace) {
         return Err(invalid(
             "admin_token_file",
-            format!("{}: the token must be one word of at least 16 characters", path.display()),
+            format!(
+                "{}: the token must be one word of at least 16 characters",
+                path.display()
+            ),
         ));
     }
     Ok(token)

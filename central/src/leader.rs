@@ -21,7 +21,12 @@ use crate::store::Op;
 pub const TICK: Duration = Duration::from_millis(500);
 
 /// Runs until `cancel`: whenever this instance leads, one `tick` per [`TICK`].
-pub async fn run(central: Arc<Central>, latch: LeaderLatch, grace: Duration, cancel: CancellationToken) {
+pub async fn run(
+    central: Arc<Central>,
+    latch: LeaderLatch,
+    grace: Duration,
+    cancel: CancellationToken,
+) {
     let mut leadership = latch.leadership();
     loop {
         if let Some(fence) = latch.fence() {
@@ -49,6 +54,11 @@ pub async fn tick(central: &Central, fence: &Fence, grace: Duration) -> Result<(
     let inventory = central.inventory()?;
     let layout = &central.store.layout;
     let now = crate::now();
+    tracing::debug!(
+        registered = registrations.len(),
+        known = inventory.len(),
+        "leader pass"
+    );
     for (id, info) in &registrations {
         match inventory.get(id) {
             None => {
@@ -61,7 +71,13 @@ pub async fn tick(central: &Central, fence: &Fence, grace: Duration) -> Result<(
                     since: now,
                 };
                 central.store.ensure(&layout.inventory_root()).await?;
-                commit_logged(central, fence, vec![Op::create(layout.inventory(id), &record)?], "register node").await;
+                commit_logged(
+                    central,
+                    fence,
+                    vec![Op::create(layout.inventory(id), &record)?],
+                    "register node",
+                )
+                .await;
             }
             Some(v) if v.record.liveness != Liveness::Ready || &v.record.info != info => {
                 let was_lost = v.record.liveness == Liveness::Lost;
@@ -72,7 +88,13 @@ pub async fn tick(central: &Central, fence: &Fence, grace: Duration) -> Result<(
                 }
                 record.liveness = Liveness::Ready;
                 record.info = info.clone();
-                commit_logged(central, fence, vec![Op::set(layout.inventory(id), &record, v.version)?], "mark node ready").await;
+                commit_logged(
+                    central,
+                    fence,
+                    vec![Op::set(layout.inventory(id), &record, v.version)?],
+                    "mark node ready",
+                )
+                .await;
                 if was_lost {
                     revive(central, fence, id, &record).await?;
                 }
@@ -91,7 +113,9 @@ pub async fn tick(central: &Central, fence: &Fence, grace: Duration) -> Result<(
                 record.liveness = Liveness::Disconnected;
                 record.since = now;
             }
-            Liveness::Disconnected if now.saturating_sub(record.since) >= grace.as_secs().max(1) => {
+            Liveness::Disconnected
+                if now.saturating_sub(record.since) >= grace.as_secs().max(1) =>
+            {
                 tracing::warn!(node = %id, "node lost: gone longer than the grace period");
                 record.liveness = Liveness::Lost;
                 record.since = now;
@@ -102,7 +126,13 @@ pub async fn tick(central: &Central, fence: &Fence, grace: Duration) -> Result<(
                 continue;
             }
         }
-        commit_logged(central, fence, vec![Op::set(layout.inventory(id), &record, v.version)?], "update liveness").await;
+        commit_logged(
+            central,
+            fence,
+            vec![Op::set(layout.inventory(id), &record, v.version)?],
+            "update liveness",
+        )
+        .await;
     }
     Ok(())
 }
@@ -113,10 +143,16 @@ async fn commit_logged(central: &Central, fence: &Fence, ops: Vec<Op>, what: &st
     }
 }
 
-async fn records_on(central: &Central, node: &str, record: &NodeRecord) -> Result<Vec<(ContainerRecord, i32)>, ApiError> {
+async fn records_on(
+    central: &Central,
+    node: &str,
+    record: &NodeRecord,
+) -> Result<Vec<(ContainerRecord, i32)>, ApiError> {
     let mut out = Vec::new();
     for key in record.workloads.keys() {
-        let Ok(key) = WorkloadKey::parse(key) else { continue };
+        let Ok(key) = WorkloadKey::parse(key) else {
+            continue;
+        };
         if let Some((c, stat)) = central.store.container(&key.pool, &key.name).await? {
             if c.node == node {
                 out.push((c, stat.version));
@@ -127,7 +163,12 @@ async fn records_on(central: &Central, node: &str, record: &NodeRecord) -> Resul
 }
 
 /// Re-places stateless workloads of a lost node; marks the ones with data `lost`.
-async fn handle_lost(central: &Central, fence: &Fence, node: &str, v: &VersionedNode) -> Result<(), ApiError> {
+async fn handle_lost(
+    central: &Central,
+    fence: &Fence,
+    node: &str,
+    v: &VersionedNode,
+) -> Result<(), ApiError> {
     for (record, version) in records_on(central, node, &v.record).await? {
         if record.placement == Placement::Lost {
             continue;
@@ -135,7 +176,9 @@ async fn handle_lost(central: &Central, fence: &Fence, node: &str, v: &Versioned
         let name = format!("{}.{}", record.spec.pool, record.spec.name);
         if record.spec.volumes.is_empty() {
             match placement::move_elsewhere(central, &record, version, Some(fence)).await {
-                Ok(moved) => tracing::info!(workload = %name, from = %node, to = %moved.node, "re-placed workload of a lost node"),
+                Ok(moved) => {
+                    tracing::info!(workload = %name, from = %node, to = %moved.node, "re-placed workload of a lost node")
+                }
                 Err(e) => {
                     tracing::warn!(workload = %name, error = %e, "cannot re-place workload of a lost node; marking it lost");
                     mark(central, fence, &record, version, Placement::Lost).await?;
@@ -150,7 +193,12 @@ async fn handle_lost(central: &Central, fence: &Fence, node: &str, v: &Versioned
 }
 
 /// A lost node came back: its workloads that still point at it run there again.
-async fn revive(central: &Central, fence: &Fence, node: &str, record: &NodeRecord) -> Result<(), ApiError> {
+async fn revive(
+    central: &Central,
+    fence: &Fence,
+    node: &str,
+    record: &NodeRecord,
+) -> Result<(), ApiError> {
     for (c, version) in records_on(central, node, record).await? {
         if c.placement == Placement::Lost {
             mark(central, fence, &c, version, Placement::Placed).await?;
@@ -159,16 +207,31 @@ async fn revive(central: &Central, fence: &Fence, node: &str, record: &NodeRecor
     Ok(())
 }
 
-async fn mark(central: &Central, fence: &Fence, record: &ContainerRecord, version: i32, placement: Placement) -> Result<(), ApiError> {
+async fn mark(
+    central: &Central,
+    fence: &Fence,
+    record: &ContainerRecord,
+    version: i32,
+    placement: Placement,
+) -> Result<(), ApiError> {
     let mut updated = record.clone();
     updated.placement = placement;
-    let path = central.store.layout.container(&record.spec.pool, &record.spec.name);
-    commit_logged(central, fence, vec![Op::set(path, &updated, version)?], "mark workload").await;
+    let path = central
+        .store
+        .layout
+        .container(&record.spec.pool, &record.spec.name);
+    commit_logged(
+        central,
+        fence,
+        vec![Op::set(path, &updated, version)?],
+        "mark workload",
+    )
+    .await;
     Ok(())
 }
 
 /// The registration data the leader publishes in its candidate znode (for people debugging).
 pub fn candidate_data(listen: &str) -> Vec<u8> {
-    serde_json::to_vec(&serde_json::json!({ "listen": listen, "pid": std::process::id() })).unwrap_or_default()
+    serde_json::to_vec(&serde_json::json!({ "listen": listen, "pid": std::process::id() }))
+        .unwrap_or_default()
 }
-

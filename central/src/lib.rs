@@ -7,10 +7,10 @@ pub mod config;
 pub mod error;
 pub mod leader;
 pub mod placement;
+pub mod scheduler;
 pub mod server;
 pub mod state;
 pub mod store;
-pub mod scheduler;
 
 /// Unix seconds now.
 pub fn now() -> u64 {

@@ -5,7 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use caas_api::central::{Allocation, ContainerRecord, Liveness, NodeRecord, PlacedWorkload, Placement};
+use caas_api::central::{
+    Allocation, ContainerRecord, Liveness, NodeRecord, PlacedWorkload, Placement,
+};
 use caas_api::{Assignment, NodeInfo, WorkloadKey, WorkloadSpec};
 use caas_zk::Fence;
 
@@ -27,7 +29,11 @@ pub fn allocation_of(spec: &WorkloadSpec) -> Allocation {
 }
 
 fn to_resources(a: Allocation) -> Resources {
-    Resources { cpu_millis: a.cpu_millis, memory_bytes: a.memory_bytes, pids: a.pids }
+    Resources {
+        cpu_millis: a.cpu_millis,
+        memory_bytes: a.memory_bytes,
+        pids: a.pids,
+    }
 }
 
 /// A node being planned on: its registration, its inventory record (None: first placement)
@@ -98,7 +104,11 @@ fn plan_nodes(
         if record.liveness == Liveness::Lost {
             continue;
         }
-        out.push(Planned { info, record, version });
+        out.push(Planned {
+            info,
+            record,
+            version,
+        });
     }
     Ok(out)
 }
@@ -139,7 +149,12 @@ pub async fn place_and_commit(
         rand::rngs::StdRng::from_rng(&mut rand::rng())
     };
     for attempt in 0..MAX_ATTEMPTS {
-        let mut nodes = plan_nodes(central, pool, extra.leaving.as_ref().map(|(n, _)| n.as_str()), &overlay)?;
+        let mut nodes = plan_nodes(
+            central,
+            pool,
+            extra.leaving.as_ref().map(|(n, _)| n.as_str()),
+            &overlay,
+        )?;
         let mut views: Vec<NodeView> = nodes.iter().map(Planned::view).collect();
         let mut touched = std::collections::BTreeSet::new();
         let mut records = Vec::new();
@@ -153,12 +168,19 @@ pub async fn place_and_commit(
                 app: Some(want.app.clone()),
                 strategy: want.strategy,
             };
-            let chosen = scheduler::place(&request, &views, &mut rng)
-                .map_err(|why| ApiError::unschedulable(format!("cannot place {}: {why}", want.spec.name)))?;
+            let chosen = scheduler::place(&request, &views, &mut rng).map_err(|why| {
+                ApiError::unschedulable(format!("cannot place {}: {why}", want.spec.name))
+            })?;
             let node = &mut nodes[chosen.node];
             let key = WorkloadKey::new(pool, &want.spec.name);
             node.record.allocated.add(alloc);
-            node.record.workloads.insert(key.to_string(), PlacedWorkload { app: want.app.clone(), allocation: alloc });
+            node.record.workloads.insert(
+                key.to_string(),
+                PlacedWorkload {
+                    app: want.app.clone(),
+                    allocation: alloc,
+                },
+            );
             views[chosen.node] = node.view();
             touched.insert(chosen.node);
             let record = ContainerRecord {
@@ -172,14 +194,21 @@ pub async fn place_and_commit(
                 },
                 node: node.info.node_id.clone(),
                 placement: Placement::Placed,
-                created_at: if extra.created_at > 0 { extra.created_at } else { crate::now() },
+                created_at: if extra.created_at > 0 {
+                    extra.created_at
+                } else {
+                    crate::now()
+                },
             };
             let record_path = layout.container(pool, &want.spec.name);
             ops.push(match extra.record_version {
                 Some(v) => Op::set(record_path, &record, v)?,
                 None => Op::create(record_path, &record)?,
             });
-            ops.push(Op::create(layout.assignment(&node.info.node_id, &key), &Assignment::run(want.spec.clone()))?);
+            ops.push(Op::create(
+                layout.assignment(&node.info.node_id, &key),
+                &Assignment::run(want.spec.clone()),
+            )?);
             records.push(record);
         }
         for &i in &touched {
@@ -191,7 +220,10 @@ pub async fn place_and_commit(
                 Some(v) => Op::set(path, &record, v)?,
                 None => Op::create(path, &record)?,
             });
-            central.store.ensure(&layout.assign_dir(&node.info.node_id)).await?;
+            central
+                .store
+                .ensure(&layout.assign_dir(&node.info.node_id))
+                .await?;
         }
         if let Some((old_node, key)) = &extra.leaving {
             let fresh = match overlay.get(old_node) {
@@ -201,11 +233,18 @@ pub async fn place_and_commit(
             if let Some(mut old) = fresh {
                 if let Some(gone) = old.record.workloads.remove(&key.to_string()) {
                     old.record.allocated.sub(gone.allocation);
-                    ops.push(Op::set(layout.inventory(old_node), &old.record, old.version)?);
+                    ops.push(Op::set(
+                        layout.inventory(old_node),
+                        &old.record,
+                        old.version,
+                    )?);
                 }
             }
         }
-        ops.push(Op::Check { path: layout.pool(pool), version: -1 });
+        ops.push(Op::Check {
+            path: layout.pool(pool),
+            version: -1,
+        });
         ops.extend(extra.ops.iter().cloned());
 
         match central.store.commit(&ops, fence).await {
@@ -225,7 +264,10 @@ pub async fn place_and_commit(
                     return Err(e.into());
                 }
                 // Random pause so racing instances do not collide in lockstep.
-                tokio::time::sleep(std::time::Duration::from_millis(rand::random_range(0..5) * (attempt as u64 + 1))).await;
+                tokio::time::sleep(std::time::Duration::from_millis(
+                    rand::random_range(0..5) * (attempt as u64 + 1),
+                ))
+                .await;
             }
             Err(e) => return Err(e.into()),
         }
@@ -239,16 +281,22 @@ pub async fn place_and_commit(
 
 /// Removes a workload: its record, its assignment (or a purge instruction in its place), and
 /// its share of the node, in one versioned `multi`.
-pub async fn remove(central: &Central, pool: &str, name: &str, purge: bool) -> Result<(), ApiError> {
+pub async fn remove(
+    central: &Central,
+    pool: &str,
+    name: &str,
+    purge: bool,
+) -> Result<(), ApiError> {
     let layout = &central.store.layout;
     let key = WorkloadKey::new(pool, name);
     for _ in 0..MAX_ATTEMPTS {
-        let (record, stat) = central
-            .store
-            .container(pool, name)
-            .await?
-            .ok_or_else(|| ApiError::not_found(format!("container {name} not found in pool {pool}")))?;
-        let mut ops = vec![Op::Delete { path: layout.container(pool, name), version: Some(stat.version) }];
+        let (record, stat) = central.store.container(pool, name).await?.ok_or_else(|| {
+            ApiError::not_found(format!("container {name} not found in pool {pool}"))
+        })?;
+        let mut ops = vec![Op::Delete {
+            path: layout.container(pool, name),
+            version: Some(stat.version),
+        }];
         let assignment = layout.assignment(&record.node, &key);
         let existing = central.store.get::<serde_json::Value>(&assignment).await?;
         if purge {
@@ -256,18 +304,28 @@ pub async fn remove(central: &Central, pool: &str, name: &str, purge: bool) -> R
             match existing {
                 Some((_, s)) => ops.push(Op::set(assignment, &purge_it, s.version)?),
                 None => {
-                    central.store.ensure(&layout.assign_dir(&record.node)).await?;
+                    central
+                        .store
+                        .ensure(&layout.assign_dir(&record.node))
+                        .await?;
                     ops.push(Op::create(assignment, &purge_it)?);
                 }
             }
         } else if let Some((_, s)) = existing {
-            ops.push(Op::Delete { path: assignment, version: Some(s.version) });
+            ops.push(Op::Delete {
+                path: assignment,
+                version: Some(s.version),
+            });
         }
         if let Some(node) = central.fresh_inventory(&record.node).await? {
             let mut updated = node.record.clone();
             if let Some(gone) = updated.workloads.remove(&key.to_string()) {
                 updated.allocated.sub(gone.allocation);
-                ops.push(Op::set(layout.inventory(&record.node), &updated, node.version)?);
+                ops.push(Op::set(
+                    layout.inventory(&record.node),
+                    &updated,
+                    node.version,
+                )?);
             }
         }
         match central.store.commit(&ops, None).await {
@@ -276,7 +334,11 @@ pub async fn remove(central: &Central, pool: &str, name: &str, purge: bool) -> R
             Err(e) => return Err(e.into()),
         }
     }
-    Err(ApiError::new(warp::http::StatusCode::SERVICE_UNAVAILABLE, "contention", "too many concurrent changes; retry"))
+    Err(ApiError::new(
+        warp::http::StatusCode::SERVICE_UNAVAILABLE,
+        "contention",
+        "too many concurrent changes; retry",
+    ))
 }
 
 /// Moves a workload off its node (lost, or forced) onto another node of its pool, keeping name,
@@ -300,7 +362,11 @@ pub async fn move_elsewhere(
         spec: record.spec.clone(),
         app: record.app.clone(),
         constraints,
-        strategy: if record.strategy == "binpack" { Strategy::Binpack } else { Strategy::Spread },
+        strategy: if record.strategy == "binpack" {
+            Strategy::Binpack
+        } else {
+            Strategy::Spread
+        },
     };
     let mut extra = Extra {
         leaving: Some((record.node.clone(), key.clone())),
@@ -309,9 +375,22 @@ pub async fn move_elsewhere(
         ..Default::default()
     };
     let old_assignment = layout.assignment(&record.node, &key);
-    if let Some((_, s)) = central.store.get::<serde_json::Value>(&old_assignment).await? {
-        extra.ops.push(Op::Delete { path: old_assignment, version: Some(s.version) });
+    if let Some((_, s)) = central
+        .store
+        .get::<serde_json::Value>(&old_assignment)
+        .await?
+    {
+        extra.ops.push(Op::Delete {
+            path: old_assignment,
+            version: Some(s.version),
+        });
     }
     let mut moved = place_and_commit(central, &pool, &[want], extra, fence).await?;
-    moved.pop().ok_or_else(|| ApiError::new(warp::http::StatusCode::INTERNAL_SERVER_ERROR, "internal", "no record"))
+    moved.pop().ok_or_else(|| {
+        ApiError::new(
+            warp::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "no record",
+        )
+    })
 }

@@ -1,7 +1,6 @@
 //! `run`: one central instance: ZooKeeper session, caches, leader latch and background work,
 //! and the REST API, until cancelled.
 
-
 use caas_zk::{LeaderLatch, ZkConfig, ZkSession};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -17,14 +16,22 @@ pub enum ServerError {
     Zk(String),
 }
 
-pub async fn run(config: CentralConfig, listener: TcpListener, cancel: CancellationToken) -> Result<(), ServerError> {
+pub async fn run(
+    config: CentralConfig,
+    listener: TcpListener,
+    cancel: CancellationToken,
+) -> Result<(), ServerError> {
     let work = cancel.child_token();
     let mut zk = ZkConfig::new(config.zk_servers.clone());
     zk.session_timeout = config.zk_session_timeout;
     let session = ZkSession::start(zk, work.clone()).map_err(|e| ServerError::Zk(e.to_string()))?;
     let store = Store::new(config.layout.clone(), session.clients());
-    let central = Central::start(store, &config.admin_token, work.clone()).map_err(|e| ServerError::Zk(e.to_string()))?;
-    let listen = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let central = Central::start(store, &config.admin_token, work.clone())
+        .map_err(|e| ServerError::Zk(e.to_string()))?;
+    let listen = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     tracing::info!(zk = %config.zk_servers, root = %config.layout.root(), listen = %listen, "caas-central starting");
 
     let tracker = TaskTracker::new();
@@ -51,7 +58,12 @@ pub async fn run(config: CentralConfig, listener: TcpListener, cancel: Cancellat
 
     let routes = crate::api::routes(central.clone());
     let stop = work.clone();
-    tracker.spawn(warp::serve(routes).incoming(listener).graceful(async move { stop.cancelled().await }).run());
+    tracker.spawn(
+        warp::serve(routes)
+            .incoming(listener)
+            .graceful(async move { stop.cancelled().await })
+            .run(),
+    );
 
     cancel.cancelled().await;
     tracing::info!("caas-central stopping");

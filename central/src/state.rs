@@ -36,12 +36,26 @@ impl std::fmt::Debug for Central {
 }
 
 impl Central {
-    pub fn start(store: Store, admin_token: &str, cancel: CancellationToken) -> Result<Arc<Self>, caas_zk::CacheError> {
+    pub fn start(
+        store: Store,
+        admin_token: &str,
+        cancel: CancellationToken,
+    ) -> Result<Arc<Self>, caas_zk::CacheError> {
         let opts = CacheOptions::default();
         let layout = store.layout.clone();
         Ok(Arc::new(Self {
-            registrations: ChildrenCache::start(store.clients(), layout.nodes(), opts.clone(), cancel.clone())?,
-            inventory: ChildrenCache::start(store.clients(), layout.inventory_root(), opts.clone(), cancel.clone())?,
+            registrations: ChildrenCache::start(
+                store.clients(),
+                layout.nodes(),
+                opts.clone(),
+                cancel.clone(),
+            )?,
+            inventory: ChildrenCache::start(
+                store.clients(),
+                layout.inventory_root(),
+                opts.clone(),
+                cancel.clone(),
+            )?,
             pools: ChildrenCache::start(store.clients(), layout.pools(), opts, cancel)?,
             admin_hash: hash_token(admin_token),
             store,
@@ -50,7 +64,9 @@ impl Central {
 
     /// Whether every cache has completed a first listing.
     pub fn synced(&self) -> bool {
-        *self.registrations.synced().borrow() && *self.inventory.synced().borrow() && *self.pools.synced().borrow()
+        *self.registrations.synced().borrow()
+            && *self.inventory.synced().borrow()
+            && *self.pools.synced().borrow()
     }
 
     pub async fn wait_synced(&self) {
@@ -63,7 +79,9 @@ impl Central {
         if self.synced() {
             Ok(())
         } else {
-            Err(ApiError::unavailable("central is still loading its view from ZooKeeper; retry in a moment"))
+            Err(ApiError::unavailable(
+                "central is still loading its view from ZooKeeper; retry in a moment",
+            ))
         }
     }
 
@@ -94,14 +112,29 @@ impl Central {
             .filter_map(|(id, entry)| {
                 serde_json::from_slice::<NodeRecord>(&entry.data)
                     .ok()
-                    .map(|record| (id.clone(), VersionedNode { record, version: entry.stat.version }))
+                    .map(|record| {
+                        (
+                            id.clone(),
+                            VersionedNode {
+                                record,
+                                version: entry.stat.version,
+                            },
+                        )
+                    })
             })
             .collect())
     }
 
     /// Re-reads one inventory record from ZooKeeper (after a lost race).
     pub async fn fresh_inventory(&self, node: &str) -> Result<Option<VersionedNode>, StoreError> {
-        Ok(self.store.inventory(node).await?.map(|(record, stat)| VersionedNode { record, version: stat.version }))
+        Ok(self
+            .store
+            .inventory(node)
+            .await?
+            .map(|(record, stat)| VersionedNode {
+                record,
+                version: stat.version,
+            }))
     }
 
     /// Resolves a bearer token. A miss re-reads the pools from ZooKeeper once, so a token
@@ -118,6 +151,7 @@ impl Central {
             return Ok(p);
         }
         let fresh = self.store.pools().await?;
-        crate::auth::authenticate(token, &self.admin_hash, &fresh).ok_or_else(ApiError::unauthorized)
+        crate::auth::authenticate(token, &self.admin_hash, &fresh)
+            .ok_or_else(ApiError::unauthorized)
     }
 }

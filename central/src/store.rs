@@ -14,14 +14,28 @@ pub enum StoreError {
     #[error("ZooKeeper is not reachable (no session); retry shortly")]
     NoSession,
     #[error("ZooKeeper {op} {path}: {source}")]
-    Zk { op: &'static str, path: String, source: ZkError },
+    Zk {
+        op: &'static str,
+        path: String,
+        source: ZkError,
+    },
     #[error("znode {path} holds invalid JSON: {source}")]
-    Decode { path: String, source: serde_json::Error },
+    Decode {
+        path: String,
+        source: serde_json::Error,
+    },
     #[error("encoding {what}: {source}")]
-    Encode { what: String, source: serde_json::Error },
+    Encode {
+        what: String,
+        source: serde_json::Error,
+    },
     /// A `multi` failed at operation `index` (in the caller's op list).
     #[error("atomic write failed at {path}: {source}")]
-    Conflict { index: usize, path: String, source: ZkError },
+    Conflict {
+        index: usize,
+        path: String,
+        source: ZkError,
+    },
     #[error("this instance is no longer the leader: {0}")]
     Fenced(String),
 }
@@ -31,7 +45,10 @@ impl StoreError {
     pub fn is_race(&self) -> bool {
         matches!(
             self,
-            Self::Conflict { source: ZkError::BadVersion | ZkError::NodeExists | ZkError::NoNode, .. }
+            Self::Conflict {
+                source: ZkError::BadVersion | ZkError::NodeExists | ZkError::NoNode,
+                ..
+            }
         )
     }
 }
@@ -39,29 +56,55 @@ impl StoreError {
 /// One operation of an atomic write.
 #[derive(Debug, Clone)]
 pub enum Op {
-    Create { path: String, data: Vec<u8> },
-    Set { path: String, data: Vec<u8>, version: i32 },
-    Delete { path: String, version: Option<i32> },
+    Create {
+        path: String,
+        data: Vec<u8>,
+    },
+    Set {
+        path: String,
+        data: Vec<u8>,
+        version: i32,
+    },
+    Delete {
+        path: String,
+        version: Option<i32>,
+    },
     /// `version` -1 only checks that the node exists.
-    Check { path: String, version: i32 },
+    Check {
+        path: String,
+        version: i32,
+    },
 }
 
 impl Op {
     pub fn path(&self) -> &str {
         match self {
-            Op::Create { path, .. } | Op::Set { path, .. } | Op::Delete { path, .. } | Op::Check { path, .. } => path,
+            Op::Create { path, .. }
+            | Op::Set { path, .. }
+            | Op::Delete { path, .. }
+            | Op::Check { path, .. } => path,
         }
     }
     pub fn create<T: Serialize>(path: String, value: &T) -> Result<Self, StoreError> {
-        Ok(Op::Create { data: encode(&path, value)?, path })
+        Ok(Op::Create {
+            data: encode(&path, value)?,
+            path,
+        })
     }
     pub fn set<T: Serialize>(path: String, value: &T, version: i32) -> Result<Self, StoreError> {
-        Ok(Op::Set { data: encode(&path, value)?, path, version })
+        Ok(Op::Set {
+            data: encode(&path, value)?,
+            path,
+            version,
+        })
     }
 }
 
 fn encode<T: Serialize>(what: &str, value: &T) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(value).map_err(|source| StoreError::Encode { what: what.to_string(), source })
+    serde_json::to_vec(value).map_err(|source| StoreError::Encode {
+        what: what.to_string(),
+        source,
+    })
 }
 
 fn persistent() -> caas_zk::zookeeper_client::CreateOptions<'static> {
@@ -93,16 +136,25 @@ impl Store {
     }
 
     /// Reads and decodes a znode; `None` if it does not exist.
-    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<Option<(T, Stat)>, StoreError> {
+    pub async fn get<T: DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> Result<Option<(T, Stat)>, StoreError> {
         let client = self.client()?;
         match client.get_data(path).await {
             Ok((data, stat)) => {
-                let value = serde_json::from_slice(&data)
-                    .map_err(|source| StoreError::Decode { path: path.to_string(), source })?;
+                let value = serde_json::from_slice(&data).map_err(|source| StoreError::Decode {
+                    path: path.to_string(),
+                    source,
+                })?;
                 Ok(Some((value, stat)))
             }
             Err(ZkError::NoNode) => Ok(None),
-            Err(source) => Err(StoreError::Zk { op: "get", path: path.to_string(), source }),
+            Err(source) => Err(StoreError::Zk {
+                op: "get",
+                path: path.to_string(),
+                source,
+            }),
         }
     }
 
@@ -115,7 +167,11 @@ impl Store {
                 Ok(names)
             }
             Err(ZkError::NoNode) => Ok(Vec::new()),
-            Err(source) => Err(StoreError::Zk { op: "list", path: path.to_string(), source }),
+            Err(source) => Err(StoreError::Zk {
+                op: "list",
+                path: path.to_string(),
+                source,
+            }),
         }
     }
 
@@ -124,7 +180,11 @@ impl Store {
         let client = self.client()?;
         match client.mkdir(path, &persistent()).await {
             Ok(()) | Err(ZkError::NodeExists) => Ok(()),
-            Err(source) => Err(StoreError::Zk { op: "mkdir", path: path.to_string(), source }),
+            Err(source) => Err(StoreError::Zk {
+                op: "mkdir",
+                path: path.to_string(),
+                source,
+            }),
         }
     }
 
@@ -137,17 +197,28 @@ impl Store {
         let client = self.client()?;
         let conflict = |index: usize, source: ZkError| StoreError::Conflict {
             index,
-            path: ops.get(index).map(|o| o.path().to_string()).unwrap_or_default(),
+            path: ops
+                .get(index)
+                .map(|o| o.path().to_string())
+                .unwrap_or_default(),
             source,
         };
-        let invalid = |op: &Op, source: ZkError| StoreError::Zk { op: "multi", path: op.path().to_string(), source };
+        let invalid = |op: &Op, source: ZkError| StoreError::Zk {
+            op: "multi",
+            path: op.path().to_string(),
+            source,
+        };
         match fence {
             None => {
                 let mut writer = client.new_multi_writer();
                 for op in ops {
                     let added = match op {
                         Op::Create { path, data } => writer.add_create(path, data, &persistent()),
-                        Op::Set { path, data, version } => writer.add_set_data(path, data, Some(*version)),
+                        Op::Set {
+                            path,
+                            data,
+                            version,
+                        } => writer.add_set_data(path, data, Some(*version)),
                         Op::Delete { path, version } => writer.add_delete(path, *version),
                         Op::Check { path, version } => writer.add_check_version(path, *version),
                     };
@@ -155,20 +226,31 @@ impl Store {
                 }
                 match writer.commit().await {
                     Ok(_) => Ok(()),
-                    Err(caas_zk::zookeeper_client::MultiWriteError::OperationFailed { index, source }) => {
-                        Err(conflict(index, source))
-                    }
+                    Err(caas_zk::zookeeper_client::MultiWriteError::OperationFailed {
+                        index,
+                        source,
+                    }) => Err(conflict(index, source)),
                     Err(caas_zk::zookeeper_client::MultiWriteError::RequestFailed { source }) => {
-                        Err(StoreError::Zk { op: "multi", path: "(request)".into(), source })
+                        Err(StoreError::Zk {
+                            op: "multi",
+                            path: "(request)".into(),
+                            source,
+                        })
                     }
                 }
             }
             Some(fence) => {
-                let mut writer = fence.writer(&client).map_err(|e| StoreError::Fenced(e.to_string()))?;
+                let mut writer = fence
+                    .writer(&client)
+                    .map_err(|e| StoreError::Fenced(e.to_string()))?;
                 for op in ops {
                     let added = match op {
                         Op::Create { path, data } => writer.add_create(path, data, &persistent()),
-                        Op::Set { path, data, version } => writer.add_set_data(path, data, Some(*version)),
+                        Op::Set {
+                            path,
+                            data,
+                            version,
+                        } => writer.add_set_data(path, data, Some(*version)),
                         Op::Delete { path, version } => writer.add_delete(path, *version),
                         Op::Check { path, version } => writer.add_check_version(path, *version),
                     };
@@ -177,7 +259,9 @@ impl Store {
                 match writer.commit().await {
                     Ok(_) => Ok(()),
                     Err(e) if e.is_fenced() => Err(StoreError::Fenced(e.to_string())),
-                    Err(FenceError::Operation { index, source, .. }) => Err(conflict(index, source)),
+                    Err(FenceError::Operation { index, source, .. }) => {
+                        Err(conflict(index, source))
+                    }
                     Err(e) => Err(StoreError::Fenced(e.to_string())),
                 }
             }
@@ -200,7 +284,11 @@ impl Store {
         Ok(out)
     }
 
-    pub async fn container(&self, pool: &str, name: &str) -> Result<Option<(ContainerRecord, Stat)>, StoreError> {
+    pub async fn container(
+        &self,
+        pool: &str,
+        name: &str,
+    ) -> Result<Option<(ContainerRecord, Stat)>, StoreError> {
         self.get(&self.layout.container(pool, name)).await
     }
 
@@ -219,10 +307,17 @@ impl Store {
     }
 
     pub async fn registration(&self, node: &str) -> Result<Option<NodeInfo>, StoreError> {
-        Ok(self.get(&self.layout.node(node)).await?.map(|(info, _)| info))
+        Ok(self
+            .get(&self.layout.node(node))
+            .await?
+            .map(|(info, _)| info))
     }
 
-    pub async fn status(&self, node: &str, key: &WorkloadKey) -> Result<Option<WorkloadStatus>, StoreError> {
+    pub async fn status(
+        &self,
+        node: &str,
+        key: &WorkloadKey,
+    ) -> Result<Option<WorkloadStatus>, StoreError> {
         // A status an agent wrote in a format we cannot read is shown as absent, not an error.
         match self.get(&self.layout.status(node, key)).await {
             Ok(found) => Ok(found.map(|(s, _)| s)),

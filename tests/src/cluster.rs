@@ -24,7 +24,10 @@ pub struct NodeSpec {
 
 impl NodeSpec {
     pub fn new(pool: &str, labels: &[&str]) -> Self {
-        Self { pool: pool.into(), labels: labels.iter().map(|l| l.to_string()).collect() }
+        Self {
+            pool: pool.into(),
+            labels: labels.iter().map(|l| l.to_string()).collect(),
+        }
     }
 }
 
@@ -40,8 +43,18 @@ pub struct CentralProcess {
 
 impl CentralProcess {
     fn spawn(&mut self) -> anyhow::Result<()> {
-        let envs = vec![("CAAS_LOG".to_string(), "info,caas_central=debug".to_string())];
-        self.child = Some(ChildGuard::spawn("central", Some(&self.netns), &crate::binaries::central()?, &self.args, &envs, &self.log)?);
+        let envs = vec![(
+            "CAAS_LOG".to_string(),
+            "info,caas_central=debug".to_string(),
+        )];
+        self.child = Some(ChildGuard::spawn(
+            "central",
+            Some(&self.netns),
+            &crate::binaries::central()?,
+            &self.args,
+            &envs,
+            &self.log,
+        )?);
         Ok(())
     }
     pub fn kill9(&mut self) {
@@ -54,7 +67,10 @@ impl CentralProcess {
         self.spawn()
     }
     pub fn signal(&self, sig: nix::sys::signal::Signal) -> anyhow::Result<()> {
-        self.child.as_ref().context("central not running")?.signal(sig)
+        self.child
+            .as_ref()
+            .context("central not running")?
+            .signal(sig)
     }
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -87,17 +103,26 @@ pub struct Cluster {
 impl Cluster {
     /// Starts ZooKeeper, `centrals` central instances (lost-node grace `grace_secs`) and one
     /// agent per node spec, and waits until central lists every node.
-    pub async fn start(name: &str, nodes: &[NodeSpec], centrals: usize, grace_secs: u64) -> anyhow::Result<Self> {
+    pub async fn start(
+        name: &str,
+        nodes: &[NodeSpec],
+        centrals: usize,
+        grace_secs: u64,
+    ) -> anyhow::Result<Self> {
         let _ = tracing_subscriber::fmt().with_test_writer().try_init();
         let docker = crate::images::docker().await?;
         let busybox = crate::images::ensure_busybox(&docker).await?;
-        let node_ids: Vec<String> = (1..=nodes.len()).map(|i| test_node_id(&format!("{name}{i}"))).collect();
+        let node_ids: Vec<String> = (1..=nodes.len())
+            .map(|i| test_node_id(&format!("{name}{i}")))
+            .collect();
         let sweeper = ContainerSweeper::new(&node_ids);
         let topo = Topology::create(nodes.len())?;
         let zk = ZkServer::start_in(&topo.fabric, IpAddr::V4(FABRIC_IP)).await?;
         let fabric = NetnsExecutor::enter(&topo.fabric)?;
         let servers = zk.connect_string();
-        let zk_client = fabric.run(async move { caas_zk::connect(&caas_zk::ZkConfig::new(servers)).await }).await??;
+        let zk_client = fabric
+            .run(async move { caas_zk::connect(&caas_zk::ZkConfig::new(servers)).await })
+            .await??;
         let dir = tempfile::Builder::new().prefix("caas-cluster-").tempdir()?;
         let admin_token = format!("admin-{}", hex::encode(rand::random::<[u8; 16]>()));
         let token_file = dir.path().join("admin.token");
@@ -155,11 +180,24 @@ impl Cluster {
         };
         for c in 0..centrals {
             let expected = nodes.len();
-            crate::wait::until("central sees every node", Duration::from_secs(60), || async {
-                let (code, body) = cluster.request(c, "GET", "/v1/nodes", None, &cluster.admin_token).await?;
-                let nodes: Vec<serde_json::Value> = if code == 200 { serde_json::from_str(&body)? } else { Vec::new() };
-                Ok((nodes.iter().filter(|n| n["liveness"] == "ready").count() == expected).then_some(()))
-            })
+            crate::wait::until(
+                "central sees every node",
+                Duration::from_secs(60),
+                || async {
+                    let (code, body) = cluster
+                        .request(c, "GET", "/v1/nodes", None, &cluster.admin_token)
+                        .await?;
+                    let nodes: Vec<serde_json::Value> = if code == 200 {
+                        serde_json::from_str(&body)?
+                    } else {
+                        Vec::new()
+                    };
+                    Ok(
+                        (nodes.iter().filter(|n| n["liveness"] == "ready").count() == expected)
+                            .then_some(()),
+                    )
+                },
+            )
             .await
             .with_context(|| format!("central {c} log:\n{}", cluster.centrals[c].log()))?;
         }
@@ -180,10 +218,15 @@ impl Cluster {
         let token = token.to_string();
         self.fabric
             .run(async move {
-                let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(30)).build()?;
+                let client = reqwest::Client::builder()
+                    .no_proxy()
+                    .timeout(Duration::from_secs(30))
+                    .build()?;
                 let mut req = client.request(method, &url).bearer_auth(token);
                 if let Some(b) = body {
-                    req = req.header("content-type", "application/json").body(serde_json::to_vec(&b)?);
+                    req = req
+                        .header("content-type", "application/json")
+                        .body(serde_json::to_vec(&b)?);
                 }
                 let resp = req.send().await?;
                 let code = resp.status().as_u16();
@@ -212,7 +255,15 @@ impl Cluster {
 
     /// Creates a pool through central 0; returns its token.
     pub async fn create_pool(&self, name: &str) -> anyhow::Result<String> {
-        let (code, body) = self.request(0, "POST", "/v1/pools", Some(serde_json::json!({"name": name})), &self.admin_token).await?;
+        let (code, body) = self
+            .request(
+                0,
+                "POST",
+                "/v1/pools",
+                Some(serde_json::json!({"name": name})),
+                &self.admin_token,
+            )
+            .await?;
         anyhow::ensure!(code == 201, "creating pool {name}: {code} {body}");
         let v: serde_json::Value = serde_json::from_str(&body)?;
         Ok(v["token"].as_str().context("no token")?.to_string())
@@ -224,12 +275,22 @@ impl Cluster {
         let mut stack = vec![self.layout.root().to_string()];
         while let Some(path) = stack.pop() {
             // Ephemeral registrations and status change on their own; they are not central's writes.
-            if path.starts_with(&self.layout.nodes()) || path.starts_with(&self.layout.status_root()) || path.starts_with(&self.layout.leader()) {
+            if path.starts_with(&self.layout.nodes())
+                || path.starts_with(&self.layout.status_root())
+                || path.starts_with(&self.layout.leader())
+            {
                 continue;
             }
-            let Ok((data, _)) = self.zk_client.get_data(&path).await else { continue };
+            let Ok((data, _)) = self.zk_client.get_data(&path).await else {
+                continue;
+            };
             out.insert(path.clone(), data);
-            for child in self.zk_client.list_children(&path).await.unwrap_or_default() {
+            for child in self
+                .zk_client
+                .list_children(&path)
+                .await
+                .unwrap_or_default()
+            {
                 stack.push(format!("{path}/{child}"));
             }
         }

@@ -2,7 +2,10 @@
 //! commit), list, inspect, delete (optionally purging data), and reschedule off a lost node.
 
 use bytes::Bytes;
-use caas_api::central::{ContainerRecord, ContainerView, CreateContainerRequest, Liveness, RescheduleRequest, MAX_INSTANCES};
+use caas_api::central::{
+    ContainerRecord, ContainerView, CreateContainerRequest, Liveness, RescheduleRequest,
+    MAX_INSTANCES,
+};
 use caas_api::name::validate_dns_label;
 use caas_api::{Resources, WorkloadKey, WorkloadSpec};
 use warp::http::StatusCode;
@@ -45,24 +48,41 @@ fn plan(pool: &str, request: &CreateContainerRequest) -> Result<Vec<Want>, ApiEr
     validate_dns_label("name", &request.name)?;
     let instances = request.instances.unwrap_or(1);
     if instances == 0 || instances > MAX_INSTANCES {
-        return Err(ApiError::invalid("instances", format!("{instances} is out of range; use 1..={MAX_INSTANCES}")));
+        return Err(ApiError::invalid(
+            "instances",
+            format!("{instances} is out of range; use 1..={MAX_INSTANCES}"),
+        ));
     }
     let constraints = request
         .constraints
         .iter()
         .enumerate()
-        .map(|(i, c)| Constraint::parse(c).map_err(|e| ApiError::invalid(format!("constraints[{i}]"), e.to_string())))
+        .map(|(i, c)| {
+            Constraint::parse(c)
+                .map_err(|e| ApiError::invalid(format!("constraints[{i}]"), e.to_string()))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let strategy = match request.strategy.as_deref() {
         None | Some("spread") => Strategy::Spread,
         Some("binpack") => Strategy::Binpack,
         Some(other) => {
-            return Err(ApiError::invalid("strategy", format!("{other:?} is not a strategy; use \"spread\" or \"binpack\"")))
+            return Err(ApiError::invalid(
+                "strategy",
+                format!("{other:?} is not a strategy; use \"spread\" or \"binpack\""),
+            ))
         }
     };
     let resources = Resources {
-        cpu: request.resources.cpu.clone().or_else(|| Some(DEFAULT_CPU.into())),
-        memory: request.resources.memory.clone().or_else(|| Some(DEFAULT_MEMORY.into())),
+        cpu: request
+            .resources
+            .cpu
+            .clone()
+            .or_else(|| Some(DEFAULT_CPU.into())),
+        memory: request
+            .resources
+            .memory
+            .clone()
+            .or_else(|| Some(DEFAULT_MEMORY.into())),
         pids: request.resources.pids,
     };
     let mut wants = Vec::new();
@@ -70,7 +90,10 @@ fn plan(pool: &str, request: &CreateContainerRequest) -> Result<Vec<Want>, ApiEr
         let (name, hostname) = if instances == 1 {
             (request.name.clone(), request.hostname.clone())
         } else {
-            (format!("{}-{i}", request.name), request.hostname.as_ref().map(|h| format!("{h}-{i}")))
+            (
+                format!("{}-{i}", request.name),
+                request.hostname.as_ref().map(|h| format!("{h}-{i}")),
+            )
         };
         let spec = WorkloadSpec {
             version: caas_api::PAYLOAD_VERSION,
@@ -93,7 +116,12 @@ fn plan(pool: &str, request: &CreateContainerRequest) -> Result<Vec<Want>, ApiEr
                 ApiError::from(e)
             }
         })?;
-        wants.push(Want { spec, app: request.name.clone(), constraints: constraints.clone(), strategy });
+        wants.push(Want {
+            spec,
+            app: request.name.clone(),
+            constraints: constraints.clone(),
+            strategy,
+        });
     }
     Ok(wants)
 }
@@ -111,7 +139,15 @@ fn differences(existing: &ContainerRecord, want: &Want) -> Vec<&'static str> {
         ("labels", a.labels != b.labels),
         ("volumes", a.volumes != b.volumes),
         ("hostname", a.hostname != b.hostname),
-        ("constraints", existing.constraints != want.constraints.iter().map(ToString::to_string).collect::<Vec<_>>()),
+        (
+            "constraints",
+            existing.constraints
+                != want
+                    .constraints
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>(),
+        ),
     ];
     for (field, differs) in checks {
         if differs {
@@ -123,7 +159,11 @@ fn differences(existing: &ContainerRecord, want: &Want) -> Vec<&'static str> {
 
 /// Splits the wants into those already created (identically) and those still missing; a
 /// different existing spec is a 409 that names the fields.
-async fn existing(ctx: &Ctx, pool: &str, wants: &[Want]) -> Result<(Vec<ContainerRecord>, Vec<Want>), ApiError> {
+async fn existing(
+    ctx: &Ctx,
+    pool: &str,
+    wants: &[Want],
+) -> Result<(Vec<ContainerRecord>, Vec<Want>), ApiError> {
     let mut found = Vec::new();
     let mut missing = Vec::new();
     for want in wants {
@@ -161,7 +201,9 @@ pub async fn create(ctx: Ctx, pool: String, body: Bytes) -> Result<Response, Api
             }
             return Ok(json(StatusCode::OK, &views));
         }
-        match placement::place_and_commit(&ctx.central, &pool, &missing, Default::default(), None).await {
+        match placement::place_and_commit(&ctx.central, &pool, &missing, Default::default(), None)
+            .await
+        {
             Ok(records) => {
                 for r in &records {
                     tracing::info!(pool = %pool, name = %r.spec.name, node = %r.node, "container placed");
@@ -178,7 +220,9 @@ pub async fn create(ctx: Ctx, pool: String, body: Bytes) -> Result<Response, Api
             Err(e) => return Err(e),
         }
     }
-    Err(ApiError::unavailable("concurrent creates of the same names; retry"))
+    Err(ApiError::unavailable(
+        "concurrent creates of the same names; retry",
+    ))
 }
 
 pub async fn list(ctx: Ctx, pool: String) -> Result<Response, ApiError> {
@@ -201,16 +245,30 @@ pub async fn get(ctx: Ctx, pool: String, name: String) -> Result<Response, ApiEr
     Ok(json(StatusCode::OK, &view(&ctx, record).await?))
 }
 
-pub async fn delete(ctx: Ctx, pool: String, name: String, purge: bool) -> Result<Response, ApiError> {
+pub async fn delete(
+    ctx: Ctx,
+    pool: String,
+    name: String,
+    purge: bool,
+) -> Result<Response, ApiError> {
     require_pool(&ctx, &pool).await?;
     placement::remove(&ctx.central, &pool, &name, purge).await?;
     tracing::info!(pool = %pool, name = %name, purge, "container deleted");
     Ok(warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response())
 }
 
-pub async fn reschedule(ctx: Ctx, pool: String, name: String, body: Bytes) -> Result<Response, ApiError> {
+pub async fn reschedule(
+    ctx: Ctx,
+    pool: String,
+    name: String,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     require_pool(&ctx, &pool).await?;
-    let request: RescheduleRequest = if body.is_empty() { RescheduleRequest::default() } else { parse_body(&body)? };
+    let request: RescheduleRequest = if body.is_empty() {
+        RescheduleRequest::default()
+    } else {
+        parse_body(&body)?
+    };
     let (record, stat) = ctx
         .central
         .store
@@ -218,11 +276,18 @@ pub async fn reschedule(ctx: Ctx, pool: String, name: String, body: Bytes) -> Re
         .await?
         .ok_or_else(|| ApiError::not_found(format!("container {name} not found in pool {pool}")))?;
     let node_ready = ctx.central.registrations()?.contains_key(&record.node)
-        && ctx.central.inventory()?.get(&record.node).is_none_or(|n| n.record.liveness != Liveness::Lost);
+        && ctx
+            .central
+            .inventory()?
+            .get(&record.node)
+            .is_none_or(|n| n.record.liveness != Liveness::Lost);
     if node_ready && !request.force {
         return Err(ApiError::conflict(
             "node-ready",
-            format!("{name} runs on node {}, which is ready; use --force to move it anyway", record.node),
+            format!(
+                "{name} runs on node {}, which is ready; use --force to move it anyway",
+                record.node
+            ),
         ));
     }
     if !record.spec.volumes.is_empty() && !request.force {

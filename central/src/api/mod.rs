@@ -48,7 +48,10 @@ pub fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
 
 /// Resolves the caller or fails with 401.
 pub async fn principal(central: &Central, auth: &Option<String>) -> Result<Principal, ApiError> {
-    let token = auth.as_deref().and_then(|h| h.strip_prefix("Bearer ")).map(str::trim);
+    let token = auth
+        .as_deref()
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim);
     central.authenticate(token).await
 }
 
@@ -82,7 +85,11 @@ pub struct Ctx {
 fn ctx(central: Arc<Central>) -> impl Filter<Extract = (Ctx,), Error = Infallible> + Clone {
     warp::any()
         .map(move || central.clone())
-        .and(warp::header::optional::<String>("authorization").or(warp::any().map(|| None)).unify())
+        .and(
+            warp::header::optional::<String>("authorization")
+                .or(warp::any().map(|| None))
+                .unify(),
+        )
         .map(|central, auth| Ctx { central, auth })
 }
 
@@ -96,7 +103,9 @@ struct DeleteQuery {
 }
 
 /// All routes.
-pub fn routes(central: Arc<Central>) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
+pub fn routes(
+    central: Arc<Central>,
+) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     let c = ctx(central);
     let v1 = warp::path("v1");
 
@@ -107,59 +116,91 @@ pub fn routes(central: Arc<Central>) -> impl Filter<Extract = (Response,), Error
             &serde_json::json!({"status": if ok { "ok" } else { "loading" }, "version": env!("CARGO_PKG_VERSION")}),
         )
     });
-    let openapi = v1.and(warp::path!("openapi.json")).and(warp::get()).map(|| json(StatusCode::OK, &openapi::document()));
+    let openapi = v1
+        .and(warp::path!("openapi.json"))
+        .and(warp::get())
+        .map(|| json(StatusCode::OK, &openapi::document()));
 
-    let pools_list = v1.and(warp::path!("pools")).and(warp::get()).and(c.clone()).then(|ctx: Ctx| async move {
-        finish(pools::list(ctx).await)
-    });
-    let pools_create = v1.and(warp::path!("pools")).and(warp::post()).and(c.clone()).and(body()).then(
-        |ctx: Ctx, body: Bytes| async move { finish(pools::create(ctx, body).await) },
-    );
-    let pool_get = v1.and(warp::path!("pools" / String)).and(warp::get()).and(c.clone()).then(
-        |pool: String, ctx: Ctx| async move { finish(pools::get(ctx, pool).await) },
-    );
-    let pool_delete = v1.and(warp::path!("pools" / String)).and(warp::delete()).and(c.clone()).then(
-        |pool: String, ctx: Ctx| async move { finish(pools::delete(ctx, pool).await) },
-    );
-    let pool_token = v1.and(warp::path!("pools" / String / "tokens")).and(warp::post()).and(c.clone()).then(
-        |pool: String, ctx: Ctx| async move { finish(pools::new_token(ctx, pool).await) },
-    );
+    let pools_list = v1
+        .and(warp::path!("pools"))
+        .and(warp::get())
+        .and(c.clone())
+        .then(|ctx: Ctx| async move { finish(pools::list(ctx).await) });
+    let pools_create = v1
+        .and(warp::path!("pools"))
+        .and(warp::post())
+        .and(c.clone())
+        .and(body())
+        .then(|ctx: Ctx, body: Bytes| async move { finish(pools::create(ctx, body).await) });
+    let pool_get = v1
+        .and(warp::path!("pools" / String))
+        .and(warp::get())
+        .and(c.clone())
+        .then(|pool: String, ctx: Ctx| async move { finish(pools::get(ctx, pool).await) });
+    let pool_delete = v1
+        .and(warp::path!("pools" / String))
+        .and(warp::delete())
+        .and(c.clone())
+        .then(|pool: String, ctx: Ctx| async move { finish(pools::delete(ctx, pool).await) });
+    let pool_token = v1
+        .and(warp::path!("pools" / String / "tokens"))
+        .and(warp::post())
+        .and(c.clone())
+        .then(|pool: String, ctx: Ctx| async move { finish(pools::new_token(ctx, pool).await) });
 
-    let nodes_list = v1.and(warp::path!("nodes")).and(warp::get()).and(c.clone()).then(|ctx: Ctx| async move {
-        finish(nodes::list(ctx).await)
-    });
-    let node_get = v1.and(warp::path!("nodes" / String)).and(warp::get()).and(c.clone()).then(
-        |id: String, ctx: Ctx| async move { finish(nodes::get(ctx, id).await) },
-    );
+    let nodes_list = v1
+        .and(warp::path!("nodes"))
+        .and(warp::get())
+        .and(c.clone())
+        .then(|ctx: Ctx| async move { finish(nodes::list(ctx).await) });
+    let node_get = v1
+        .and(warp::path!("nodes" / String))
+        .and(warp::get())
+        .and(c.clone())
+        .then(|id: String, ctx: Ctx| async move { finish(nodes::get(ctx, id).await) });
 
-    let containers_list = v1.and(warp::path!("pools" / String / "containers")).and(warp::get()).and(c.clone()).then(
-        |pool: String, ctx: Ctx| async move { finish(containers::list(ctx, pool).await) },
-    );
+    let containers_list = v1
+        .and(warp::path!("pools" / String / "containers"))
+        .and(warp::get())
+        .and(c.clone())
+        .then(|pool: String, ctx: Ctx| async move { finish(containers::list(ctx, pool).await) });
     let containers_create = v1
         .and(warp::path!("pools" / String / "containers"))
         .and(warp::post())
         .and(c.clone())
         .and(body())
-        .then(|pool: String, ctx: Ctx, body: Bytes| async move { finish(containers::create(ctx, pool, body).await) });
-    let container_get = v1.and(warp::path!("pools" / String / "containers" / String)).and(warp::get()).and(c.clone()).then(
-        |pool: String, name: String, ctx: Ctx| async move { finish(containers::get(ctx, pool, name).await) },
-    );
+        .then(|pool: String, ctx: Ctx, body: Bytes| async move {
+            finish(containers::create(ctx, pool, body).await)
+        });
+    let container_get = v1
+        .and(warp::path!("pools" / String / "containers" / String))
+        .and(warp::get())
+        .and(c.clone())
+        .then(|pool: String, name: String, ctx: Ctx| async move {
+            finish(containers::get(ctx, pool, name).await)
+        });
     let container_delete = v1
         .and(warp::path!("pools" / String / "containers" / String))
         .and(warp::delete())
         .and(warp::query::<DeleteQuery>())
         .and(c.clone())
-        .then(|pool: String, name: String, q: DeleteQuery, ctx: Ctx| async move {
-            finish(containers::delete(ctx, pool, name, q.purge_data.unwrap_or(false)).await)
-        });
+        .then(
+            |pool: String, name: String, q: DeleteQuery, ctx: Ctx| async move {
+                finish(containers::delete(ctx, pool, name, q.purge_data.unwrap_or(false)).await)
+            },
+        );
     let container_reschedule = v1
-        .and(warp::path!("pools" / String / "containers" / String / "reschedule"))
+        .and(warp::path!(
+            "pools" / String / "containers" / String / "reschedule"
+        ))
         .and(warp::post())
         .and(c)
         .and(body())
-        .then(|pool: String, name: String, ctx: Ctx, body: Bytes| async move {
-            finish(containers::reschedule(ctx, pool, name, body).await)
-        });
+        .then(
+            |pool: String, name: String, ctx: Ctx, body: Bytes| async move {
+                finish(containers::reschedule(ctx, pool, name, body).await)
+            },
+        );
 
     healthz
         .or(openapi)
@@ -192,13 +233,25 @@ pub fn routes(central: Arc<Central>) -> impl Filter<Extract = (Response,), Error
             let err = if rejection.is_not_found() {
                 ApiError::not_found("no such endpoint; see /v1/openapi.json")
             } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
-                ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "method not allowed on this path")
+                ApiError::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method-not-allowed",
+                    "method not allowed on this path",
+                )
             } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", format!("bodies are limited to {MAX_BODY} bytes"))
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too-large",
+                    format!("bodies are limited to {MAX_BODY} bytes"),
+                )
             } else if rejection.find::<warp::reject::InvalidQuery>().is_some() {
                 ApiError::invalid("query", "invalid query string (purge_data=true|false)")
             } else {
-                ApiError::new(StatusCode::BAD_REQUEST, "bad-request", format!("{rejection:?}"))
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad-request",
+                    format!("{rejection:?}"),
+                )
             };
             Ok::<_, Infallible>(err.into_response())
         })

@@ -13,9 +13,24 @@ use crate::error::ApiError;
 use crate::store::{Op, StoreError};
 
 async fn view(ctx: &Ctx, pool: &str) -> Result<PoolView, ApiError> {
-    let containers = ctx.central.store.children(&ctx.central.store.layout.containers(pool)).await?.len();
-    let nodes = ctx.central.registrations()?.values().filter(|n| n.pool == pool).count();
-    Ok(PoolView { name: pool.to_string(), containers, nodes, token: None })
+    let containers = ctx
+        .central
+        .store
+        .children(&ctx.central.store.layout.containers(pool))
+        .await?
+        .len();
+    let nodes = ctx
+        .central
+        .registrations()?
+        .values()
+        .filter(|n| n.pool == pool)
+        .count();
+    Ok(PoolView {
+        name: pool.to_string(),
+        containers,
+        nodes,
+        token: None,
+    })
 }
 
 pub async fn list(ctx: Ctx) -> Result<Response, ApiError> {
@@ -45,7 +60,10 @@ pub async fn create(ctx: Ctx, body: Bytes) -> Result<Response, ApiError> {
     validate_dns_label("name", &request.name)?;
     for (i, key) in request.ssh_keys.iter().enumerate() {
         if !key.starts_with("ssh-") && !key.starts_with("ecdsa-") || key.contains('\n') {
-            return Err(ApiError::invalid(format!("ssh_keys[{i}]"), "not an OpenSSH public key line (ssh-ed25519 AAAA...)"));
+            return Err(ApiError::invalid(
+                format!("ssh_keys[{i}]"),
+                "not an OpenSSH public key line (ssh-ed25519 AAAA...)",
+            ));
         }
     }
     let token = fresh_token();
@@ -60,13 +78,25 @@ pub async fn create(ctx: Ctx, body: Bytes) -> Result<Response, ApiError> {
     ctx.central.store.ensure(&layout.pools()).await?;
     let ops = vec![
         Op::create(layout.pool(&record.name), &record)?,
-        Op::Create { path: layout.containers(&record.name), data: Vec::new() },
-        Op::Create { path: format!("{}/networks", layout.pool(&record.name)), data: Vec::new() },
+        Op::Create {
+            path: layout.containers(&record.name),
+            data: Vec::new(),
+        },
+        Op::Create {
+            path: format!("{}/networks", layout.pool(&record.name)),
+            data: Vec::new(),
+        },
     ];
     match ctx.central.store.commit(&ops, None).await {
         Ok(()) => {}
-        Err(StoreError::Conflict { source: ZkError::NodeExists, .. }) => {
-            return Err(ApiError::conflict("exists", format!("pool {} already exists", record.name)));
+        Err(StoreError::Conflict {
+            source: ZkError::NodeExists,
+            ..
+        }) => {
+            return Err(ApiError::conflict(
+                "exists",
+                format!("pool {} already exists", record.name),
+            ));
         }
         Err(e) => return Err(e.into()),
     }
@@ -91,12 +121,19 @@ pub async fn new_token(ctx: Ctx, pool: String) -> Result<Response, ApiError> {
         record.token_hashes.push(hash_token(&token));
         let op = Op::set(ctx.central.store.layout.pool(&pool), &record, stat.version)?;
         match ctx.central.store.commit(&[op], None).await {
-            Ok(()) => return Ok(json(StatusCode::CREATED, &serde_json::json!({ "token": token }))),
+            Ok(()) => {
+                return Ok(json(
+                    StatusCode::CREATED,
+                    &serde_json::json!({ "token": token }),
+                ))
+            }
             Err(e) if e.is_race() => continue,
             Err(e) => return Err(e.into()),
         }
     }
-    Err(ApiError::unavailable("the pool is being changed concurrently; retry"))
+    Err(ApiError::unavailable(
+        "the pool is being changed concurrently; retry",
+    ))
 }
 
 pub async fn delete(ctx: Ctx, pool: String) -> Result<Response, ApiError> {
@@ -107,8 +144,16 @@ pub async fn delete(ctx: Ctx, pool: String) -> Result<Response, ApiError> {
     let Some((_, stat)) = ctx.central.store.pool(&pool).await? else {
         return Err(ApiError::not_found(format!("pool {pool} not found")));
     };
-    let containers = ctx.central.store.children(&layout.containers(&pool)).await?;
-    let networks = ctx.central.store.children(&format!("{}/networks", layout.pool(&pool))).await?;
+    let containers = ctx
+        .central
+        .store
+        .children(&layout.containers(&pool))
+        .await?;
+    let networks = ctx
+        .central
+        .store
+        .children(&format!("{}/networks", layout.pool(&pool)))
+        .await?;
     if !containers.is_empty() || !networks.is_empty() {
         return Err(ApiError::conflict(
             "not-empty",
@@ -121,14 +166,29 @@ pub async fn delete(ctx: Ctx, pool: String) -> Result<Response, ApiError> {
     }
     // The deletes of the child directories fail with NotEmpty if something was added meanwhile.
     let ops = vec![
-        Op::Delete { path: layout.containers(&pool), version: None },
-        Op::Delete { path: format!("{}/networks", layout.pool(&pool)), version: None },
-        Op::Delete { path: layout.pool(&pool), version: Some(stat.version) },
+        Op::Delete {
+            path: layout.containers(&pool),
+            version: None,
+        },
+        Op::Delete {
+            path: format!("{}/networks", layout.pool(&pool)),
+            version: None,
+        },
+        Op::Delete {
+            path: layout.pool(&pool),
+            version: Some(stat.version),
+        },
     ];
     match ctx.central.store.commit(&ops, None).await {
         Ok(()) => {}
-        Err(StoreError::Conflict { source: ZkError::NotEmpty, .. }) => {
-            return Err(ApiError::conflict("not-empty", format!("pool {pool} got containers meanwhile; remove them first")));
+        Err(StoreError::Conflict {
+            source: ZkError::NotEmpty,
+            ..
+        }) => {
+            return Err(ApiError::conflict(
+                "not-empty",
+                format!("pool {pool} got containers meanwhile; remove them first"),
+            ));
         }
         Err(e) => return Err(e.into()),
     }

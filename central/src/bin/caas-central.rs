@@ -32,7 +32,10 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("caas-central: cannot start the async runtime: {e}");
@@ -47,14 +50,19 @@ fn main() -> ExitCode {
         let on_signal = cancel.clone();
         tokio::spawn(async move {
             use tokio::signal::unix::{signal, SignalKind};
-            if let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            if let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) {
                 tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
             } else {
                 let _ = tokio::signal::ctrl_c().await;
             }
             on_signal.cancel();
         });
-        caas_central::server::run(config, listener, cancel).await.map_err(anyhow::Error::from)
+        caas_central::server::run(config, listener, cancel)
+            .await
+            .map_err(anyhow::Error::from)
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -29,8 +29,8 @@ impl Unschedulable {
             let reason = match hard_filters(req, node) {
                 Err(Reason::OtherPool) => continue,
                 Err(reason) => reason,
-                // Anti-affinity falls back to a soft preference, so a node passing the other
-                // filters would have been chosen; counted anyway to keep `considered` honest.
+                // Unreachable from `place`, which would have chosen such a node (softly, for
+                // anti-affinity); handled so that the explanation is right on its own.
                 Ok(0) => {
                     considered += 1;
                     continue;

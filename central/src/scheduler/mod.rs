@@ -39,9 +39,9 @@ pub fn place(
 }
 
 /// Places `req`, scoring about `config.candidates(..)` feasible nodes found by walking `nodes`
-/// from a random offset (`config.start(..)`). The walk is contiguous rather than a full shuffle
-/// so that a placement costs no allocation; the node list's order carries no meaning, so a
-/// random start is as good.
+/// from a random offset (`config.start(..)`). The walk is contiguous rather than a shuffle so
+/// that a placement allocates nothing; node order carries no meaning (ids are unrelated to
+/// size or labels), so a random start over a fixed order samples as well as a shuffle.
 pub fn place_with(
     req: &PlacementRequest,
     nodes: &[NodeView],
