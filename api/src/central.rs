@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{NodeInfo, RestartPolicy, Resources, WorkloadSpec, WorkloadStatus};
+use crate::{NodeInfo, Resources, RestartPolicy, WorkloadSpec, WorkloadStatus};
 
 /// Most replicas one create request may ask for.
 pub const MAX_INSTANCES: u32 = 100;

@@ -249,7 +249,7 @@ fn main() -> Result<(), ConstraintError> {
     let quick = !std::env::args().any(|a| a == "--bench");
     let placements = env_usize("SCHED_PLACEMENTS", if quick { 2_000 } else { 100_000 });
     let seed = env_usize("SCHED_SEED", 0x5eed) as u64;
-    let full_spread = env_usize("SCHED_FULL_SCAN_SPREAD", placements.min(10_000));
+    let full_spread = env_usize("SCHED_FULL_SCAN_SPREAD", 10_000).min(placements);
     let defaults = SamplingConfig::default();
     let config = SamplingConfig {
         min_candidates: env_usize("SCHED_MIN", defaults.min_candidates),

@@ -346,7 +346,16 @@ async fn bad_input_is_refused_and_writes_nothing() {
         .unwrap();
     let token = c.create_pool("p1").await.unwrap();
     let img = c.busybox.clone();
-    let cases: Vec<(&str, &str, Option<serde_json::Value>, &str, u16, &str)> = vec![
+    // (method, path, body, caller, expected status, text the answer must contain)
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        Option<serde_json::Value>,
+        &'a str,
+        u16,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
         (
             "POST",
             "/v1/pools/nope/containers",
