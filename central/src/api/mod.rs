@@ -202,11 +202,10 @@ pub fn routes(
             },
         );
 
-    healthz
-        .or(openapi)
-        .unify()
-        .or(pools_list)
-        .unify()
+    // Boxed in groups: one long `or` chain makes a type deep enough to overflow the compiler's
+    // trait solver in release builds.
+    let meta = healthz.or(openapi).unify().boxed();
+    let pool_routes = pools_list
         .or(pools_create)
         .unify()
         .or(pool_token)
@@ -215,12 +214,9 @@ pub fn routes(
         .unify()
         .or(pool_delete)
         .unify()
-        .or(nodes_list)
-        .unify()
-        .or(node_get)
-        .unify()
-        .or(containers_list)
-        .unify()
+        .boxed();
+    let node_routes = nodes_list.or(node_get).unify().boxed();
+    let container_routes = containers_list
         .or(containers_create)
         .unify()
         .or(container_reschedule)
@@ -228,6 +224,13 @@ pub fn routes(
         .or(container_get)
         .unify()
         .or(container_delete)
+        .unify()
+        .boxed();
+    meta.or(pool_routes)
+        .unify()
+        .or(node_routes)
+        .unify()
+        .or(container_routes)
         .unify()
         .recover(|rejection: warp::Rejection| async move {
             let err = if rejection.is_not_found() {
