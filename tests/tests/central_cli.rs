@@ -203,4 +203,86 @@ async fn spread_then_binpack_through_the_cli() {
         .await
         .unwrap();
     assert_eq!(out.code, Some(0), "{out:?}");
+
+    // Replicas: numbered, one commit, anti-affinity puts them on three different nodes.
+    let rep = [
+        "--pool=pool2",
+        "container",
+        "create",
+        "rep",
+        "--image",
+        &c.busybox,
+        "--instances",
+        "3",
+        "-v",
+        "/data",
+        "-o",
+        "json",
+        "--",
+        "sleep",
+        "3600",
+    ];
+    let out = c.cli(0, &token, &rep).await.unwrap();
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let replicas: Vec<ContainerView> = serde_json::from_str(&out.stdout).unwrap();
+    let names: Vec<&str> = replicas.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["rep-1", "rep-2", "rep-3"]);
+    let spread: std::collections::BTreeSet<&String> = replicas.iter().map(|r| &r.node).collect();
+    assert_eq!(spread.len(), 3, "anti-affinity: {replicas:?}");
+    // The same request again is idempotent.
+    let again = c.cli(0, &token, &rep).await.unwrap();
+    assert_eq!(again.code, Some(0), "{again:?}");
+    let same: Vec<ContainerView> = serde_json::from_str(&again.stdout).unwrap();
+    assert_eq!(
+        same.iter().map(|r| &r.node).collect::<Vec<_>>(),
+        replicas.iter().map(|r| &r.node).collect::<Vec<_>>()
+    );
+
+    // rm keeps the data container; rm --purge-data removes everything.
+    let docker = caas_tests::images::docker().await.unwrap();
+    let count = |name: &'static str| {
+        let docker = docker.clone();
+        async move {
+            let mut filters = std::collections::HashMap::new();
+            filters.insert("label".to_string(), vec![format!("caas.name={name}")]);
+            let opts = bollard::query_parameters::ListContainersOptions {
+                all: true,
+                filters: Some(filters),
+                ..Default::default()
+            };
+            docker
+                .list_containers(Some(opts))
+                .await
+                .map(|l| l.len())
+                .unwrap_or(usize::MAX)
+        }
+    };
+    until(
+        "replica containers exist",
+        Duration::from_secs(60),
+        || async { Ok((count("rep-1").await == 3 && count("rep-2").await == 3).then_some(())) },
+    )
+    .await
+    .unwrap();
+    let out = c
+        .cli(0, &token, &["--pool=pool2", "container", "rm", "rep-1"])
+        .await
+        .unwrap();
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let out = c
+        .cli(
+            0,
+            &token,
+            &["--pool=pool2", "container", "rm", "rep-2", "--purge-data"],
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.code, Some(0), "{out:?}");
+    until(
+        "rep-1 keeps its data, rep-2 is gone",
+        Duration::from_secs(60),
+        || async { Ok((count("rep-1").await == 1 && count("rep-2").await == 0).then_some(())) },
+    )
+    .await
+    .unwrap();
 }
