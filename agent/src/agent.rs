@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use caas_api::{Assignment, WorkloadKey, WorkloadStatus};
-use caas_zk::zookeeper_client::Client;
+use caas_zk::zookeeper_client::{Client, Error as ZkError};
 use caas_zk::{
     CacheOptions, ChildMap, ChildrenCache, EphemeralOptions, EphemeralState, PersistentEphemeral,
     ZkConfig, ZkSession,
@@ -22,6 +22,10 @@ use crate::runtime::{ContainerRuntime, LazyDocker};
 use crate::sandbox_image::{ensure_sandbox_image, sandbox_image_tag};
 use crate::status_sync::StatusWriter;
 use crate::view::AgentView;
+
+/// Longest a single ZooKeeper call may hold up a reconcile pass. While disconnected the client
+/// queues requests until it reconnects; the pass must go on with what it knows instead.
+const ZK_CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -100,6 +104,7 @@ pub async fn run_with<R: ContainerRuntime>(
         runtime.clone(),
         ReconcilerConfig {
             node_id: config.node_id.clone(),
+            pool: config.pool.clone(),
             name_prefix: config.name_prefix.clone(),
             sandbox_image: sandbox_image_tag(),
             stop_grace: config.stop_grace,
@@ -117,6 +122,8 @@ pub async fn run_with<R: ContainerRuntime>(
     let mut snapshots = cache.snapshot();
     let mut synced = cache.synced();
     let mut clients = session.clients();
+    let mut registration_state = registration.state();
+    let mut ever_registered = false;
     let mut ticker = tokio::time::interval(config.resync_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -124,6 +131,7 @@ pub async fn run_with<R: ContainerRuntime>(
             _ = cancel.cancelled() => break,
             changed = snapshots.changed() => if changed.is_err() { break },
             changed = synced.changed() => if changed.is_err() { break },
+            changed = registration_state.changed() => if changed.is_err() { break },
             _ = ticker.tick() => {}
         }
         if !loop_state.ensure_engine().await {
@@ -131,6 +139,21 @@ pub async fn run_with<R: ContainerRuntime>(
         }
         // Until the first complete listing, an empty view means "unknown", not "run nothing".
         if !*synced.borrow_and_update() {
+            continue;
+        }
+        // Nothing is changed before this agent owns its node id: while another live session
+        // holds the registration (a cloned machine, a copied config, or our own predecessor
+        // whose session has not expired yet), acting on the same assignments would run every
+        // workload twice. Once registered, a later disconnect does not stop reconciling.
+        let state = registration_state.borrow_and_update().clone();
+        if matches!(state, EphemeralState::Registered { .. }) {
+            ever_registered = true;
+        }
+        if !ever_registered || matches!(state, EphemeralState::Conflict { .. }) {
+            tracing::debug!(
+                ?state,
+                "not reconciling until this agent owns its registration"
+            );
             continue;
         }
         let children = snapshots.borrow_and_update().clone();
@@ -219,9 +242,11 @@ impl<R: ContainerRuntime + ?Sized> LoopState<'_, R> {
         // Status of workloads that are no longer assigned here goes away.
         let mut gone: BTreeSet<WorkloadKey> = outcome.purged.iter().cloned().collect();
         if desired.authoritative {
-            match client
-                .list_children(&self.config.layout.status_dir(&self.config.node_id))
+            let listing =
+                client.list_children(&self.config.layout.status_dir(&self.config.node_id));
+            match tokio::time::timeout(ZK_CALL_TIMEOUT, listing)
                 .await
+                .unwrap_or(Err(ZkError::Timeout))
             {
                 Ok(names) => gone.extend(
                     names
@@ -229,19 +254,34 @@ impl<R: ContainerRuntime + ?Sized> LoopState<'_, R> {
                         .filter_map(|n| WorkloadKey::parse(n).ok())
                         .filter(|k| !desired.workloads.contains_key(k)),
                 ),
-                Err(caas_zk::zookeeper_client::Error::NoNode) => {}
+                Err(ZkError::NoNode) => {}
                 Err(e) => tracing::debug!(error = %e, "listing status znodes failed"),
             }
         }
         let gone: Vec<WorkloadKey> = gone.into_iter().collect();
-        if let Err(e) = self.writer.sync(client, &outcome.statuses, &gone).await {
-            tracing::warn!(error = %e, "publishing status failed; will retry");
-            self.writer.reset();
+        let sync = self.writer.sync(client, &outcome.statuses, &gone);
+        match tokio::time::timeout(ZK_CALL_TIMEOUT * 5, sync).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "publishing status failed; will retry");
+                self.writer.reset();
+            }
+            Err(_) => {
+                tracing::warn!("publishing status timed out (ZooKeeper unreachable?); will retry");
+                self.writer.reset();
+            }
         }
         for key in &outcome.purged {
             if let Some(version) = versions.get(key) {
-                if let Err(e) = self.writer.clear_purged(client, key, *version).await {
-                    tracing::warn!(workload = %key, error = %e, "clearing purged assignment failed");
+                let clear = self.writer.clear_purged(client, key, *version);
+                match tokio::time::timeout(ZK_CALL_TIMEOUT, clear).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        tracing::warn!(workload = %key, error = %e, "clearing purged assignment failed")
+                    }
+                    Err(_) => {
+                        tracing::warn!(workload = %key, "clearing purged assignment timed out")
+                    }
                 }
             }
         }
@@ -271,11 +311,13 @@ impl<R: ContainerRuntime + ?Sized> LoopState<'_, R> {
         // An empty view only means "run nothing" if the directory really exists.
         let authoritative = !workloads.is_empty()
             || match client {
-                Some(c) => matches!(
-                    c.check_stat(&self.config.layout.assign_dir(&self.config.node_id))
-                        .await,
-                    Ok(Some(_))
-                ),
+                Some(c) => {
+                    let stat = c.check_stat(&self.config.layout.assign_dir(&self.config.node_id));
+                    matches!(
+                        tokio::time::timeout(ZK_CALL_TIMEOUT, stat).await,
+                        Ok(Ok(Some(_)))
+                    )
+                }
                 None => false,
             };
         (

@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// A node's registration. The znode being there means "alive"; its content describes the node.
+/// Unknown fields are tolerated (not denied): agents may be upgraded before central, and a
+/// registration central cannot fully read must still count as "alive".
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct NodeInfo {
     pub version: u32,
     pub node_id: String,
@@ -28,7 +29,6 @@ pub struct NodeInfo {
 
 /// Allocatable resources of a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Capacity {
     pub cpu_millis: u64,
     pub memory_bytes: u64,

@@ -95,8 +95,13 @@ pub async fn tick(central: &Central, fence: &Fence, grace: Duration) -> Result<(
                     "mark node ready",
                 )
                 .await;
-                if was_lost {
-                    revive(central, fence, id, &record).await?;
+                if was_lost && v.record.info.pool == info.pool {
+                    if let Err(e) = revive(central, fence, id, &record).await {
+                        tracing::warn!(node = %id, error = %e, "reviving workloads failed; will retry");
+                    }
+                } else if was_lost {
+                    tracing::warn!(node = %id, old = %v.record.info.pool, new = %info.pool,
+                        "node came back in another pool; its old workloads stay lost (the agent refuses them)");
                 }
             }
             Some(_) => {}
@@ -122,7 +127,10 @@ pub async fn tick(central: &Central, fence: &Fence, grace: Duration) -> Result<(
             }
             Liveness::Disconnected => continue,
             Liveness::Lost => {
-                handle_lost(central, fence, id, v).await?;
+                // One node's trouble must not stop the pass for the others.
+                if let Err(e) = handle_lost(central, fence, id, v).await {
+                    tracing::warn!(node = %id, error = %e, "handling lost node failed; will retry");
+                }
                 continue;
             }
         }
@@ -153,10 +161,13 @@ async fn records_on(
         let Ok(key) = WorkloadKey::parse(key) else {
             continue;
         };
-        if let Some((c, stat)) = central.store.container(&key.pool, &key.name).await? {
-            if c.node == node {
-                out.push((c, stat.version));
+        match central.store.container(&key.pool, &key.name).await {
+            Ok(Some((c, stat))) if c.node == node => out.push((c, stat.version)),
+            Ok(_) => {}
+            Err(e @ crate::store::StoreError::Decode { .. }) => {
+                tracing::warn!(workload = %key, error = %e, "skipping a container record this version cannot read");
             }
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(out)
@@ -170,7 +181,9 @@ async fn handle_lost(
     v: &VersionedNode,
 ) -> Result<(), ApiError> {
     for (record, version) in records_on(central, node, &v.record).await? {
-        if record.placement == Placement::Lost {
+        // Workloads with data wait for ops once marked lost. Stateless ones are retried on every
+        // pass until they run elsewhere: a full pool or a lost race is not a reason to give up.
+        if record.placement == Placement::Lost && !record.spec.volumes.is_empty() {
             continue;
         }
         let name = format!("{}.{}", record.spec.pool, record.spec.name);
@@ -180,8 +193,10 @@ async fn handle_lost(
                     tracing::info!(workload = %name, from = %node, to = %moved.node, "re-placed workload of a lost node")
                 }
                 Err(e) => {
-                    tracing::warn!(workload = %name, error = %e, "cannot re-place workload of a lost node; marking it lost");
-                    mark(central, fence, &record, version, Placement::Lost).await?;
+                    tracing::warn!(workload = %name, error = %e, "cannot re-place workload of a lost node yet; retrying");
+                    if record.placement != Placement::Lost {
+                        mark(central, fence, &record, version, Placement::Lost).await?;
+                    }
                 }
             }
         } else {

@@ -27,6 +27,8 @@ pub struct Central {
     registrations: ChildrenCache,
     inventory: ChildrenCache,
     pools: ChildrenCache,
+    /// The last direct read of the pools (unix ms, records), shared by concurrent cache misses.
+    fresh_pools: tokio::sync::Mutex<(u64, Vec<PoolRecord>)>,
 }
 
 impl std::fmt::Debug for Central {
@@ -58,6 +60,7 @@ impl Central {
             )?,
             pools: ChildrenCache::start(store.clients(), layout.pools(), opts, cancel)?,
             admin_hash: hash_token(admin_token),
+            fresh_pools: tokio::sync::Mutex::new((0, Vec::new())),
             store,
         }))
     }
@@ -150,7 +153,15 @@ impl Central {
         if let Some(p) = crate::auth::authenticate(token, &self.admin_hash, &cached) {
             return Ok(p);
         }
-        let fresh = self.store.pools().await?;
+        // A miss re-reads the pools, but at most every 250 ms: concurrent misses wait for one
+        // read and share it, so requests with bogus tokens cannot flood ZooKeeper.
+        let mut recent = self.fresh_pools.lock().await;
+        let now = crate::now_millis();
+        if now.saturating_sub(recent.0) >= 250 {
+            *recent = (now, self.store.pools().await?);
+        }
+        let fresh = recent.1.clone();
+        drop(recent);
         crate::auth::authenticate(token, &self.admin_hash, &fresh)
             .ok_or_else(ApiError::unauthorized)
     }

@@ -48,6 +48,9 @@ pub struct PassOutcome {
 #[derive(Debug, Clone)]
 pub struct ReconcilerConfig {
     pub node_id: String,
+    /// This node's pool: assignments for any other pool are refused (a tenant's workload never
+    /// runs on another tenant's node, whatever is written in ZooKeeper).
+    pub pool: String,
     pub name_prefix: String,
     pub sandbox_image: String,
     pub stop_grace: Duration,
@@ -210,7 +213,7 @@ impl<R: ContainerRuntime + ?Sized> Reconciler<R> {
         for role in roles {
             for c in containers.all(role) {
                 self.runtime.stop(&c.id, self.config.stop_grace).await?;
-                self.runtime.remove(&c.id).await?;
+                self.runtime.remove(&c.id, role == Role::Data).await?;
             }
         }
         Ok(())

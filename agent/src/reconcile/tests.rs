@@ -16,6 +16,7 @@ fn reconciler(fake: Arc<FakeRuntime>) -> Reconciler<FakeRuntime> {
         fake,
         ReconcilerConfig {
             node_id: "n1".into(),
+            pool: "p1".into(),
             name_prefix: "caas".into(),
             sandbox_image: PAUSE.into(),
             stop_grace: Duration::from_secs(1),
@@ -234,4 +235,54 @@ async fn engine_down_is_an_error_not_a_removal() {
     assert!(r.pass(&d, &BTreeMap::new()).await.is_err());
     fake.set_down(false);
     assert_eq!(fake.names().len(), 3);
+}
+
+#[tokio::test]
+async fn another_pools_workload_is_refused() {
+    let fake = Arc::new(FakeRuntime::with_images(&[PAUSE, "app:1"]));
+    let r = reconciler(fake.clone());
+    let mut s = spec("web", "app:1");
+    s.pool = "p2".into();
+    let out = r.pass(&desired(&[s]), &BTreeMap::new()).await.unwrap();
+    let status = &out.statuses[&WorkloadKey::new("p2", "web")];
+    assert_eq!(status.last_error.as_ref().unwrap().code, "wrong-pool");
+    assert_eq!(status.state, WorkloadState::Failed);
+    assert!(fake.names().is_empty());
+}
+
+#[tokio::test]
+async fn a_vanished_data_container_is_not_replaced_by_an_empty_one() {
+    let fake = Arc::new(FakeRuntime::with_images(&[PAUSE, "app:1"]));
+    let r = reconciler(fake.clone());
+    let d = desired(&[spec("db", "app:1")]);
+    let first = r.pass(&d, &BTreeMap::new()).await.unwrap();
+    let data = first.statuses[&WorkloadKey::new("p1", "db")]
+        .containers
+        .data
+        .clone()
+        .unwrap();
+    // Someone prunes the data container behind the agent's back.
+    crate::runtime::ContainerRuntime::remove(&*fake, &data, false)
+        .await
+        .unwrap();
+    fake.clear_calls();
+    let second = r.pass(&d, &BTreeMap::new()).await.unwrap();
+    let status = &second.statuses[&WorkloadKey::new("p1", "db")];
+    assert_eq!(status.last_error.as_ref().unwrap().code, "data-missing");
+    assert!(
+        !fake.names().contains(&"caas.p1.db.data".to_string()),
+        "no empty replacement"
+    );
+    assert_eq!(
+        status.state,
+        WorkloadState::Running,
+        "the app keeps running"
+    );
+    assert!(
+        fake.calls()
+            .iter()
+            .all(|c| !c.starts_with("stop") && !c.starts_with("remove")),
+        "{:?}",
+        fake.calls()
+    );
 }

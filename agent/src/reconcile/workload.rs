@@ -74,6 +74,8 @@ impl StepError {
                 | "invalid-assignment"
                 | "name-conflict"
                 | "volumes-changed"
+                | "data-missing"
+                | "wrong-pool"
         )
     }
 }
@@ -119,7 +121,11 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
                 // what runs (nothing is torn down because a new spec is bad).
                 if !existed {
                     for id in created.iter().rev() {
-                        if let Err(cleanup) = self.runtime.remove(id).await {
+                        if let Err(cleanup) = self
+                            .runtime
+                            .remove(id, self.ids.data.as_deref() == Some(id.as_str()))
+                            .await
+                        {
                             tracing::warn!(container = %id, error = %cleanup, "cleanup after failure failed");
                             continue;
                         }
@@ -143,7 +149,7 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
         for role in [Role::App, Role::Sandbox, Role::Data] {
             for c in self.containers.all(role) {
                 let res = match self.runtime.stop(&c.id, self.config.stop_grace).await {
-                    Ok(()) => self.runtime.remove(&c.id).await,
+                    Ok(()) => self.runtime.remove(&c.id, true).await,
                     Err(e) => Err(e),
                 };
                 if let Err(e) = res {
@@ -205,6 +211,15 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
         spec: &WorkloadSpec,
         created: &mut Vec<String>,
     ) -> Result<(), StepError> {
+        if spec.pool != self.config.pool {
+            return Err(StepError {
+                code: "wrong-pool",
+                message: format!(
+                    "{} belongs to pool {} but this node serves pool {}; nothing is run",
+                    self.key, spec.pool, self.config.pool
+                ),
+            });
+        }
         if spec.pool != self.key.pool || spec.name != self.key.name {
             return Err(StepError {
                 code: "invalid-spec",
@@ -252,10 +267,25 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
                     ),
                 });
             }
+            if !existing.running {
+                self.runtime.start(&existing.id).await?;
+            }
             return Ok(Some(existing.id.clone()));
         }
         if spec.volumes.is_empty() {
             return Ok(None);
+        }
+        if self.containers.has_role(Role::App) {
+            // The app exists, so a data container existed and was removed behind our back (e.g.
+            // `docker container prune`). A fresh, empty one would silently replace the data.
+            return Err(StepError {
+                code: "data-missing",
+                message: format!(
+                    "the data container of {} is gone while its app exists; refusing to create an \
+                     empty one. Recover the volumes, or delete the workload with purge to start empty",
+                    self.key
+                ),
+            });
         }
         let request = CreateRequest {
             name: container_name(&self.config.name_prefix, self.key, Role::Data),
@@ -269,11 +299,14 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
             ),
             network_mode: Some("none".to_string()),
             volumes: spec.volumes.clone(),
+            restart: RestartMode::Always,
             ..Default::default()
         };
         let id = self.runtime.create(&request).await?;
         created.push(id.clone());
         self.ids.data = Some(id.clone());
+        // Running (the idle pause process) keeps it out of `docker container prune`.
+        self.runtime.start(&id).await?;
         tracing::info!(workload = %self.key, container = %request.name, "created data container");
         Ok(Some(id))
     }
@@ -294,7 +327,7 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
         for stale in sandboxes {
             tracing::info!(workload = %self.key, container = %stale.name, "removing stale sandbox");
             self.runtime.stop(&stale.id, self.config.stop_grace).await?;
-            self.runtime.remove(&stale.id).await?;
+            self.runtime.remove(&stale.id, false).await?;
         }
         if let Some(sandbox) = kept {
             if sandbox.running {
@@ -353,7 +386,7 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
         for stale in apps {
             tracing::info!(workload = %self.key, container = %stale.name, "replacing app container");
             self.runtime.stop(&stale.id, self.config.stop_grace).await?;
-            self.runtime.remove(&stale.id).await?;
+            self.runtime.remove(&stale.id, false).await?;
         }
         if let Some(app) = kept {
             // Docker's restart policy restarts a crashed app; the agent only starts an app that

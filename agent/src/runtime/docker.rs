@@ -260,10 +260,10 @@ impl ContainerRuntime for DockerRuntime {
         }
     }
 
-    async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
+    async fn remove(&self, id: &str, volumes: bool) -> Result<(), RuntimeError> {
         let options = RemoveContainerOptions {
             force: true,
-            v: true,
+            v: volumes,
             ..Default::default()
         };
         match self.docker.remove_container(id, Some(options)).await {

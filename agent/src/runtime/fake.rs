@@ -226,7 +226,7 @@ impl ContainerRuntime for FakeRuntime {
         })
     }
 
-    async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
+    async fn remove(&self, id: &str, _volumes: bool) -> Result<(), RuntimeError> {
         self.check_up()?;
         self.with(|s| {
             s.calls.push(format!("remove {id}"));

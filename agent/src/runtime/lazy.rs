@@ -82,8 +82,8 @@ impl ContainerRuntime for LazyDocker {
         let r = self.engine().await?.stop(id, grace).await;
         self.check(r).await
     }
-    async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
-        let r = self.engine().await?.remove(id).await;
+    async fn remove(&self, id: &str, volumes: bool) -> Result<(), RuntimeError> {
+        let r = self.engine().await?.remove(id, volumes).await;
         self.check(r).await
     }
     async fn logs(&self, id: &str, tail: usize) -> Result<String, RuntimeError> {

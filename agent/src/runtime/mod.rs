@@ -148,8 +148,10 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     async fn start(&self, id: &str) -> Result<(), RuntimeError>;
     /// Stops with a grace period; stopping a stopped container is not an error.
     async fn stop(&self, id: &str, grace: Duration) -> Result<(), RuntimeError>;
-    /// Removes (forcefully) with its anonymous volumes; a missing container is not an error.
-    async fn remove(&self, id: &str) -> Result<(), RuntimeError>;
+    /// Removes (forcefully); a missing container is not an error. `volumes` also removes its
+    /// anonymous volumes: only ever true for a data container being purged (or one created in
+    /// the same failed attempt), so an app removal can never take data with it.
+    async fn remove(&self, id: &str, volumes: bool) -> Result<(), RuntimeError>;
     /// The last `tail` lines of stdout and stderr.
     async fn logs(&self, id: &str, tail: usize) -> Result<String, RuntimeError>;
     /// Imports a root filesystem tarball as image `tag`, applying Dockerfile-style `changes`.
