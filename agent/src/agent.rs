@@ -145,7 +145,7 @@ pub async fn run_with<R: ContainerRuntime>(
         // holds the registration (a cloned machine, a copied config, or our own predecessor
         // whose session has not expired yet), acting on the same assignments would run every
         // workload twice. Once registered, a later disconnect does not stop reconciling.
-        let state = registration_state.borrow_and_update().clone();
+        let state = *registration_state.borrow_and_update();
         if matches!(state, EphemeralState::Registered { .. }) {
             ever_registered = true;
         }
