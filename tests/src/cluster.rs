@@ -201,6 +201,22 @@ impl Cluster {
             .await
             .with_context(|| format!("central {c} log:\n{}", cluster.centrals[c].log()))?;
         }
+        // The leader records every node in the inventory shortly after it registers; wait for
+        // that so tests start from a settled ZooKeeper tree.
+        let expected = cluster.node_ids.len();
+        crate::wait::until(
+            "every node in the inventory",
+            Duration::from_secs(60),
+            || async {
+                let kids = cluster
+                    .zk_client
+                    .list_children(&cluster.layout.inventory_root())
+                    .await
+                    .unwrap_or_default();
+                Ok((kids.len() == expected).then_some(()))
+            },
+        )
+        .await?;
         Ok(cluster)
     }
 
