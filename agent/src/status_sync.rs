@@ -70,7 +70,7 @@ impl StatusWriter {
                 key: key.clone(),
                 source,
             })?;
-            write(client, &path, &data).await?;
+            write(client, &path, &data, !self.written.contains_key(key)).await?;
             self.written.insert(key.clone(), status.clone());
             writes += 1;
         }
@@ -102,31 +102,47 @@ impl StatusWriter {
     }
 }
 
-async fn write(client: &Client, path: &str, data: &[u8]) -> Result<(), StatusSyncError> {
+/// Writes one status znode. A status never written in this session is most likely new, so it
+/// is created first (one fsynced write instead of a failed set, a mkdir and a create).
+async fn write(
+    client: &Client,
+    path: &str,
+    data: &[u8],
+    probably_new: bool,
+) -> Result<(), StatusSyncError> {
     let err = |source| StatusSyncError::Write {
         path: path.to_string(),
         source,
     };
-    match client.set_data(path, data, None).await {
-        Ok(_) => Ok(()),
-        Err(ZkError::NoNode) => {
-            let options = CreateMode::Persistent.with_acls(Acls::anyone_all());
-            if let Some((parent, _)) = path.rsplit_once('/') {
-                match client.mkdir(parent, &options).await {
-                    Ok(()) | Err(ZkError::NodeExists) => {}
+    let options = CreateMode::Persistent.with_acls(Acls::anyone_all());
+    if probably_new {
+        match client.create(path, data, &options).await {
+            Ok(_) => return Ok(()),
+            Err(ZkError::NodeExists) => {}
+            Err(ZkError::NoNode) => {
+                if let Some((parent, _)) = path.rsplit_once('/') {
+                    match client.mkdir(parent, &options).await {
+                        Ok(()) | Err(ZkError::NodeExists) => {}
+                        Err(source) => return Err(err(source)),
+                    }
+                }
+                match client.create(path, data, &options).await {
+                    Ok(_) => return Ok(()),
+                    Err(ZkError::NodeExists) => {}
                     Err(source) => return Err(err(source)),
                 }
             }
-            match client.create(path, data, &options).await {
-                Ok(_) => Ok(()),
-                Err(ZkError::NodeExists) => client
-                    .set_data(path, data, None)
-                    .await
-                    .map(|_| ())
-                    .map_err(err),
-                Err(source) => Err(err(source)),
-            }
+            Err(source) => return Err(err(source)),
         }
+        return client
+            .set_data(path, data, None)
+            .await
+            .map(|_| ())
+            .map_err(err);
+    }
+    match client.set_data(path, data, None).await {
+        Ok(_) => Ok(()),
+        Err(ZkError::NoNode) => Box::pin(write(client, path, data, true)).await,
         Err(source) => Err(err(source)),
     }
 }
