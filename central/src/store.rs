@@ -5,7 +5,8 @@
 use caas_api::central::{ContainerRecord, NodeRecord, PoolRecord};
 use caas_api::{NodeInfo, WorkloadKey, WorkloadStatus, ZkLayout};
 use caas_zk::zookeeper_client::{Acls, Client, CreateMode, Error as ZkError, Stat};
-use caas_zk::{ClientWatch, Fence, FenceError};
+use caas_zk::zookeeper_client::{MultiWriteError, MultiWriter};
+use caas_zk::{ClientWatch, Fence, FenceError, FencedWriter};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -111,6 +112,51 @@ fn persistent() -> caas_zk::zookeeper_client::CreateOptions<'static> {
     CreateMode::Persistent.with_acls(Acls::anyone_all())
 }
 
+/// Something ops can be added to: a plain `multi` or a fenced one.
+trait OpSink {
+    fn add(&mut self, op: &Op) -> Result<(), StoreError>;
+}
+
+impl OpSink for MultiWriter<'_> {
+    fn add(&mut self, op: &Op) -> Result<(), StoreError> {
+        let added = match op {
+            Op::Create { path, data } => self.add_create(path, data, &persistent()),
+            Op::Set {
+                path,
+                data,
+                version,
+            } => self.add_set_data(path, data, Some(*version)),
+            Op::Delete { path, version } => self.add_delete(path, *version),
+            Op::Check { path, version } => self.add_check_version(path, *version),
+        };
+        added.map_err(|source| StoreError::Zk {
+            op: "multi",
+            path: op.path().to_string(),
+            source,
+        })
+    }
+}
+
+impl OpSink for FencedWriter<'_> {
+    fn add(&mut self, op: &Op) -> Result<(), StoreError> {
+        let added = match op {
+            Op::Create { path, data } => self.add_create(path, data, &persistent()),
+            Op::Set {
+                path,
+                data,
+                version,
+            } => self.add_set_data(path, data, Some(*version)),
+            Op::Delete { path, version } => self.add_delete(path, *version),
+            Op::Check { path, version } => self.add_check_version(path, *version),
+        };
+        added.map_err(|e| StoreError::Fenced(e.to_string()))
+    }
+}
+
+fn add_all(sink: &mut impl OpSink, ops: &[Op]) -> Result<(), StoreError> {
+    ops.iter().try_for_each(|op| sink.add(op))
+}
+
 /// ZooKeeper access for one central instance.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -203,59 +249,27 @@ impl Store {
                 .unwrap_or_default(),
             source,
         };
-        let invalid = |op: &Op, source: ZkError| StoreError::Zk {
-            op: "multi",
-            path: op.path().to_string(),
-            source,
-        };
         match fence {
             None => {
                 let mut writer = client.new_multi_writer();
-                for op in ops {
-                    let added = match op {
-                        Op::Create { path, data } => writer.add_create(path, data, &persistent()),
-                        Op::Set {
-                            path,
-                            data,
-                            version,
-                        } => writer.add_set_data(path, data, Some(*version)),
-                        Op::Delete { path, version } => writer.add_delete(path, *version),
-                        Op::Check { path, version } => writer.add_check_version(path, *version),
-                    };
-                    added.map_err(|e| invalid(op, e))?;
-                }
+                add_all(&mut writer, ops)?;
                 match writer.commit().await {
                     Ok(_) => Ok(()),
-                    Err(caas_zk::zookeeper_client::MultiWriteError::OperationFailed {
-                        index,
-                        source,
-                    }) => Err(conflict(index, source)),
-                    Err(caas_zk::zookeeper_client::MultiWriteError::RequestFailed { source }) => {
-                        Err(StoreError::Zk {
-                            op: "multi",
-                            path: "(request)".into(),
-                            source,
-                        })
+                    Err(MultiWriteError::OperationFailed { index, source }) => {
+                        Err(conflict(index, source))
                     }
+                    Err(MultiWriteError::RequestFailed { source }) => Err(StoreError::Zk {
+                        op: "multi",
+                        path: "(request)".into(),
+                        source,
+                    }),
                 }
             }
             Some(fence) => {
                 let mut writer = fence
                     .writer(&client)
                     .map_err(|e| StoreError::Fenced(e.to_string()))?;
-                for op in ops {
-                    let added = match op {
-                        Op::Create { path, data } => writer.add_create(path, data, &persistent()),
-                        Op::Set {
-                            path,
-                            data,
-                            version,
-                        } => writer.add_set_data(path, data, Some(*version)),
-                        Op::Delete { path, version } => writer.add_delete(path, *version),
-                        Op::Check { path, version } => writer.add_check_version(path, *version),
-                    };
-                    added.map_err(|e| StoreError::Fenced(e.to_string()))?;
-                }
+                add_all(&mut writer, ops)?;
                 match writer.commit().await {
                     Ok(_) => Ok(()),
                     Err(e) if e.is_fenced() => Err(StoreError::Fenced(e.to_string())),
