@@ -59,18 +59,19 @@ pub async fn tick(central: &Central, fence: &Fence, grace: Duration) -> Result<(
         known = inventory.len(),
         "leader pass"
     );
-    for (id, info) in &registrations {
+    for (id, info) in registrations.iter() {
         match inventory.get(id) {
             None => {
                 let record = NodeRecord {
                     version: caas_api::PAYLOAD_VERSION,
-                    info: info.clone(),
+                    info: (**info).clone(),
                     allocated: Default::default(),
                     workloads: Default::default(),
                     liveness: Liveness::Ready,
                     since: now,
                 };
                 central.store.ensure(&layout.inventory_root()).await?;
+                central.store.ensure(&layout.assign_dir(id)).await?;
                 commit_logged(
                     central,
                     fence,
@@ -79,7 +80,7 @@ pub async fn tick(central: &Central, fence: &Fence, grace: Duration) -> Result<(
                 )
                 .await;
             }
-            Some(v) if v.record.liveness != Liveness::Ready || &v.record.info != info => {
+            Some(v) if v.record.liveness != Liveness::Ready || v.record.info != **info => {
                 let was_lost = v.record.liveness == Liveness::Lost;
                 let mut record = v.record.clone();
                 if record.liveness != Liveness::Ready {
@@ -87,7 +88,7 @@ pub async fn tick(central: &Central, fence: &Fence, grace: Duration) -> Result<(
                     record.since = now;
                 }
                 record.liveness = Liveness::Ready;
-                record.info = info.clone();
+                record.info = (**info).clone();
                 commit_logged(
                     central,
                     fence,
@@ -107,7 +108,7 @@ pub async fn tick(central: &Central, fence: &Fence, grace: Duration) -> Result<(
             Some(_) => {}
         }
     }
-    for (id, v) in &inventory {
+    for (id, v) in inventory.iter() {
         if registrations.contains_key(id) {
             continue;
         }

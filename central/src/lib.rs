@@ -4,6 +4,7 @@ pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod decoded;
 pub mod error;
 pub mod leader;
 pub mod placement;

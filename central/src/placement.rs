@@ -3,7 +3,9 @@
 //! version-checked `multi`. A lost race re-reads the nodes involved and tries again, so two
 //! central instances can never over-commit a node.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use caas_api::central::{
     Allocation, ContainerRecord, Liveness, NodeRecord, PlacedWorkload, Placement,
@@ -11,9 +13,10 @@ use caas_api::central::{
 use caas_api::{Assignment, NodeInfo, WorkloadKey, WorkloadSpec};
 use caas_zk::Fence;
 
+use crate::decoded::{apps_of, view_of, VersionedNode};
 use crate::error::ApiError;
 use crate::scheduler::{self, Constraint, NodeView, PlacementRequest, Resources, Strategy};
-use crate::state::{Central, VersionedNode};
+use crate::state::Central;
 use crate::store::{Op, StoreError};
 
 /// How often a commit is retried after losing a race before giving up with 503.
@@ -36,37 +39,6 @@ fn to_resources(a: Allocation) -> Resources {
     }
 }
 
-/// A node being planned on: its registration, its inventory record (None: first placement)
-/// and the version to check.
-#[derive(Debug, Clone)]
-struct Planned {
-    info: NodeInfo,
-    record: NodeRecord,
-    version: Option<i32>,
-}
-
-impl Planned {
-    fn view(&self) -> NodeView {
-        let mut apps = BTreeMap::new();
-        for w in self.record.workloads.values() {
-            *apps.entry(w.app.clone()).or_insert(0u32) += 1;
-        }
-        NodeView {
-            id: self.info.node_id.clone(),
-            pool: self.info.pool.clone(),
-            ready: true,
-            capacity: Resources {
-                cpu_millis: self.info.capacity.cpu_millis,
-                memory_bytes: self.info.capacity.memory_bytes,
-                pids: 0,
-            },
-            allocated: to_resources(self.record.allocated),
-            labels: self.info.labels.clone(),
-            apps,
-        }
-    }
-}
-
 fn new_record(info: &NodeInfo) -> NodeRecord {
     NodeRecord {
         version: caas_api::PAYLOAD_VERSION,
@@ -76,41 +48,6 @@ fn new_record(info: &NodeInfo) -> NodeRecord {
         liveness: Liveness::Ready,
         since: crate::now(),
     }
-}
-
-/// The placeable nodes of `pool` (registered, not marked lost), with `overlay` records
-/// (freshly re-read after a race) taking precedence over the cache.
-fn plan_nodes(
-    central: &Central,
-    pool: &str,
-    exclude: Option<&str>,
-    overlay: &BTreeMap<String, Option<VersionedNode>>,
-) -> Result<Vec<Planned>, ApiError> {
-    let registrations = central.registrations()?;
-    let inventory = central.inventory()?;
-    let mut out = Vec::new();
-    for (id, info) in registrations {
-        if info.pool != pool || Some(id.as_str()) == exclude {
-            continue;
-        }
-        let known = match overlay.get(&id) {
-            Some(fresh) => fresh.clone(),
-            None => inventory.get(&id).cloned(),
-        };
-        let (record, version) = match known {
-            Some(v) => (v.record, Some(v.version)),
-            None => (new_record(&info), None),
-        };
-        if record.liveness == Liveness::Lost {
-            continue;
-        }
-        out.push(Planned {
-            info,
-            record,
-            version,
-        });
-    }
-    Ok(out)
 }
 
 /// One workload to place.
@@ -143,23 +80,36 @@ pub async fn place_and_commit(
     fence: Option<&Fence>,
 ) -> Result<Vec<ContainerRecord>, ApiError> {
     let layout = &central.store.layout;
-    let mut overlay: BTreeMap<String, Option<VersionedNode>> = BTreeMap::new();
+    let mut overlay: BTreeMap<String, Option<Arc<VersionedNode>>> = BTreeMap::new();
     let mut rng = {
         use rand::SeedableRng;
         rand::rngs::StdRng::from_rng(&mut rand::rng())
     };
+    let leaving = extra.leaving.as_ref().map(|(n, _)| n.as_str());
     for attempt in 0..MAX_ATTEMPTS {
-        let mut nodes = plan_nodes(
-            central,
-            pool,
-            extra.leaving.as_ref().map(|(n, _)| n.as_str()),
-            &overlay,
-        )?;
-        let mut views: Vec<NodeView> = nodes.iter().map(Planned::view).collect();
-        let mut touched = std::collections::BTreeSet::new();
+        let nodes = central.pool_nodes(pool)?;
+        // Borrowed from the shared snapshot; copied only if this request has to change a view
+        // (a node to avoid, a record re-read after a race, or a second replica to place).
+        let mut views: Cow<[NodeView]> = Cow::Borrowed(&nodes.views);
+        let base = |i: usize| -> Option<Arc<VersionedNode>> {
+            match overlay.get(&nodes.infos[i].node_id) {
+                Some(fresh) => fresh.clone(),
+                None => nodes.records[i].clone(),
+            }
+        };
+        for (i, info) in nodes.infos.iter().enumerate() {
+            if Some(info.node_id.as_str()) == leaving {
+                views.to_mut()[i].ready = false;
+            } else if overlay.contains_key(&info.node_id) {
+                let record = base(i);
+                let apps = record.as_ref().map(|r| r.apps.clone()).unwrap_or_default();
+                views.to_mut()[i] = view_of(info, record.as_ref().map(|r| &r.record), apps);
+            }
+        }
+        let mut touched: BTreeMap<usize, (NodeRecord, Option<i32>)> = BTreeMap::new();
         let mut records = Vec::new();
         let mut ops = Vec::new();
-        for want in wants {
+        for (n, want) in wants.iter().enumerate() {
             let alloc = allocation_of(&want.spec);
             let request = PlacementRequest {
                 pool: pool.to_string(),
@@ -171,18 +121,24 @@ pub async fn place_and_commit(
             let chosen = scheduler::place(&request, &views, &mut rng).map_err(|why| {
                 ApiError::unschedulable(format!("cannot place {}: {why}", want.spec.name))
             })?;
-            let node = &mut nodes[chosen.node];
+            let i = chosen.node;
+            let info = &nodes.infos[i];
+            let (record, _) = touched.entry(i).or_insert_with(|| match base(i) {
+                Some(v) => (v.record.clone(), Some(v.version)),
+                None => (new_record(info), None),
+            });
             let key = WorkloadKey::new(pool, &want.spec.name);
-            node.record.allocated.add(alloc);
-            node.record.workloads.insert(
+            record.allocated.add(alloc);
+            record.workloads.insert(
                 key.to_string(),
                 PlacedWorkload {
                     app: want.app.clone(),
                     allocation: alloc,
                 },
             );
-            views[chosen.node] = node.view();
-            touched.insert(chosen.node);
+            if n + 1 < wants.len() {
+                views.to_mut()[i] = view_of(info, Some(record), apps_of(record));
+            }
             let record = ContainerRecord {
                 version: caas_api::PAYLOAD_VERSION,
                 spec: want.spec.clone(),
@@ -192,7 +148,7 @@ pub async fn place_and_commit(
                     Strategy::Spread => "spread".into(),
                     Strategy::Binpack => "binpack".into(),
                 },
-                node: node.info.node_id.clone(),
+                node: info.node_id.clone(),
                 placement: Placement::Placed,
                 created_at: if extra.created_at > 0 {
                     extra.created_at
@@ -206,38 +162,39 @@ pub async fn place_and_commit(
                 None => Op::create(record_path, &record)?,
             });
             ops.push(Op::create(
-                layout.assignment(&node.info.node_id, &key),
+                layout.assignment(&info.node_id, &key),
                 &Assignment::run(want.spec.clone()),
             )?);
             records.push(record);
         }
-        for &i in &touched {
-            let node = &nodes[i];
-            let path = layout.inventory(&node.info.node_id);
-            let mut record = node.record.clone();
-            record.info = node.info.clone();
-            ops.push(match node.version {
-                Some(v) => Op::set(path, &record, v)?,
-                None => Op::create(path, &record)?,
+        for (&i, (record, version)) in &touched {
+            let info = &nodes.infos[i];
+            let path = layout.inventory(&info.node_id);
+            let mut record = record.clone();
+            record.info = (**info).clone();
+            ops.push(match version {
+                Some(v) => Op::set(path, &record, *v)?,
+                None => {
+                    // First placement on this node: its assignment directory may not exist yet
+                    // (the leader creates it when it records the node).
+                    central
+                        .store
+                        .ensure(&layout.assign_dir(&info.node_id))
+                        .await?;
+                    Op::create(path, &record)?
+                }
             });
-            central
-                .store
-                .ensure(&layout.assign_dir(&node.info.node_id))
-                .await?;
         }
         if let Some((old_node, key)) = &extra.leaving {
             let fresh = match overlay.get(old_node) {
                 Some(f) => f.clone(),
                 None => central.inventory()?.get(old_node).cloned(),
             };
-            if let Some(mut old) = fresh {
-                if let Some(gone) = old.record.workloads.remove(&key.to_string()) {
-                    old.record.allocated.sub(gone.allocation);
-                    ops.push(Op::set(
-                        layout.inventory(old_node),
-                        &old.record,
-                        old.version,
-                    )?);
+            if let Some(old) = fresh {
+                let mut record = old.record.clone();
+                if let Some(gone) = record.workloads.remove(&key.to_string()) {
+                    record.allocated.sub(gone.allocation);
+                    ops.push(Op::set(layout.inventory(old_node), &record, old.version)?);
                 }
             }
         }
@@ -257,7 +214,10 @@ pub async fn place_and_commit(
                 tracing::debug!(attempt, %path, "placement lost a race; re-reading");
                 if path.starts_with(&layout.inventory_root()) {
                     let node = path.rsplit('/').next().unwrap_or_default().to_string();
-                    overlay.insert(node.clone(), central.fresh_inventory(&node).await?);
+                    overlay.insert(
+                        node.clone(),
+                        central.fresh_inventory(&node).await?.map(Arc::new),
+                    );
                 } else if path == layout.pool(pool) {
                     return Err(ApiError::not_found(format!("pool {pool} does not exist")));
                 } else {

@@ -2,7 +2,6 @@
 //! registrations, node inventory, pools) that make reads cheap. Caches may be stale; every
 //! write is version-checked against ZooKeeper, so staleness costs a retry, never a double-booking.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use caas_api::central::{NodeRecord, PoolRecord};
@@ -14,12 +13,8 @@ use crate::auth::{hash_token, Principal};
 use crate::error::ApiError;
 use crate::store::{Store, StoreError};
 
-/// A decoded inventory record and its znode version.
-#[derive(Debug, Clone)]
-pub struct VersionedNode {
-    pub record: NodeRecord,
-    pub version: i32,
-}
+pub use crate::decoded::VersionedNode;
+use crate::decoded::{pool_nodes, Decoded, Memo, PoolNodes, PoolsMemo};
 
 pub struct Central {
     pub store: Store,
@@ -29,6 +24,9 @@ pub struct Central {
     pools: ChildrenCache,
     /// The last direct read of the pools (unix ms, records), shared by concurrent cache misses.
     fresh_pools: tokio::sync::Mutex<(u64, Vec<PoolRecord>)>,
+    registrations_memo: Memo<NodeInfo>,
+    inventory_memo: Memo<VersionedNode>,
+    pools_memo: std::sync::Mutex<PoolsMemo>,
 }
 
 impl std::fmt::Debug for Central {
@@ -61,6 +59,9 @@ impl Central {
             pools: ChildrenCache::start(store.clients(), layout.pools(), opts, cancel)?,
             admin_hash: hash_token(admin_token),
             fresh_pools: tokio::sync::Mutex::new((0, Vec::new())),
+            registrations_memo: Memo::default(),
+            inventory_memo: Memo::default(),
+            pools_memo: std::sync::Mutex::new(None),
             store,
         }))
     }
@@ -89,43 +90,55 @@ impl Central {
     }
 
     /// Live registrations by node id (undecodable ones are skipped with a warning).
-    pub fn registrations(&self) -> Result<BTreeMap<String, NodeInfo>, ApiError> {
+    pub fn registrations(&self) -> Result<Decoded<NodeInfo>, ApiError> {
         self.require_synced()?;
-        Ok(self
-            .registrations
-            .current()
-            .iter()
-            .filter_map(|(id, entry)| match serde_json::from_slice::<NodeInfo>(&entry.data) {
-                Ok(info) => Some((id.clone(), info)),
+        Ok(self.registrations_memo.get(self.registrations.current(), |id, entry| {
+            match serde_json::from_slice::<NodeInfo>(&entry.data) {
+                Ok(info) => Some(info),
                 Err(e) => {
                     tracing::warn!(node = %id, error = %e, "ignoring an unreadable node registration");
                     None
                 }
-            })
-            .collect())
+            }
+        }))
     }
 
     /// Inventory records by node id.
-    pub fn inventory(&self) -> Result<BTreeMap<String, VersionedNode>, ApiError> {
+    pub fn inventory(&self) -> Result<Decoded<VersionedNode>, ApiError> {
         self.require_synced()?;
         Ok(self
-            .inventory
-            .current()
-            .iter()
-            .filter_map(|(id, entry)| {
+            .inventory_memo
+            .get(self.inventory.current(), |_, entry| {
                 serde_json::from_slice::<NodeRecord>(&entry.data)
                     .ok()
-                    .map(|record| {
-                        (
-                            id.clone(),
-                            VersionedNode {
-                                record,
-                                version: entry.stat.version,
-                            },
-                        )
-                    })
-            })
-            .collect())
+                    .map(|record| VersionedNode::new(record, entry.stat.version))
+            }))
+    }
+
+    /// The placeable nodes of `pool` with their scheduler views, rebuilt only when a cache changed.
+    pub fn pool_nodes(&self, pool: &str) -> Result<Arc<PoolNodes>, ApiError> {
+        let registrations = self.registrations()?;
+        let inventory = self.inventory()?;
+        let mut memo = match self.pools_memo.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let fresh = match memo.as_ref() {
+            Some((r, i, pools)) if Arc::ptr_eq(r, &registrations) && Arc::ptr_eq(i, &inventory) => {
+                pools.clone()
+            }
+            _ => {
+                let pools = Arc::new(pool_nodes(&registrations, &inventory));
+                *memo = Some((registrations, inventory, pools.clone()));
+                pools
+            }
+        };
+        Ok(fresh.get(pool).cloned().unwrap_or_default())
+    }
+
+    /// Whether the pools cache holds `pool`.
+    pub fn pool_cached(&self, pool: &str) -> bool {
+        self.pools.current().contains_key(pool)
     }
 
     /// Re-reads one inventory record from ZooKeeper (after a lost race).
@@ -134,10 +147,7 @@ impl Central {
             .store
             .inventory(node)
             .await?
-            .map(|(record, stat)| VersionedNode {
-                record,
-                version: stat.version,
-            }))
+            .map(|(record, stat)| VersionedNode::new(record, stat.version)))
     }
 
     /// Resolves a bearer token. A miss re-reads the pools from ZooKeeper once, so a token

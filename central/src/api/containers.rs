@@ -23,7 +23,9 @@ pub const DEFAULT_MEMORY: &str = "128Mi";
 async fn require_pool(ctx: &Ctx, pool: &str) -> Result<(), ApiError> {
     let who = principal(&ctx.central, &ctx.auth).await?;
     check_pool_access(&who, pool)?;
-    if ctx.central.store.pool(pool).await?.is_none() {
+    // The pools cache answers for pools that exist; a miss is confirmed in ZooKeeper (a pool
+    // created through another instance a moment ago). Writes re-check the pool in their multi.
+    if !ctx.central.pool_cached(pool) && ctx.central.store.pool(pool).await?.is_none() {
         return Err(ApiError::not_found(format!("pool {pool} not found")));
     }
     Ok(())
@@ -192,8 +194,15 @@ pub async fn create(ctx: Ctx, pool: String, body: Bytes) -> Result<Response, Api
     require_pool(&ctx, &pool).await?;
     let request: CreateContainerRequest = parse_body(&body)?;
     let wants = plan(&pool, &request)?;
+    // The common case is a new name: commit first and look at existing records only when the
+    // commit says a name is taken (or nothing fits, which must not hide an identical existing
+    // workload: re-creating it is answered 200 even in a full pool).
     for attempt in 0..3 {
-        let (mut done, missing) = existing(&ctx, &pool, &wants).await?;
+        let (done, missing) = if attempt == 0 {
+            (Vec::new(), wants.clone())
+        } else {
+            existing(&ctx, &pool, &wants).await?
+        };
         if missing.is_empty() {
             let mut views = Vec::new();
             for r in done {
@@ -208,21 +217,34 @@ pub async fn create(ctx: Ctx, pool: String, body: Bytes) -> Result<Response, Api
                 for r in &records {
                     tracing::info!(pool = %pool, name = %r.spec.name, node = %r.node, "container placed");
                 }
-                done.extend(records);
                 let mut views = Vec::new();
                 for r in done {
                     views.push(view(&ctx, r).await?);
                 }
+                // Just created: no agent has reported on them yet.
+                views.extend(records.into_iter().map(unreported_view));
                 return Ok(json(StatusCode::CREATED, &views));
             }
-            // Someone created some of these names meanwhile: look again.
             Err(e) if e.code == "contention" && attempt < 2 => continue,
+            Err(e) if e.code == "unschedulable" && attempt == 0 => continue,
             Err(e) => return Err(e),
         }
     }
     Err(ApiError::unavailable(
         "concurrent creates of the same names; retry",
     ))
+}
+
+fn unreported_view(record: ContainerRecord) -> ContainerView {
+    ContainerView {
+        pool: record.spec.pool.clone(),
+        name: record.spec.name.clone(),
+        node: record.node,
+        placement: record.placement,
+        app: record.app,
+        spec: record.spec,
+        status: None,
+    }
 }
 
 pub async fn list(ctx: Ctx, pool: String) -> Result<Response, ApiError> {

@@ -18,7 +18,7 @@ pub fn views(ctx: &Ctx, who: &crate::auth::Principal) -> Result<Vec<NodeView>, A
     for id in ids {
         let reg = registrations.get(id);
         let inv = inventory.get(id);
-        let Some(info) = reg.or(inv.map(|i| &i.record.info)) else {
+        let Some(info) = reg.map(|r| &**r).or(inv.map(|i| &i.record.info)) else {
             continue;
         };
         if !who.sees(&info.pool) {
