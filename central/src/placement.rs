@@ -39,6 +39,13 @@ fn to_resources(a: Allocation) -> Resources {
     }
 }
 
+/// The node of an assignment path `<root>/assign/<node>/<key>`.
+fn assignment_node(layout: &caas_api::ZkLayout, path: &str) -> Option<String> {
+    let rest = path.strip_prefix(&format!("{}/", layout.assign_root()))?;
+    let (node, key) = rest.split_once('/')?;
+    (!key.is_empty()).then(|| node.to_string())
+}
+
 fn new_record(info: &NodeInfo) -> NodeRecord {
     NodeRecord {
         version: caas_api::PAYLOAD_VERSION,
@@ -86,6 +93,9 @@ pub async fn place_and_commit(
         rand::rngs::StdRng::from_rng(&mut rand::rng())
     };
     let leaving = extra.leaving.as_ref().map(|(n, _)| n.as_str());
+    // Nodes that still hold an assignment of the same name (a purge not yet carried out by
+    // their agent): placing there again would collide, so they are avoided.
+    let mut avoid: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     for attempt in 0..MAX_ATTEMPTS {
         let nodes = central.pool_nodes(pool)?;
         // Borrowed from the shared snapshot; copied only if this request has to change a view
@@ -98,7 +108,7 @@ pub async fn place_and_commit(
             }
         };
         for (i, info) in nodes.infos.iter().enumerate() {
-            if Some(info.node_id.as_str()) == leaving {
+            if Some(info.node_id.as_str()) == leaving || avoid.contains(&info.node_id) {
                 views.to_mut()[i].ready = false;
             } else if overlay.contains_key(&info.node_id) {
                 let record = base(i);
@@ -218,6 +228,9 @@ pub async fn place_and_commit(
                         node.clone(),
                         central.fresh_inventory(&node).await?.map(Arc::new),
                     );
+                } else if let Some(node) = assignment_node(layout, &path) {
+                    tracing::info!(%node, %path, "an assignment of this name is still on the node (purge pending); avoiding it");
+                    avoid.insert(node);
                 } else if path == layout.pool(pool) {
                     return Err(ApiError::not_found(format!("pool {pool} does not exist")));
                 } else {
@@ -353,4 +366,30 @@ pub async fn move_elsewhere(
             "no record",
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn assignment_paths_name_their_node() {
+        let layout = caas_api::ZkLayout::new("/caas").unwrap();
+        assert_eq!(
+            assignment_node(&layout, "/caas/assign/n1/p.web").as_deref(),
+            Some("n1")
+        );
+        assert_eq!(assignment_node(&layout, "/caas/assign/n1"), None);
+        assert_eq!(assignment_node(&layout, "/caas/inventory/n1"), None);
+    }
+
+    #[test]
+    fn allocation_follows_the_spec() {
+        let spec: WorkloadSpec = serde_json::from_value(serde_json::json!({
+            "pool": "p", "name": "n", "image": "i", "resources": {"cpu": "1.5", "memory": "1Gi", "pids": 10}
+        }))
+        .unwrap();
+        let a = allocation_of(&spec);
+        assert_eq!((a.cpu_millis, a.memory_bytes, a.pids), (1500, 1 << 30, 10));
+    }
 }
