@@ -7,7 +7,7 @@ use std::sync::Arc;
 use caas_api::{WorkloadKey, WorkloadSpec, WorkloadStatus};
 use serde::Serialize;
 use warp::http::StatusCode;
-use warp::Filter;
+use warp::{Filter, Reply};
 
 use crate::runtime::ContainerRuntime;
 use crate::view::AgentView;
@@ -38,8 +38,6 @@ fn error(status: StatusCode, code: &'static str, message: String) -> warp::reply
     let body = warp::reply::json(&ErrorBody { code, message });
     warp::reply::with_status(body, status).into_response()
 }
-
-use warp::Reply;
 
 async fn workload_views(view: &AgentView) -> Vec<WorkloadView> {
     let state = view.read().await;

@@ -6,6 +6,7 @@ use caas_api::central::{CreatePoolRequest, PoolRecord, PoolView};
 use caas_api::name::validate_dns_label;
 use caas_zk::zookeeper_client::Error as ZkError;
 use warp::http::StatusCode;
+use warp::Reply;
 
 use super::{check_pool_access, json, parse_body, principal, require_admin, Ctx, Response};
 use crate::auth::{hash_token, new_token as fresh_token};
@@ -194,5 +195,3 @@ pub async fn delete(ctx: Ctx, pool: String) -> Result<Response, ApiError> {
     }
     Ok(warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response())
 }
-
-use warp::Reply;
