@@ -118,6 +118,8 @@ pub async fn run_with<R: ContainerRuntime>(
         writer: StatusWriter::new(config.layout.clone(), &config.node_id),
         statuses: BTreeMap::new(),
         sandbox_ready: false,
+        registration: &registration,
+        info: info.clone(),
     };
     let mut snapshots = cache.snapshot();
     let mut synced = cache.synced();
@@ -198,6 +200,9 @@ struct LoopState<'a, R: ?Sized> {
     writer: StatusWriter,
     statuses: BTreeMap<WorkloadKey, WorkloadStatus>,
     sandbox_ready: bool,
+    registration: &'a PersistentEphemeral,
+    /// The registration as last published.
+    info: caas_api::NodeInfo,
 }
 
 impl<R: ContainerRuntime + ?Sized> LoopState<'_, R> {
@@ -210,12 +215,26 @@ impl<R: ContainerRuntime + ?Sized> LoopState<'_, R> {
             Ok(_) => {
                 self.sandbox_ready = true;
                 self.view.write().await.health.docker = "ok".into();
+                self.publish_engine(true);
                 true
             }
             Err(e) => {
                 tracing::warn!(error = %e, "the Docker engine is not usable yet; retrying");
                 self.view.write().await.health.docker = e.to_string();
+                self.publish_engine(false);
                 false
+            }
+        }
+    }
+
+    /// Tells central (through the registration) whether this node can take new workloads.
+    fn publish_engine(&mut self, ready: bool) {
+        if self.info.engine_ready != ready {
+            self.info.engine_ready = ready;
+            tracing::info!(engine_ready = ready, "updating the node registration");
+            match serde_json::to_vec(&self.info) {
+                Ok(data) => self.registration.update_data(data),
+                Err(e) => tracing::warn!(error = %e, "encoding the node registration failed"),
             }
         }
     }
@@ -228,6 +247,9 @@ impl<R: ContainerRuntime + ?Sized> LoopState<'_, R> {
                 tracing::warn!(error = %e, "reconcile pass failed; retrying");
                 self.view.write().await.health.docker = e.to_string();
                 self.sandbox_ready = false;
+                if matches!(e, crate::runtime::RuntimeError::Unavailable(_)) {
+                    self.publish_engine(false);
+                }
                 return;
             }
         };

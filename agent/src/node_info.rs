@@ -45,6 +45,8 @@ pub fn node_info(config: &AgentConfig) -> NodeInfo {
         labels: config.labels.clone(),
         agent_version: env!("CARGO_PKG_VERSION").to_string(),
         hostname: System::host_name().unwrap_or_default(),
+        // Published as usable only once the engine has been checked.
+        engine_ready: false,
         started_at: SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())

@@ -190,6 +190,8 @@ pub struct NodeView {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub underlay: Option<String>,
     pub agent_version: String,
+    /// Whether the node's container engine is usable (new workloads go only to such nodes).
+    pub engine_ready: bool,
 }
 
 /// Body of `POST /v1/pools/{pool}/containers/{name}/reschedule`.

@@ -25,6 +25,10 @@ pub struct NodeInfo {
     pub hostname: String,
     /// When this agent process started (unix seconds).
     pub started_at: u64,
+    /// Whether the agent's container engine answers and is usable. A registered node whose
+    /// engine is down is alive but must not receive new workloads. Absent in older payloads.
+    #[serde(default = "engine_ready_default")]
+    pub engine_ready: bool,
 }
 
 /// Allocatable resources of a node.
@@ -32,4 +36,8 @@ pub struct NodeInfo {
 pub struct Capacity {
     pub cpu_millis: u64,
     pub memory_bytes: u64,
+}
+
+fn engine_ready_default() -> bool {
+    true
 }

@@ -340,6 +340,7 @@ fn fleet(count: usize) -> Vec<NodeInfo> {
                 agent_version: "0.1.0-bench".into(),
                 hostname: format!("bench-host-{i:04}"),
                 started_at: now,
+                engine_ready: true,
             }
         })
         .collect()

@@ -110,7 +110,7 @@ pub fn view_of(
     NodeView {
         id: info.node_id.clone(),
         pool: info.pool.clone(),
-        ready: true,
+        ready: info.engine_ready,
         capacity: Resources {
             cpu_millis: info.capacity.cpu_millis,
             memory_bytes: info.capacity.memory_bytes,

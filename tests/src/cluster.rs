@@ -192,10 +192,11 @@ impl Cluster {
                     } else {
                         Vec::new()
                     };
-                    Ok(
-                        (nodes.iter().filter(|n| n["liveness"] == "ready").count() == expected)
-                            .then_some(()),
-                    )
+                    let usable = nodes
+                        .iter()
+                        .filter(|n| n["liveness"] == "ready" && n["engine_ready"] == true)
+                        .count();
+                    Ok((usable == expected).then_some(()))
                 },
             )
             .await

@@ -34,6 +34,17 @@ async fn assignment_runs_with_limits_and_reports_status() {
         info.api_addr,
         format!("{}:7070", caas_tests::netns::node_ip(1))
     );
+    caas_tests::wait::until(
+        "the registration says the engine is ready",
+        CONVERGE,
+        || async {
+            Ok(f.node_registration()
+                .await?
+                .filter(|(info, _)| info.engine_ready))
+        },
+    )
+    .await
+    .unwrap();
 
     let mut spec = f.spec("web", "echo hello-from-web; exec sleep 3600");
     spec.resources.cpu = Some("250m".into());

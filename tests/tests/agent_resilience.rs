@@ -203,6 +203,12 @@ async fn missing_docker_engine_is_reported_not_fatal() {
     .await
     .unwrap();
     assert_eq!(body["zookeeper"], "registered", "{body}");
+    // Central learns from the registration that this node must not get new workloads.
+    let (info, _) = registration(&client, &layout, &node_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!info.engine_ready, "{info:?}");
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(
         agent.is_running(),

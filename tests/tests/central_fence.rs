@@ -33,6 +33,7 @@ fn ghost(id: &str) -> NodeRecord {
             agent_version: "test".into(),
             hostname: "h".into(),
             started_at: 0,
+            engine_ready: true,
         },
         allocated: Default::default(),
         workloads: Default::default(),

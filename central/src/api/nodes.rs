@@ -40,6 +40,7 @@ pub fn views(ctx: &Ctx, who: &crate::auth::Principal) -> Result<Vec<NodeView>, A
             api_addr: info.api_addr.clone(),
             underlay: info.underlay.clone(),
             agent_version: info.agent_version.clone(),
+            engine_ready: info.engine_ready,
         });
     }
     Ok(out)
