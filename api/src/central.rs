@@ -191,6 +191,8 @@ pub struct NodeView {
     pub underlay: Option<String>,
     pub agent_version: String,
     /// Whether the node's container engine is usable (new workloads go only to such nodes).
+    /// Absent from older centrals' answers, which did not track it.
+    #[serde(default = "assume_ready")]
     pub engine_ready: bool,
 }
 
@@ -211,4 +213,8 @@ pub struct ErrorBody {
     pub message: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+}
+
+fn assume_ready() -> bool {
+    true
 }
