@@ -166,7 +166,7 @@ impl AgentConfig {
         let zk_servers = flags.zk.clone().or(file.zk).ok_or_else(|| {
             invalid("zk", "is required: the ZooKeeper ensemble as host:port[,host:port...] (--zk or CAAS_AGENT_ZK)")
         })?;
-        validate_zk_servers(&zk_servers)?;
+        caas_zk::check_servers(&zk_servers).map_err(|e| invalid("zk", e))?;
         let zk_root = flags
             .zk_root
             .clone()
@@ -295,21 +295,6 @@ fn parse_labels(items: &[String]) -> Result<BTreeMap<String, String>, ConfigErro
                 .ok_or_else(|| invalid("label", format!("{item:?} is not KEY=VALUE")))
         })
         .collect()
-}
-
-fn validate_zk_servers(servers: &str) -> Result<(), ConfigError> {
-    for server in servers.split(',') {
-        let ok = server.rsplit_once(':').is_some_and(|(host, port)| {
-            !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
-        });
-        if !ok {
-            return Err(invalid(
-                "zk",
-                format!("{server:?} is not host:port (in {servers:?})"),
-            ));
-        }
-    }
-    Ok(())
 }
 
 fn hostname_label() -> Result<String, ConfigError> {

@@ -108,14 +108,7 @@ impl CentralConfig {
                 "is required: the ZooKeeper ensemble as host:port[,...] (--zk or CAAS_CENTRAL_ZK)",
             )
         })?;
-        for server in zk_servers.split(',') {
-            let ok = server
-                .rsplit_once(':')
-                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
-            if !ok {
-                return Err(invalid("zk", format!("{server:?} is not host:port")));
-            }
-        }
+        caas_zk::check_servers(&zk_servers).map_err(|e| invalid("zk", e))?;
         let root = flags
             .zk_root
             .clone()

@@ -5,10 +5,9 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use anyhow::Context;
 use bollard::Docker;
 use caas_api::{Assignment, NodeInfo, WorkloadKey, WorkloadSpec, WorkloadStatus, ZkLayout};
-use caas_zk::zookeeper_client::{Acls, Client, CreateMode, Error as ZkError, Stat};
+use caas_zk::zookeeper_client::{Client, Error as ZkError, Stat};
 
 use crate::agent::{test_node_id, AgentOptions, AgentProcess, ContainerSweeper};
 use crate::netns::{node_ip, NetnsExecutor, Topology, FABRIC_IP};
@@ -99,31 +98,13 @@ impl NodeFixture {
 
     /// Writes (creates or replaces) an assignment znode for this node.
     pub async fn put_assignment(&self, assignment: &Assignment) -> anyhow::Result<()> {
-        let key = WorkloadKey::new(&assignment.spec.pool, &assignment.spec.name);
-        self.put_raw(&key.to_string(), &serde_json::to_vec(assignment)?)
-            .await
+        crate::zk_io::put_assignment(&self.zk_client, &self.layout, &self.node_id, assignment).await
     }
 
     /// Writes raw bytes as assignment znode `name` (to test unparsable input).
     pub async fn put_raw(&self, name: &str, data: &[u8]) -> anyhow::Result<()> {
         let path = format!("{}/{name}", self.layout.assign_dir(&self.node_id));
-        let options = CreateMode::Persistent.with_acls(Acls::anyone_all());
-        match self.zk_client.set_data(&path, data, None).await {
-            Ok(_) => Ok(()),
-            Err(ZkError::NoNode) => {
-                match self
-                    .zk_client
-                    .mkdir(&self.layout.assign_dir(&self.node_id), &options)
-                    .await
-                {
-                    Ok(()) | Err(ZkError::NodeExists) => {}
-                    Err(e) => return Err(e.into()),
-                }
-                self.zk_client.create(&path, data, &options).await?;
-                Ok(())
-            }
-            Err(e) => Err(e.into()),
-        }
+        crate::zk_io::put(&self.zk_client, &path, data).await
     }
 
     pub async fn assign(&self, spec: &WorkloadSpec) -> anyhow::Result<()> {
@@ -139,12 +120,13 @@ impl NodeFixture {
     }
 
     pub async fn status(&self, name: &str) -> anyhow::Result<Option<WorkloadStatus>> {
-        let path = self.layout.status(&self.node_id, &self.key(name));
-        match self.zk_client.get_data(&path).await {
-            Ok((data, _)) => Ok(Some(serde_json::from_slice(&data).context("status znode")?)),
-            Err(ZkError::NoNode) => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+        crate::zk_io::status(
+            &self.zk_client,
+            &self.layout,
+            &self.node_id,
+            &self.key(name),
+        )
+        .await
     }
 
     /// Waits until the status of `name` satisfies `pred`.
@@ -172,15 +154,7 @@ impl NodeFixture {
     }
 
     pub async fn node_registration(&self) -> anyhow::Result<Option<(NodeInfo, Stat)>> {
-        match self
-            .zk_client
-            .get_data(&self.layout.node(&self.node_id))
-            .await
-        {
-            Ok((data, stat)) => Ok(Some((serde_json::from_slice(&data)?, stat))),
-            Err(ZkError::NoNode) => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+        crate::zk_io::registration(&self.zk_client, &self.layout, &self.node_id).await
     }
 
     /// Containers of this node (all states) as (name, id, StartedAt).

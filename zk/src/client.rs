@@ -37,6 +37,9 @@ impl ZkConfig {
         if self.servers.trim().is_empty() {
             return invalid("servers must not be empty");
         }
+        if check_servers(&self.servers).is_err() {
+            return invalid("each server must be host:port");
+        }
         if self.session_timeout.is_zero() {
             return invalid("session_timeout must be positive");
         }
@@ -66,6 +69,20 @@ pub enum ClientError {
 
 /// Opens a new session. The returned client reconnects by itself after disconnects; it becomes
 /// useless only when its session expires (see [`crate::ZkSession`] for a replacing owner).
+/// Checks a connect string (`host:port[,host:port...]`); the error names the bad entry. Config
+/// loaders call it to refuse a bad ensemble before anything starts.
+pub fn check_servers(servers: &str) -> Result<(), String> {
+    for server in servers.split(',') {
+        let ok = server.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+        });
+        if !ok {
+            return Err(format!("{server:?} is not host:port (in {servers:?})"));
+        }
+    }
+    Ok(())
+}
+
 pub async fn connect(config: &ZkConfig) -> Result<Client, ClientError> {
     config.validate()?;
     let connecting = Client::connector()

@@ -13,7 +13,7 @@ pub mod path;
 pub mod session;
 
 pub use cache::{CacheError, CacheOptions, ChildEntry, ChildMap, ChildrenCache};
-pub use client::{connect, ensure_path, ClientError, ZkConfig};
+pub use client::{check_servers, connect, ensure_path, ClientError, ZkConfig};
 pub use ephemeral::{EphemeralError, EphemeralOptions, EphemeralState, PersistentEphemeral};
 pub use leader::{Fence, FenceError, FencedWriter, LeaderError, LeaderLatch, Leadership};
 pub use session::{wait_for_client, ClientWatch, ZkSession};

@@ -6,7 +6,7 @@
 mod backoff;
 mod workload;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -217,11 +217,6 @@ impl<R: ContainerRuntime + ?Sized> Reconciler<R> {
             }
         }
         Ok(())
-    }
-
-    /// Keys of every workload with containers on this node.
-    pub async fn known_workloads(&self) -> Result<BTreeSet<WorkloadKey>, RuntimeError> {
-        Ok(self.actual().await?.into_keys().collect())
     }
 }
 

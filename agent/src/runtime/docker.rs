@@ -1,7 +1,7 @@
 //! `ContainerRuntime` on the real Docker engine through bollard. The API version is negotiated
 //! down to what the engine speaks (Debian's docker.io speaks 1.41).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -312,9 +312,4 @@ impl ContainerRuntime for DockerRuntime {
         }
         Ok(())
     }
-}
-
-/// Labels as the engine wants them.
-pub fn label_map(labels: &BTreeMap<String, String>) -> HashMap<String, String> {
-    labels.clone().into_iter().collect()
 }
