@@ -14,6 +14,10 @@ pub struct Assignment {
     #[serde(default)]
     pub desired: Desired,
     pub spec: WorkloadSpec,
+    /// The pool's SSH public keys, for rich containers (`admin`'s authorized keys). Outside the
+    /// spec: changing a pool's keys updates running containers in place, never recreates them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ssh_authorized_keys: Vec<String>,
 }
 
 /// `run` keeps the workload running. `purge` removes every container of the workload, its data
@@ -33,6 +37,15 @@ impl Assignment {
             version: crate::PAYLOAD_VERSION,
             desired: Desired::Run,
             spec,
+            ssh_authorized_keys: Vec::new(),
+        }
+    }
+    /// A run assignment carrying the pool's SSH keys when the spec is rich.
+    pub fn run_with_keys(spec: WorkloadSpec, pool_keys: &[String]) -> Self {
+        let keys = if spec.rich { pool_keys.to_vec() } else { Vec::new() };
+        Self {
+            ssh_authorized_keys: keys,
+            ..Self::run(spec)
         }
     }
     pub fn purge(spec: WorkloadSpec) -> Self {
@@ -40,6 +53,7 @@ impl Assignment {
             version: crate::PAYLOAD_VERSION,
             desired: Desired::Purge,
             spec,
+            ssh_authorized_keys: Vec::new(),
         }
     }
 }

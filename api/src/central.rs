@@ -73,6 +73,11 @@ pub struct CreateContainerRequest {
     /// `spread` (default) or `binpack`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strategy: Option<String>,
+    /// Run on a rich ("sofa") image with the pool's SSH keys; see `WorkloadSpec::rich`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rich: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<crate::HealthCheck>,
 }
 
 /// Where a container stands as far as central is concerned.
@@ -217,4 +222,72 @@ pub struct ErrorBody {
 
 fn assume_ready() -> bool {
     true
+}
+
+/// Body of `POST .../containers/{name}/exec` (central) and `POST /v1/containers/{pool}/{name}/exec`
+/// (agent): a command run in the app container, non-interactively.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecRequest {
+    pub command: Vec<String>,
+    /// User to run as (`admin`, `root`, `uid:gid`); the image's user when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Killed (exit code 124) when it runs longer; default 60, at most 3600.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u32>,
+}
+
+/// Longest an exec may run.
+pub const MAX_EXEC_SECONDS: u32 = 3600;
+/// Output kept per stream of an exec; the rest is dropped and `truncated` set.
+pub const MAX_EXEC_OUTPUT: usize = 1 << 20;
+
+impl ExecRequest {
+    pub fn validate(&self) -> Result<(), crate::ValidationError> {
+        if self.command.is_empty() || self.command[0].is_empty() {
+            return Err(crate::ValidationError::new(
+                "command",
+                "needs a program to run, e.g. [\"ls\", \"-l\", \"/home/admin/logs\"]",
+            ));
+        }
+        if let Some(t) = self.timeout_seconds {
+            if t == 0 || t > MAX_EXEC_SECONDS {
+                return Err(crate::ValidationError::new(
+                    "timeout_seconds",
+                    format!("must be 1..={MAX_EXEC_SECONDS}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What an exec printed and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecResult {
+    /// Which instance ran it.
+    pub name: String,
+    pub exit_code: i64,
+    pub stdout: String,
+    pub stderr: String,
+    #[serde(default)]
+    pub truncated: bool,
+    #[serde(default)]
+    pub timed_out: bool,
+}
+
+/// What a deploy did to one instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployResult {
+    pub name: String,
+    /// sha256 of the package now in `/home/admin/release/run/app.tgz`.
+    pub package_sha256: String,
+    /// The start script found in the package.
+    pub start_script: String,
+    /// The `app` program after the restart (RUNNING, or BACKOFF/FATAL with the reason).
+    pub program: crate::ProgramStatus,
+    /// `State.StartedAt` of the container, unchanged by a deploy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_started_at: Option<String>,
 }

@@ -4,6 +4,7 @@
 pub mod assignment;
 pub mod central;
 pub mod error;
+pub mod health;
 pub mod name;
 pub mod node;
 pub mod paths;
@@ -13,6 +14,7 @@ pub mod status;
 
 pub use assignment::{Assignment, Desired};
 pub use error::ValidationError;
+pub use health::{HealthCheck, HealthState, HealthStatus, Probe, ProgramStatus};
 pub use node::{Capacity, NodeInfo};
 pub use paths::{WorkloadKey, ZkLayout};
 pub use spec::{ResourceRequest, Resources, RestartPolicy, WorkloadSpec};

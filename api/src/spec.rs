@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::health::HealthCheck;
 use crate::name::validate_dns_label;
 use crate::quantity::{parse_cpu, parse_memory};
 use crate::ValidationError;
@@ -41,6 +42,14 @@ pub struct WorkloadSpec {
     /// Hostname of the sandbox; defaults to the workload name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
+    /// Runs on a rich ("sofa") image: supervisord keeps the app alive, sshd takes the pool's
+    /// keys, and the agent reads the programs' state. Implied by an image labelled
+    /// `caas.image.contract=sofa/...`; saying it of any other image is an error.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rich: bool,
+    /// Probed by the agent; the result shows in the status. Changing it never restarts the app.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
     /// Bumped by central on every change; agents report which generation they run.
     #[serde(default)]
     pub generation: u64,
@@ -165,6 +174,9 @@ impl WorkloadSpec {
                 ));
             }
         }
+        if let Some(check) = &self.health_check {
+            check.validate("health_check")?;
+        }
         self.resources.parse()
     }
 
@@ -180,6 +192,8 @@ impl WorkloadSpec {
             resources: &'a Resources,
             restart: RestartPolicy,
             labels: &'a BTreeMap<String, String>,
+            #[serde(skip_serializing_if = "std::ops::Not::not")]
+            rich: bool,
         }
         short_hash(&AppShape {
             image: &self.image,
@@ -188,6 +202,7 @@ impl WorkloadSpec {
             resources: &self.resources,
             restart: self.restart,
             labels: &self.labels,
+            rich: self.rich,
         })
     }
 

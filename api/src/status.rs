@@ -3,9 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Observed state of a workload on its node.
+use crate::health::{HealthStatus, ProgramStatus};
+
+/// Observed state of a workload on its node. Unknown fields are tolerated: agents may be
+/// upgraded before central.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct WorkloadStatus {
     pub version: u32,
     pub pool: String,
@@ -23,6 +25,12 @@ pub struct WorkloadStatus {
     pub exit_code: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<StatusError>,
+    /// supervisord programs of a rich container (app, sshd, monitor), from its monitor.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub programs: Vec<ProgramStatus>,
+    /// Result of the spec's health check, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthStatus>,
     /// When the agent last wrote this (unix seconds).
     pub observed_at: u64,
 }

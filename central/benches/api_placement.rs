@@ -408,6 +408,8 @@ fn spec_of(request: &CreateContainerRequest) -> WorkloadSpec {
         labels: request.labels.clone(),
         volumes: request.volumes.clone(),
         hostname: request.hostname.clone(),
+        rich: false,
+        health_check: None,
         generation: 1,
     }
 }
@@ -849,6 +851,7 @@ async fn main() -> Result<()> {
         layout: layout.clone(),
         listen: listener.local_addr()?,
         admin_token: ADMIN_TOKEN.into(),
+        agent_token: None,
         lost_grace: Duration::from_secs(30),
         zk_session_timeout: Duration::from_secs(10),
     };

@@ -60,6 +60,10 @@ pub struct Flags {
     /// File holding the admin bearer token (one line)
     #[arg(long, env = "CAAS_CENTRAL_ADMIN_TOKEN_FILE", value_name = "FILE")]
     pub admin_token_file: Option<PathBuf>,
+    /// File holding the token agents accept from central for exec and deploy (the agents'
+    /// --control-token-file); without it exec and deploy answer 503
+    #[arg(long, env = "CAAS_CENTRAL_AGENT_TOKEN_FILE", value_name = "FILE")]
+    pub agent_token_file: Option<PathBuf>,
     /// Seconds a node may be unregistered before it is declared lost [default: 30]
     #[arg(long, env = "CAAS_CENTRAL_LOST_GRACE", value_name = "SECS")]
     pub lost_grace: Option<u64>,
@@ -72,6 +76,7 @@ struct FileConfig {
     zk_root: Option<String>,
     listen: Option<String>,
     admin_token_file: Option<PathBuf>,
+    agent_token_file: Option<PathBuf>,
     lost_grace_secs: Option<u64>,
     zk_session_timeout_ms: Option<u64>,
 }
@@ -83,6 +88,8 @@ pub struct CentralConfig {
     pub listen: SocketAddr,
     /// The admin token itself (read from the file; only its hash is kept by the server).
     pub admin_token: String,
+    /// The token sent to agents for exec and deploy, when configured.
+    pub agent_token: Option<String>,
     pub lost_grace: Duration,
     pub zk_session_timeout: Duration,
 }
@@ -133,7 +140,13 @@ impl CentralConfig {
                  create one with e.g. `openssl rand -hex 32 > /etc/caas/admin.token`",
             )
         })?;
-        let admin_token = read_token(&token_file)?;
+        let admin_token = read_token(&token_file, "admin_token_file")?;
+        let agent_token = flags
+            .agent_token_file
+            .clone()
+            .or(file.agent_token_file)
+            .map(|path| read_token(&path, "agent_token_file"))
+            .transpose()?;
         let lost_grace =
             Duration::from_secs(flags.lost_grace.or(file.lost_grace_secs).unwrap_or(30));
         if lost_grace.is_zero() {
@@ -145,13 +158,14 @@ impl CentralConfig {
             layout,
             listen,
             admin_token,
+            agent_token,
             lost_grace,
             zk_session_timeout,
         })
     }
 }
 
-fn read_token(path: &Path) -> Result<String, ConfigError> {
+fn read_token(path: &Path, field: &'static str) -> Result<String, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.into(),
         source,
@@ -159,7 +173,7 @@ fn read_token(path: &Path) -> Result<String, ConfigError> {
     let token = text.trim().to_string();
     if token.len() < 16 || token.chars().any(char::is_whitespace) {
         return Err(invalid(
-            "admin_token_file",
+            field,
             format!(
                 "{}: the token must be one word of at least 16 characters",
                 path.display()

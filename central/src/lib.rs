@@ -1,5 +1,6 @@
 //! caas-central: the stateless REST API, the scheduler, the leader's background work and the
 //! `caas` CLI. Central keeps no state of its own: everything lives in ZooKeeper.
+pub mod agent_link;
 pub mod api;
 pub mod auth;
 pub mod cli;

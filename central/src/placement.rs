@@ -64,6 +64,8 @@ pub struct Want {
     pub app: String,
     pub constraints: Vec<Constraint>,
     pub strategy: Strategy,
+    /// The pool's SSH keys, handed to the agent with a rich workload's assignment.
+    pub ssh_keys: Vec<String>,
 }
 
 /// Extra operations a caller adds to the commit (e.g. the moved record's update) and the node a
@@ -173,7 +175,7 @@ pub async fn place_and_commit(
             });
             ops.push(Op::create(
                 layout.assignment(&info.node_id, &key),
-                &Assignment::run(want.spec.clone()),
+                &Assignment::run_with_keys(want.spec.clone(), &want.ssh_keys),
             )?);
             records.push(record);
         }
@@ -331,9 +333,20 @@ pub async fn move_elsewhere(
         .map(|c| Constraint::parse(c))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| ApiError::invalid("constraints", e.to_string()))?;
+    let ssh_keys = if record.spec.rich {
+        central
+            .store
+            .pool(&pool)
+            .await?
+            .map(|(p, _)| p.ssh_keys)
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     let want = Want {
         spec: record.spec.clone(),
         app: record.app.clone(),
+        ssh_keys,
         constraints,
         strategy: if record.strategy == "binpack" {
             Strategy::Binpack

@@ -193,6 +193,8 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
             labels: Default::default(),
             volumes: Vec::new(),
             hostname: None,
+            rich: false,
+            health_check: None,
             generation: 0,
         };
         let error = StepError {

@@ -20,7 +20,7 @@ use crate::scheduler::{Constraint, Strategy};
 pub const DEFAULT_CPU: &str = "100m";
 pub const DEFAULT_MEMORY: &str = "128Mi";
 
-async fn require_pool(ctx: &Ctx, pool: &str) -> Result<(), ApiError> {
+pub(super) async fn require_pool(ctx: &Ctx, pool: &str) -> Result<(), ApiError> {
     let who = principal(&ctx.central, &ctx.auth).await?;
     check_pool_access(&who, pool)?;
     // The pools cache answers for pools that exist; a miss is confirmed in ZooKeeper (a pool
@@ -46,8 +46,21 @@ async fn view(ctx: &Ctx, record: ContainerRecord) -> Result<ContainerView, ApiEr
 }
 
 /// The plan for one create request: the wants per replica, validated.
-fn plan(pool: &str, request: &CreateContainerRequest) -> Result<Vec<Want>, ApiError> {
+fn plan(
+    pool: &str,
+    request: &CreateContainerRequest,
+    pool_keys: &[String],
+) -> Result<Vec<Want>, ApiError> {
     validate_dns_label("name", &request.name)?;
+    if request.rich && pool_keys.is_empty() {
+        return Err(ApiError::invalid(
+            "rich",
+            format!(
+                "pool {pool} has no SSH keys, so nobody could log in to a rich container; \
+                 create the pool with --ssh-key (or add keys to it) first"
+            ),
+        ));
+    }
     let instances = request.instances.unwrap_or(1);
     if instances == 0 || instances > MAX_INSTANCES {
         return Err(ApiError::invalid(
@@ -109,6 +122,8 @@ fn plan(pool: &str, request: &CreateContainerRequest) -> Result<Vec<Want>, ApiEr
             labels: request.labels.clone(),
             volumes: request.volumes.clone(),
             hostname,
+            rich: request.rich,
+            health_check: request.health_check.clone(),
             generation: 1,
         };
         spec.validate().map_err(|e| {
@@ -121,6 +136,11 @@ fn plan(pool: &str, request: &CreateContainerRequest) -> Result<Vec<Want>, ApiEr
         wants.push(Want {
             spec,
             app: request.name.clone(),
+            ssh_keys: if request.rich {
+                pool_keys.to_vec()
+            } else {
+                Vec::new()
+            },
             constraints: constraints.clone(),
             strategy,
         });
@@ -132,7 +152,9 @@ fn plan(pool: &str, request: &CreateContainerRequest) -> Result<Vec<Want>, ApiEr
 fn differences(existing: &ContainerRecord, want: &Want) -> Vec<&'static str> {
     let (a, b) = (&existing.spec, &want.spec);
     let mut diff = Vec::new();
-    let checks: [(&'static str, bool); 9] = [
+    let checks: [(&'static str, bool); 11] = [
+        ("rich", a.rich != b.rich),
+        ("health_check", a.health_check != b.health_check),
         ("image", a.image != b.image),
         ("command", a.command != b.command),
         ("env", a.env != b.env),
@@ -193,7 +215,17 @@ async fn existing(
 pub async fn create(ctx: Ctx, pool: String, body: Bytes) -> Result<Response, ApiError> {
     require_pool(&ctx, &pool).await?;
     let request: CreateContainerRequest = parse_body(&body)?;
-    let wants = plan(&pool, &request)?;
+    let pool_keys = if request.rich {
+        ctx.central
+            .store
+            .pool(&pool)
+            .await?
+            .map(|(p, _)| p.ssh_keys)
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let wants = plan(&pool, &request, &pool_keys)?;
     // The common case is a new name: commit first and look at existing records only when the
     // commit says a name is taken (or nothing fits, which must not hide an identical existing
     // workload: re-creating it is answered 200 even in a full pool).

@@ -2,6 +2,7 @@
 //! `Result<Response, ApiError>`; this module does the plumbing: auth header, body parsing with
 //! field-naming errors, and the error mapping.
 
+mod access;
 mod containers;
 mod nodes;
 mod openapi;
@@ -15,12 +16,15 @@ use serde::de::DeserializeOwned;
 use warp::http::StatusCode;
 use warp::{Filter, Reply};
 
+use crate::agent_link::AgentLink;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::state::Central;
 
 /// Largest request body accepted.
 const MAX_BODY: u64 = 1 << 20;
+/// Largest app package `deploy` accepts.
+pub const MAX_PACKAGE: u64 = 512 << 20;
 
 pub type Response = warp::reply::Response;
 
@@ -79,18 +83,26 @@ fn finish(result: Result<Response, ApiError>) -> Response {
 #[derive(Clone)]
 pub struct Ctx {
     pub central: Arc<Central>,
+    pub agents: Arc<AgentLink>,
     pub auth: Option<String>,
 }
 
-fn ctx(central: Arc<Central>) -> impl Filter<Extract = (Ctx,), Error = Infallible> + Clone {
+fn ctx(
+    central: Arc<Central>,
+    agents: Arc<AgentLink>,
+) -> impl Filter<Extract = (Ctx,), Error = Infallible> + Clone {
     warp::any()
-        .map(move || central.clone())
+        .map(move || (central.clone(), agents.clone()))
         .and(
             warp::header::optional::<String>("authorization")
                 .or(warp::any().map(|| None))
                 .unify(),
         )
-        .map(|central, auth| Ctx { central, auth })
+        .map(|(central, agents), auth| Ctx {
+            central,
+            agents,
+            auth,
+        })
 }
 
 fn body() -> impl Filter<Extract = (Bytes,), Error = warp::Rejection> + Clone {
@@ -105,8 +117,9 @@ struct DeleteQuery {
 /// All routes.
 pub fn routes(
     central: Arc<Central>,
+    agents: Arc<AgentLink>,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
-    let c = ctx(central);
+    let c = ctx(central, agents);
     let v1 = warp::path("v1");
 
     let healthz = warp::path!("healthz").and(warp::get()).and(c.clone()).map(|ctx: Ctx| {
@@ -189,6 +202,26 @@ pub fn routes(
                 finish(containers::delete(ctx, pool, name, q.purge_data.unwrap_or(false)).await)
             },
         );
+    let container_exec = v1
+        .and(warp::path!("pools" / String / "containers" / String / "exec"))
+        .and(warp::post())
+        .and(c.clone())
+        .and(body())
+        .then(
+            |pool: String, name: String, ctx: Ctx, body: Bytes| async move {
+                finish(access::exec(ctx, pool, name, body).await)
+            },
+        );
+    let container_deploy = v1
+        .and(warp::path!("pools" / String / "containers" / String / "deploy"))
+        .and(warp::post())
+        .and(c.clone())
+        .and(warp::body::content_length_limit(MAX_PACKAGE).and(warp::body::bytes()))
+        .then(
+            |pool: String, name: String, ctx: Ctx, body: Bytes| async move {
+                finish(access::deploy(ctx, pool, name, body).await)
+            },
+        );
     let container_reschedule = v1
         .and(warp::path!(
             "pools" / String / "containers" / String / "reschedule"
@@ -226,11 +259,14 @@ pub fn routes(
         .or(container_delete)
         .unify()
         .boxed();
+    let access_routes = container_exec.or(container_deploy).unify().boxed();
     meta.or(pool_routes)
         .unify()
         .or(node_routes)
         .unify()
         .or(container_routes)
+        .unify()
+        .or(access_routes)
         .unify()
         .recover(|rejection: warp::Rejection| async move {
             let err = if rejection.is_not_found() {
@@ -245,7 +281,9 @@ pub fn routes(
                 ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "too-large",
-                    format!("bodies are limited to {MAX_BODY} bytes"),
+                    format!(
+                        "bodies are limited to {MAX_BODY} bytes ({MAX_PACKAGE} for deploy packages)"
+                    ),
                 )
             } else if rejection.find::<warp::reject::InvalidQuery>().is_some() {
                 ApiError::invalid("query", "invalid query string (purge_data=true|false)")

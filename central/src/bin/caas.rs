@@ -21,7 +21,7 @@ fn main() -> ExitCode {
     };
     let mut stdout = std::io::stdout().lock();
     match runtime.block_on(cli::run(&cli, &mut stdout)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         // `caas container ls | head`: the reader has all it wanted.
         Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,
         Err(e) => {

@@ -122,6 +122,8 @@ fn full_create_maps_every_flag() {
             instances: Some(3),
             constraints: vec!["rack==r1".into(), "disk!=hdd".into()],
             strategy: Some("binpack".into()),
+            rich: false,
+            health_check: None,
         }
     );
 }

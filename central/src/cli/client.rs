@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use caas_api::central::{
-    ContainerView, CreateContainerRequest, CreatePoolRequest, ErrorBody, NodeView, PoolView,
-    RescheduleRequest,
+    ContainerView, CreateContainerRequest, CreatePoolRequest, DeployResult, ErrorBody, ExecRequest,
+    ExecResult, NodeView, PoolView, RescheduleRequest,
 };
 use reqwest::header::{HeaderValue, AUTHORIZATION};
 use reqwest::{Method, RequestBuilder, StatusCode, Url};
@@ -199,6 +199,44 @@ impl CentralClient {
             )
             .await?;
         Ok(view)
+    }
+
+    /// Runs a command in a container through central and its agent.
+    pub async fn exec_container(
+        &self,
+        pool: &str,
+        name: &str,
+        request: &ExecRequest,
+    ) -> Result<ExecResult, CliError> {
+        let (_, result) = self
+            .send(
+                Method::POST,
+                &["v1", "pools", pool, "containers", name, "exec"],
+                Some(request),
+            )
+            .await?;
+        Ok(result)
+    }
+
+    /// Sends an app package to every instance of a rich container, one after the other.
+    pub async fn deploy_container(
+        &self,
+        pool: &str,
+        name: &str,
+        package: Vec<u8>,
+    ) -> Result<Vec<DeployResult>, CliError> {
+        let url = self.url(&["v1", "pools", pool, "containers", name, "deploy"])?;
+        let req = self
+            .http
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/gzip")
+            .body(package);
+        let (status, bytes) = self.exchange(req).await?;
+        serde_json::from_slice(&bytes).map_err(|e| CliError::Protocol {
+            status: status.as_u16(),
+            url: self.base_url().to_string(),
+            detail: format!("{e}; body: {}", quote(&bytes)),
+        })
     }
 
     // ---- plumbing ----

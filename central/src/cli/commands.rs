@@ -3,15 +3,16 @@
 use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use caas_api::central::CreatePoolRequest;
+use caas_api::central::{CreatePoolRequest, ExecRequest};
 
 use super::client::{CentralClient, TokenResponse};
 use super::render;
 use super::{Cli, CliError, Command, ContainerCommand, NodeCommand, OutputFormat, PoolCommand};
 
-/// Runs `cli`, writing results to `out`. Errors are returned for the caller to print
+/// Runs `cli`, writing results to `out`; returns the exit status (0, or the exit code of a
+/// command run by `container exec`). Errors are returned for the caller to print
 /// (`render::error_text`) and turn into an exit code (`CliError::exit_code`).
-pub async fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), CliError> {
+pub async fn run(cli: &Cli, out: &mut dyn Write) -> Result<u8, CliError> {
     let ctx = Ctx {
         output: cli.output,
         now: SystemTime::now()
@@ -20,8 +21,8 @@ pub async fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), CliError> {
     };
     let client = || CentralClient::new(&cli.url, cli.token.as_deref());
     match &cli.command {
-        Command::Pool(cmd) => pool(&client()?, &ctx, cmd, out).await,
-        Command::Node(cmd) => node(&client()?, &ctx, cmd, out).await,
+        Command::Pool(cmd) => pool(&client()?, &ctx, cmd, out).await.map(|()| 0),
+        Command::Node(cmd) => node(&client()?, &ctx, cmd, out).await.map(|()| 0),
         Command::Container(cmd) => {
             let pool = cli.require_pool()?;
             container(&client()?, &ctx, pool, cmd, out).await
@@ -134,7 +135,7 @@ async fn container(
     pool: &str,
     cmd: &ContainerCommand,
     out: &mut dyn Write,
-) -> Result<(), CliError> {
+) -> Result<u8, CliError> {
     match cmd {
         ContainerCommand::Create(args) => {
             let request = args.to_request()?;
@@ -185,6 +186,71 @@ async fn container(
                 }
             }
         }
+        ContainerCommand::Deploy { name, package } => {
+            let bytes = std::fs::read(package).map_err(|e| {
+                CliError::bad_argument(format!("cannot read package {}: {e}", package.display()))
+            })?;
+            if !bytes.starts_with(&[0x1f, 0x8b]) {
+                return Err(CliError::bad_argument(format!(
+                    "{} is not a gzip tarball; make it with `tar czf app.tgz -C DIR .`",
+                    package.display()
+                )));
+            }
+            if !ctx.json() {
+                writeln!(
+                    out,
+                    "deploying {} ({} bytes) to {name} in pool {pool}...",
+                    package.display(),
+                    bytes.len()
+                )?;
+                out.flush()?;
+            }
+            let results = client.deploy_container(pool, name, bytes).await?;
+            if ctx.json() {
+                write!(out, "{}", render::json(&results))?;
+            } else {
+                for r in &results {
+                    writeln!(
+                        out,
+                        "{}: app {} ({}), started with {}, package sha256 {}",
+                        r.name,
+                        r.program.state,
+                        r.program.description,
+                        r.start_script,
+                        &r.package_sha256[..r.package_sha256.len().min(12)]
+                    )?;
+                }
+            }
+        }
+        ContainerCommand::Exec {
+            name,
+            user,
+            timeout,
+            command,
+        } => {
+            let request = ExecRequest {
+                command: command.clone(),
+                user: user.clone(),
+                timeout_seconds: Some(*timeout),
+            };
+            request.validate().map_err(|e| {
+                CliError::bad_argument(format!("{}: {}", e.field, e.message))
+            })?;
+            let result = client.exec_container(pool, name, &request).await?;
+            if ctx.json() {
+                write!(out, "{}", render::json(&result))?;
+            } else {
+                out.write_all(result.stdout.as_bytes())?;
+                eprint!("{}", result.stderr);
+                if result.truncated {
+                    eprintln!("caas: output truncated to 1 MiB per stream");
+                }
+                if result.timed_out {
+                    eprintln!("caas: the command timed out after {timeout}s and was killed");
+                }
+            }
+            return Ok(u8::try_from(result.exit_code.clamp(0, 255)).unwrap_or(u8::MAX));
+        }
         ContainerCommand::Reschedule { name, force } => {
             let view = client.reschedule_container(pool, name, *force).await?;
             if ctx.json() {
@@ -199,5 +265,5 @@ async fn container(
             }
         }
     }
-    Ok(())
+    Ok(0)
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use caas_api::central::CreateContainerRequest;
 use caas_api::spec::validate_volume_path;
-use caas_api::{Resources, RestartPolicy};
+use caas_api::{HealthCheck, Probe, Resources, RestartPolicy};
 
 use super::{CliError, CreateArgs, RestartArg, StrategyArg};
 use crate::scheduler::Constraint;
@@ -57,7 +57,51 @@ impl CreateArgs {
             instances: self.instances,
             constraints: self.constraints.clone(),
             strategy: self.strategy.map(|s| s.as_str().to_string()),
+            rich: self.rich,
+            health_check: self.health_check()?,
         })
+    }
+
+    /// The health check the `--health-*` flags describe.
+    fn health_check(&self) -> Result<Option<HealthCheck>, CliError> {
+        let probe = if let Some(port) = self.health_tcp {
+            Probe::Tcp { port }
+        } else if let Some(target) = &self.health_http {
+            let (port, path) = match target.split_once('/') {
+                Some((port, path)) => (port, format!("/{path}")),
+                None => (target.as_str(), "/".to_string()),
+            };
+            let port = port.parse().map_err(|_| {
+                CliError::bad_argument(format!(
+                    "--health-http {target:?}: expected PORT or PORT/PATH, e.g. 8080/health"
+                ))
+            })?;
+            Probe::Http { port, path }
+        } else if let Some(command) = &self.health_cmd {
+            Probe::Command(vec!["/bin/sh".into(), "-c".into(), command.clone()])
+        } else {
+            if self.health_interval.or(self.health_timeout).or(self.health_retries).is_some() {
+                return Err(CliError::bad_argument(
+                    "--health-interval/--health-timeout/--health-retries need a probe: \
+                     --health-tcp, --health-http or --health-cmd",
+                ));
+            }
+            return Ok(None);
+        };
+        let mut check = HealthCheck::new(probe);
+        if let Some(v) = self.health_interval {
+            check.interval_seconds = v;
+        }
+        if let Some(v) = self.health_timeout {
+            check.timeout_seconds = v;
+        }
+        if let Some(v) = self.health_retries {
+            check.failure_threshold = v;
+        }
+        check.validate("health_check").map_err(|e| {
+            CliError::bad_argument(format!("health check: {}: {}", e.field, e.message))
+        })?;
+        Ok(Some(check))
     }
 
     /// User labels, and the hostname given as `-l Hostname=...`.

@@ -50,7 +50,8 @@ Examples:
   caas --pool=pool2 container create web --image caas/app:1.0
   caas --pool=pool2 container create web --image caas/app:1.0 --instances 3 --strategy spread \\
       --cpu 1.5 --memory 2Gi -e JAVA_OPTS=-Xmx1g -v /home/admin/logs -c 'rack!=r3' -l team=pay
-  caas --pool=pool2 container create core-1 --image caas/sofa-base:1 -l Hostname=core-1
+  caas --pool=pool2 container create core-1 --image caas/sofa-jdk17:latest --rich \
+      --health-http 8080/health -- java -jar /home/admin/app.jar
   caas --pool=pool2 container create job --image busybox:1 --restart never -- sh -c 'echo hi'
 
 Labels: -l key=value sets a container label, except these keys:
@@ -65,7 +66,34 @@ Volumes: each -v PATH is a directory kept in the container's data container. It 
 restarts and updates of the app and is dropped only by `caas container rm NAME --purge-data`.
 
 Constraints: -c 'key==value' places only on nodes with that label, -c 'key!=value' avoids them.
-Quote them: '!' means something to most shells.";
+Quote them: '!' means something to most shells.
+
+Rich containers (--rich, on a caas/sofa-* image): supervisord runs the app (the command after
+--, or the package in /home/admin/release/run/*.tgz) and restarts it when it dies; sshd lets
+the pool's SSH keys in as admin; logs go to /home/admin/logs, kept in the data container.
+The pool must have SSH keys. `caas container inspect` shows the programs and restart counts.
+
+Health checks (--health-tcp, --health-http, --health-cmd) run from inside the container's
+network; the result shows as status.health in `caas container inspect`. Changing only the
+health check never restarts the app.";
+
+const DEPLOY_AFTER_HELP: &str = "\
+Examples:
+  caas --pool=pool2 container deploy web app-1.4.tgz
+
+The package must be a gzip tarball with a start script (bin/start.sh, bin/startup.sh, start.sh
+or run.sh, executable) at its root or in its single top-level directory; the script must run the
+app in the foreground. Every instance of NAME (NAME-1 .. NAME-N) gets it, one after the other;
+a failing instance stops the rollout. The package lives in the running container: recreating
+the container (a new image or spec) goes back to the image's package.";
+
+const EXEC_AFTER_HELP: &str = "\
+Examples:
+  caas --pool=pool2 container exec web -- ls -l /home/admin/logs
+  caas --pool=pool2 container exec web -u admin -- sh -c 'tail -n 50 /home/admin/logs/app.err.log'
+
+With replicas, give the instance name (web-2). Output is printed as the command ends (up to 1 MiB
+per stream); the exit status is the command's, 124 when it timed out.";
 
 /// Help heading of the options every command takes.
 const GLOBAL: &str = "Global options";
@@ -176,6 +204,29 @@ pub enum ContainerCommand {
         #[arg(long)]
         purge_data: bool,
     },
+    /// Copy an app package (.tgz with a start script) into a rich container and restart only
+    /// its app program: the container keeps its start time, address and ssh sessions.
+    #[command(after_help = DEPLOY_AFTER_HELP)]
+    Deploy {
+        name: String,
+        /// The package: a gzip tarball holding bin/start.sh, bin/startup.sh, start.sh or run.sh.
+        package: std::path::PathBuf,
+    },
+    /// Run a command in a container (non-interactive) and print its output; exits with the
+    /// command's exit code.
+    #[command(after_help = EXEC_AFTER_HELP)]
+    Exec {
+        name: String,
+        /// User to run as, e.g. admin or root [default: the image's user].
+        #[arg(short, long)]
+        user: Option<String>,
+        /// Seconds before the command is killed (exit code 124).
+        #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+        timeout: u32,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
     /// Place a container on another node (e.g. after its node was lost).
     Reschedule {
         name: String,
@@ -239,6 +290,34 @@ pub struct CreateArgs {
     /// Container label, or a special key: Hostname=..., Ip=... (see below); repeat for more.
     #[arg(short = 'l', long = "label", value_name = "KEY=VALUE")]
     pub labels: Vec<String>,
+
+    /// Run on a rich (sofa) image: supervisord keeps the app alive, sshd takes the pool's keys.
+    #[arg(long)]
+    pub rich: bool,
+
+    /// Health check: healthy while this TCP port accepts connections.
+    #[arg(long, value_name = "PORT", group = "health", help_heading = "Health check")]
+    pub health_tcp: Option<u16>,
+
+    /// Health check: healthy while GET on PORT[/PATH] answers 2xx or 3xx.
+    #[arg(long, value_name = "PORT[/PATH]", group = "health", help_heading = "Health check")]
+    pub health_http: Option<String>,
+
+    /// Health check: healthy while this shell command exits 0 in the container.
+    #[arg(long, value_name = "SHELL-COMMAND", group = "health", help_heading = "Health check")]
+    pub health_cmd: Option<String>,
+
+    /// Seconds between health probes [default: 10].
+    #[arg(long, value_name = "SECONDS", help_heading = "Health check")]
+    pub health_interval: Option<u32>,
+
+    /// Seconds a probe may take [default: 3].
+    #[arg(long, value_name = "SECONDS", help_heading = "Health check")]
+    pub health_timeout: Option<u32>,
+
+    /// Failed probes in a row before unhealthy [default: 3].
+    #[arg(long, value_name = "N", help_heading = "Health check")]
+    pub health_retries: Option<u32>,
 
     /// Command and arguments replacing the image's CMD, after `--`.
     #[arg(last = true, value_name = "CMD")]

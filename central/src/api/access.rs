@@ -1,0 +1,172 @@
+//! `/v1/pools/{pool}/containers/{name}/exec` and `/deploy`: work that only the node running a
+//! container can do, forwarded to its agent through `AgentLink` after central checked the
+//! caller's access to the pool.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use caas_api::central::{ContainerRecord, DeployResult, ExecRequest};
+use warp::http::StatusCode;
+
+use super::{json, parse_body, Ctx, Response};
+use crate::error::ApiError;
+
+/// How long a deploy may take on one instance (copy, restart, wait for the app's state).
+const DEPLOY_WAIT: Duration = Duration::from_secs(120);
+
+/// The agent address of the node running `record`, or why it cannot be reached.
+fn agent_of(ctx: &Ctx, record: &ContainerRecord) -> Result<String, ApiError> {
+    let registrations = ctx.central.registrations()?;
+    match registrations.get(&record.node) {
+        Some(info) => Ok(info.api_addr.clone()),
+        None => Err(ApiError::unavailable(format!(
+            "node {} of container {} is not connected; try again when it is back, or reschedule",
+            record.node, record.spec.name
+        ))),
+    }
+}
+
+/// Turns an agent's answer into ours: success as it is, errors with the instance named.
+fn relay(instance: &str, status: StatusCode, body: Bytes) -> Result<Bytes, ApiError> {
+    if status.is_success() {
+        return Ok(body);
+    }
+    let (code, message) = match serde_json::from_slice::<serde_json::Value>(&body) {
+        Ok(v) => (
+            v["code"].as_str().unwrap_or("agent-error").to_string(),
+            v["message"].as_str().unwrap_or("").to_string(),
+        ),
+        Err(_) => (
+            "agent-error".to_string(),
+            String::from_utf8_lossy(&body).chars().take(300).collect(),
+        ),
+    };
+    Err(ApiError::new(
+        status,
+        agent_code(&code),
+        format!("{instance}: {message}"),
+    ))
+}
+
+/// The codes agents answer with, as central's static codes.
+fn agent_code(code: &str) -> &'static str {
+    const KNOWN: [&str; 7] = [
+        "invalid",
+        "invalid-package",
+        "not-rich",
+        "not-running",
+        "not-found",
+        "forbidden",
+        "engine-error",
+    ];
+    KNOWN
+        .into_iter()
+        .find(|k| *k == code)
+        .unwrap_or("agent-error")
+}
+
+pub async fn exec(ctx: Ctx, pool: String, name: String, body: Bytes) -> Result<Response, ApiError> {
+    super::containers::require_pool(&ctx, &pool).await?;
+    let request: ExecRequest = parse_body(&body)?;
+    request.validate()?;
+    let (record, _) = ctx
+        .central
+        .store
+        .container(&pool, &name)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "container {name} not found in pool {pool} (with replicas, name one: {name}-1)"
+            ))
+        })?;
+    let addr = agent_of(&ctx, &record)?;
+    let wait = Duration::from_secs(u64::from(request.timeout_seconds.unwrap_or(60)));
+    let (status, answer) = ctx
+        .agents
+        .post(
+            &addr,
+            &format!("/v1/containers/{pool}/{name}/exec"),
+            "application/json",
+            body,
+            wait,
+        )
+        .await?;
+    let answer = relay(&name, status, answer)?;
+    let value: serde_json::Value = serde_json::from_slice(&answer).map_err(|e| {
+        ApiError::unavailable(format!("the agent's exec answer is not JSON: {e}"))
+    })?;
+    Ok(json(StatusCode::OK, &value))
+}
+
+pub async fn deploy(
+    ctx: Ctx,
+    pool: String,
+    name: String,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    super::containers::require_pool(&ctx, &pool).await?;
+    if !body.starts_with(&[0x1f, 0x8b]) {
+        return Err(ApiError::invalid(
+            "package",
+            "the body is not a gzip tarball; send the .tgz app package as the request body",
+        ));
+    }
+    let instances: Vec<ContainerRecord> = match ctx.central.store.container(&pool, &name).await? {
+        Some((record, _)) => vec![record],
+        None => {
+            let mut replicas: Vec<ContainerRecord> = ctx
+                .central
+                .store
+                .containers(&pool)
+                .await?
+                .into_iter()
+                .map(|(r, _)| r)
+                .filter(|r| r.app == name)
+                .collect();
+            replicas.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+            replicas
+        }
+    };
+    if instances.is_empty() {
+        return Err(ApiError::not_found(format!(
+            "container {name} not found in pool {pool}"
+        )));
+    }
+    if let Some(plain) = instances.iter().find(|r| !r.spec.rich) {
+        return Err(ApiError::invalid(
+            "name",
+            format!(
+                "{} is not a rich container: deploy copies a package into a sofa image's \
+                 supervisord; recreate it with --rich on a caas/sofa-* image",
+                plain.spec.name
+            ),
+        ));
+    }
+    let mut results = Vec::new();
+    for record in &instances {
+        let addr = agent_of(&ctx, record)?;
+        let instance = &record.spec.name;
+        let (status, answer) = ctx
+            .agents
+            .post(
+                &addr,
+                &format!("/v1/containers/{pool}/{instance}/deploy"),
+                "application/gzip",
+                body.clone(),
+                DEPLOY_WAIT,
+            )
+            .await?;
+        let answer = relay(instance, status, answer)?;
+        let result: DeployResult = serde_json::from_slice(&answer).map_err(|e| {
+            ApiError::unavailable(format!("the agent's deploy answer is not understood: {e}"))
+        })?;
+        tracing::info!(pool = %pool, name = %instance, state = %result.program.state, "deployed a package");
+        let failed = result.program.state != "RUNNING";
+        results.push(result);
+        if failed {
+            // Stop the rollout: the remaining instances keep the version that works.
+            break;
+        }
+    }
+    Ok(json(StatusCode::OK, &results))
+}
