@@ -19,7 +19,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::AgentConfig;
 use crate::reconcile::{DesiredState, Reconciler, ReconcilerConfig};
 use crate::runtime::{ContainerRuntime, LazyDocker};
-use crate::sandbox_image::{ensure_sandbox_image, sandbox_image_tag};
+use crate::sandbox_image::{data_image_tag, ensure_sandbox_image, sandbox_image_tag};
 use crate::status_sync::StatusWriter;
 use crate::view::AgentView;
 
@@ -56,7 +56,12 @@ pub async fn run_with<R: ContainerRuntime>(
     let tracker = TaskTracker::new();
     let work = cancel.child_token();
 
-    let routes = crate::http::routes(view.clone(), runtime.clone(), config.node_id.clone());
+    let routes = crate::http::routes(
+        view.clone(),
+        runtime.clone(),
+        config.node_id.clone(),
+        config.control_token.clone(),
+    );
     let http_stop = work.clone();
     tracker.spawn(
         warp::serve(routes)
@@ -107,9 +112,17 @@ pub async fn run_with<R: ContainerRuntime>(
             pool: config.pool.clone(),
             name_prefix: config.name_prefix.clone(),
             sandbox_image: sandbox_image_tag(),
+            data_image: data_image_tag(),
             stop_grace: config.stop_grace,
         },
     );
+    let health = crate::health::HealthBook::default();
+    tracker.spawn(crate::health::run_prober(
+        health.clone(),
+        view.clone(),
+        runtime.clone(),
+        work.clone(),
+    ));
     let mut loop_state = LoopState {
         config: &config,
         runtime: &*runtime,
@@ -120,6 +133,7 @@ pub async fn run_with<R: ContainerRuntime>(
         sandbox_ready: false,
         registration: &registration,
         info: info.clone(),
+        health: health.clone(),
     };
     let mut snapshots = cache.snapshot();
     let mut synced = cache.synced();
@@ -135,6 +149,7 @@ pub async fn run_with<R: ContainerRuntime>(
             changed = synced.changed() => if changed.is_err() { break },
             changed = registration_state.changed() => if changed.is_err() { break },
             _ = ticker.tick() => {}
+            _ = health.changed() => {}
         }
         if !loop_state.ensure_engine().await {
             continue;
@@ -203,6 +218,7 @@ struct LoopState<'a, R: ?Sized> {
     registration: &'a PersistentEphemeral,
     /// The registration as last published.
     info: caas_api::NodeInfo,
+    health: crate::health::HealthBook,
 }
 
 impl<R: ContainerRuntime + ?Sized> LoopState<'_, R> {
@@ -254,6 +270,9 @@ impl<R: ContainerRuntime + ?Sized> LoopState<'_, R> {
             }
         };
         self.statuses = outcome.statuses.clone();
+        for (key, status) in self.statuses.iter_mut() {
+            status.health = self.health.get(key);
+        }
         {
             let mut view = self.view.write().await;
             view.health.docker = "ok".into();

@@ -89,6 +89,10 @@ pub struct Flags {
     /// Prefix of Docker container names [default: caas]
     #[arg(long, env = "CAAS_AGENT_NAME_PREFIX")]
     pub name_prefix: Option<String>,
+    /// File holding the token central sends for exec and deploy (central's
+    /// --agent-token-file); without it this agent refuses exec and deploy
+    #[arg(long, env = "CAAS_AGENT_CONTROL_TOKEN_FILE", value_name = "FILE")]
+    pub control_token_file: Option<PathBuf>,
 }
 
 /// The config file's shape. Every key is optional here; required ones are checked after merging.
@@ -104,6 +108,7 @@ struct FileConfig {
     underlay: Option<String>,
     docker_socket: Option<String>,
     name_prefix: Option<String>,
+    control_token_file: Option<PathBuf>,
     zk_session_timeout_ms: Option<u64>,
     resync_interval_ms: Option<u64>,
     stop_grace_secs: Option<u64>,
@@ -128,6 +133,8 @@ pub struct AgentConfig {
     pub zk_session_timeout: Duration,
     pub resync_interval: Duration,
     pub stop_grace: Duration,
+    /// Bearer token the control endpoints (exec, deploy) require; they are off without it.
+    pub control_token: Option<String>,
 }
 
 impl AgentConfig {
@@ -249,7 +256,14 @@ impl AgentConfig {
         if resync_interval < Duration::from_millis(100) {
             return Err(invalid("resync_interval_ms", "must be at least 100"));
         }
+        let control_token = flags
+            .control_token_file
+            .clone()
+            .or(file.control_token_file)
+            .map(|path| read_token(&path))
+            .transpose()?;
         Ok(Self {
+            control_token,
             node_id,
             pool,
             zk_servers,
@@ -269,6 +283,25 @@ impl AgentConfig {
             stop_grace: Duration::from_secs(file.stop_grace_secs.unwrap_or(10)),
         })
     }
+}
+
+fn read_token(path: &Path) -> Result<String, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let token = text.trim().to_string();
+    if token.len() < 16 || token.chars().any(char::is_whitespace) {
+        return Err(invalid(
+            "control_token_file",
+            format!(
+                "{}: the token must be one word of at least 16 characters, e.g. from \
+                 `openssl rand -hex 32`",
+                path.display()
+            ),
+        ));
+    }
+    Ok(token)
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {

@@ -1,11 +1,13 @@
 //! The agent's local HTTP API (warp): health, the workloads of this node with their spec and
-//! observed state, and app logs. Read-only: desired state only ever comes from ZooKeeper.
+//! observed state, and app logs, read-only; plus the control endpoints central calls with the
+//! control token (`exec`, `deploy`). Desired state only ever comes from ZooKeeper.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
 use caas_api::{WorkloadKey, WorkloadSpec, WorkloadStatus};
 use serde::Serialize;
+use sha2::Digest;
 use warp::http::StatusCode;
 use warp::{Filter, Reply};
 
@@ -14,6 +16,8 @@ use crate::view::AgentView;
 
 /// Longest log tail one request may ask for.
 const MAX_LOG_LINES: usize = 10_000;
+/// Largest app package a deploy accepts.
+const MAX_PACKAGE: u64 = 512 << 20;
 
 /// One workload as the API shows it.
 #[derive(Debug, Serialize)]
@@ -70,9 +74,16 @@ pub fn routes<R: ContainerRuntime + ?Sized>(
     view: AgentView,
     runtime: Arc<R>,
     node_id: String,
+    control_token: Option<String>,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone {
     let with_view = warp::any().map(move || view.clone());
     let with_runtime = warp::any().map(move || runtime.clone());
+    let control_token = Arc::new(control_token);
+    let authorized = warp::header::optional::<String>("authorization").map(
+        move |header: Option<String>| {
+            authorize(control_token.as_deref(), header.as_deref())
+        },
+    );
 
     let healthz = warp::path!("healthz")
         .and(warp::get())
@@ -127,8 +138,8 @@ pub fn routes<R: ContainerRuntime + ?Sized>(
     let logs = warp::path!("v1" / "containers" / String / String / "logs")
         .and(warp::get())
         .and(warp::query::<LogQuery>())
-        .and(with_view)
-        .and(with_runtime)
+        .and(with_view.clone())
+        .and(with_runtime.clone())
         .then(|pool: String, name: String, query: LogQuery, view: AgentView, runtime: Arc<R>| async move {
             let key = WorkloadKey::new(&pool, &name);
             let app = view.read().await.statuses.get(&key).and_then(|s| s.containers.app.clone());
@@ -142,12 +153,60 @@ pub fn routes<R: ContainerRuntime + ?Sized>(
             }
         });
 
-    healthz
+    let exec = warp::path!("v1" / "containers" / String / String / "exec")
+        .and(warp::post())
+        .and(authorized.clone())
+        .and(warp::body::content_length_limit(1 << 20))
+        .and(warp::body::bytes())
+        .and(with_view.clone())
+        .and(with_runtime.clone())
+        .then(
+            |pool: String, name: String, auth: Result<(), warp::reply::Response>, body: bytes::Bytes, view: AgentView, runtime: Arc<R>| async move {
+                if let Err(denied) = auth {
+                    return denied;
+                }
+                let request: caas_api::central::ExecRequest = match serde_json::from_slice(&body) {
+                    Ok(r) => r,
+                    Err(e) => return error(StatusCode::BAD_REQUEST, "invalid", format!("not an exec request: {e}")),
+                };
+                let key = WorkloadKey::new(&pool, &name);
+                match crate::control::exec(&view, &*runtime, &key, &request).await {
+                    Ok(result) => warp::reply::json(&result).into_response(),
+                    Err(e) => control_error(e),
+                }
+            },
+        );
+
+    let deploy = warp::path!("v1" / "containers" / String / String / "deploy")
+        .and(warp::post())
+        .and(authorized)
+        .and(warp::body::content_length_limit(MAX_PACKAGE))
+        .and(warp::body::bytes())
+        .and(with_view.clone())
+        .and(with_runtime.clone())
+        .then(
+            |pool: String, name: String, auth: Result<(), warp::reply::Response>, body: bytes::Bytes, view: AgentView, runtime: Arc<R>| async move {
+                if let Err(denied) = auth {
+                    return denied;
+                }
+                let key = WorkloadKey::new(&pool, &name);
+                match crate::control::deploy(&view, &*runtime, &key, &body).await {
+                    Ok(result) => warp::reply::json(&result).into_response(),
+                    Err(e) => control_error(e),
+                }
+            },
+        );
+
+    let read = healthz
         .or(list)
         .unify()
         .or(get)
         .unify()
         .or(logs)
+        .unify()
+        .boxed();
+    let control = exec.or(deploy).unify().boxed();
+    read.or(control)
         .unify()
         .recover(|rejection: warp::Rejection| async move {
             let reply = if rejection.is_not_found() {
@@ -160,7 +219,13 @@ pub fn routes<R: ContainerRuntime + ?Sized>(
                 error(
                     StatusCode::METHOD_NOT_ALLOWED,
                     "method-not-allowed",
-                    "the agent API is read-only".into(),
+                    "method not allowed on this path".into(),
+                )
+            } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+                error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too-large",
+                    format!("packages are limited to {MAX_PACKAGE} bytes"),
                 )
             } else if rejection.find::<warp::reject::InvalidQuery>().is_some() {
                 error(
@@ -178,4 +243,36 @@ pub fn routes<R: ContainerRuntime + ?Sized>(
             Ok::<_, Infallible>(reply)
         })
         .unify()
+}
+
+/// Control endpoints need the control token; without one configured they are off.
+fn authorize(token: Option<&str>, header: Option<&str>) -> Result<(), warp::reply::Response> {
+    let Some(token) = token else {
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "exec and deploy are off on this agent: start it with --control-token-file".into(),
+        ));
+    };
+    let sent = header.and_then(|h| h.strip_prefix("Bearer ")).map(str::trim);
+    // Compare digests, so the time taken does not depend on how much of the token matched.
+    let digest = |t: &str| sha2::Sha256::digest(t.as_bytes());
+    match sent {
+        Some(sent) if digest(sent) == digest(token) => Ok(()),
+        _ => Err(error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "exec and deploy need central's agent token as a bearer token".into(),
+        )),
+    }
+}
+
+fn control_error(e: crate::control::ControlError) -> warp::reply::Response {
+    let status = match e.code {
+        "not-found" => StatusCode::NOT_FOUND,
+        "invalid" | "invalid-package" => StatusCode::UNPROCESSABLE_ENTITY,
+        "not-rich" | "not-running" => StatusCode::CONFLICT,
+        _ => StatusCode::BAD_GATEWAY,
+    };
+    error(status, e.code, e.message)
 }

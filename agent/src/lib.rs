@@ -4,10 +4,13 @@
 
 pub mod agent;
 pub mod config;
+pub mod control;
+pub mod health;
 pub mod http;
 pub mod naming;
 pub mod node_info;
 pub mod reconcile;
+pub mod rich;
 pub mod runtime;
 pub mod sandbox_image;
 pub mod status_sync;

@@ -7,6 +7,9 @@ use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("import-images") {
+        return import_images();
+    }
     let flags = match Flags::try_parse() {
         Ok(flags) => flags,
         Err(e) if e.use_stderr() => {
@@ -64,6 +67,56 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("caas-agent: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `caas-agent import-images [--docker-socket PATH]`: imports the sandbox and data images the
+/// agent carries (what it does at start anyway) and prints their tags; used by
+/// supervisor-images/build.
+fn import_images() -> ExitCode {
+    let mut args = std::env::args().skip(2);
+    let mut socket = std::env::var("CAAS_AGENT_DOCKER_SOCKET")
+        .unwrap_or_else(|_| "/var/run/docker.sock".to_string());
+    while let Some(arg) = args.next() {
+        match (arg.as_str(), args.next()) {
+            ("--docker-socket", Some(path)) => socket = path,
+            ("--help" | "-h", _) => {
+                println!(
+                    "Imports caas/pause (sandbox) and caas/data (data container) from the static \
+                     pause program in this binary and prints their tags.\n\n\
+                     Usage: caas-agent import-images [--docker-socket PATH]"
+                );
+                return ExitCode::SUCCESS;
+            }
+            _ => {
+                eprintln!("caas-agent import-images: unexpected argument {arg:?}; see --help");
+                return ExitCode::from(EXIT_CONFIG as u8);
+            }
+        }
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("caas-agent: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let docker = caas_agent::runtime::DockerRuntime::connect(&socket).await?;
+        caas_agent::sandbox_image::ensure_sandbox_image(&docker).await
+    });
+    match result {
+        Ok((pause, data)) => {
+            println!("{pause}\n{data}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("caas-agent import-images: {e}");
             ExitCode::FAILURE
         }
     }

@@ -34,6 +34,9 @@ fn same(a: &WorkloadStatus, b: &WorkloadStatus) -> bool {
         if let Some(e) = s.last_error.as_mut() {
             e.at = 0;
         }
+        if let Some(h) = s.health.as_mut() {
+            h.checked_at = 0;
+        }
         s
     };
     strip(a) == strip(b)

@@ -12,6 +12,9 @@ use crate::name::validate_dns_label;
 use crate::quantity::{parse_cpu, parse_memory};
 use crate::ValidationError;
 
+/// Where rich images keep their logs (supervisor-images/CONTRACT.md).
+pub const RICH_LOGS_DIR: &str = "/home/admin/logs";
+
 /// Most processes one workload may be limited to; beyond this a limit means nothing.
 pub const MAX_PIDS: i64 = 4_194_304;
 
@@ -213,13 +216,26 @@ impl WorkloadSpec {
 
     /// Hash of the data container's shape (its volume list).
     pub fn data_hash(&self) -> String {
-        let mut volumes: Vec<&str> = self
-            .volumes
-            .iter()
-            .map(|v| v.trim_end_matches('/'))
-            .collect();
-        volumes.sort_unstable();
-        short_hash(&volumes)
+        volumes_hash(&self.volumes)
+    }
+}
+
+/// Hash of a data container's volume list (order and trailing slashes do not matter).
+pub fn volumes_hash(volumes: &[String]) -> String {
+    let mut volumes: Vec<&str> = volumes.iter().map(|v| v.trim_end_matches('/')).collect();
+    volumes.sort_unstable();
+    short_hash(&volumes)
+}
+
+impl WorkloadSpec {
+    /// The directories of the data container: the spec's volumes, plus the log directory of
+    /// rich images (`/home/admin/logs`), so logs survive recreating the app.
+    pub fn data_volumes(&self, rich: bool) -> Vec<String> {
+        let mut volumes = self.volumes.clone();
+        if rich && !volumes.iter().any(|v| v.trim_end_matches('/') == RICH_LOGS_DIR) {
+            volumes.push(RICH_LOGS_DIR.to_string());
+        }
+        volumes
     }
 }
 

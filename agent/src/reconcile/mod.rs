@@ -53,6 +53,8 @@ pub struct ReconcilerConfig {
     pub pool: String,
     pub name_prefix: String,
     pub sandbox_image: String,
+    /// Image of data containers (the idle pause program and admin's log directory).
+    pub data_image: String,
     pub stop_grace: Duration,
 }
 
@@ -61,6 +63,8 @@ pub struct Reconciler<R: ?Sized> {
     runtime: Arc<R>,
     config: ReconcilerConfig,
     backoff: tokio::sync::Mutex<BTreeMap<WorkloadKey, Backoff>>,
+    /// SSH keys last written into each rich app container (by container id).
+    keys_written: std::sync::Mutex<BTreeMap<String, String>>,
 }
 
 impl<R: ContainerRuntime + ?Sized> Reconciler<R> {
@@ -69,6 +73,7 @@ impl<R: ContainerRuntime + ?Sized> Reconciler<R> {
             runtime,
             config,
             backoff: tokio::sync::Mutex::new(BTreeMap::new()),
+            keys_written: std::sync::Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -190,6 +195,8 @@ impl<R: ContainerRuntime + ?Sized> Reconciler<R> {
             key,
             containers,
             ids: Default::default(),
+            rich: false,
+            keys_written: &self.keys_written,
         };
         match assignment {
             Err(message) => step.report_unreadable(message).await,

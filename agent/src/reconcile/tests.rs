@@ -19,6 +19,7 @@ fn reconciler(fake: Arc<FakeRuntime>) -> Reconciler<FakeRuntime> {
             pool: "p1".into(),
             name_prefix: "caas".into(),
             sandbox_image: PAUSE.into(),
+            data_image: PAUSE.into(),
             stop_grace: Duration::from_secs(1),
         },
     )

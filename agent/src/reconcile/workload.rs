@@ -2,6 +2,7 @@
 //! (owns network and hostname), app (recreated when its spec hash changes). Anything created in
 //! a failed first attempt is removed again, so a bad spec leaves nothing behind.
 
+use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use caas_api::{
@@ -76,6 +77,7 @@ impl StepError {
                 | "volumes-changed"
                 | "data-missing"
                 | "wrong-pool"
+                | "not-rich-image"
         )
     }
 }
@@ -96,6 +98,10 @@ pub struct WorkloadStep<'a, R: ?Sized> {
     pub containers: WorkloadContainers,
     /// Ids of the workload's containers as converging leaves them.
     pub ids: ContainerIds,
+    /// Whether the workload runs on a rich image (said by the spec or by the image's label).
+    pub rich: bool,
+    /// Fingerprint of the SSH keys last put into each rich app container, by container id.
+    pub keys_written: &'a std::sync::Mutex<BTreeMap<String, String>>,
 }
 
 fn unix_now() -> u64 {
@@ -112,7 +118,7 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
         let existed = self.containers.has_role(Role::App);
         self.init_ids();
         let mut created: Vec<String> = Vec::new();
-        let result = self.converge(spec, &mut created).await;
+        let result = self.converge(assignment, &mut created).await;
         let (error, healthy) = match result {
             Ok(()) => (None, true),
             Err(e) => {
@@ -210,9 +216,10 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
 
     async fn converge(
         &mut self,
-        spec: &WorkloadSpec,
+        assignment: &Assignment,
         created: &mut Vec<String>,
     ) -> Result<(), StepError> {
+        let spec = &assignment.spec;
         if spec.pool != self.config.pool {
             return Err(StepError {
                 code: "wrong-pool",
@@ -235,9 +242,23 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
             code: "invalid-spec",
             message: e.to_string(),
         })?;
-        if !self.runtime.image_exists(&spec.image).await? {
+        let Some(image_labels) = self.runtime.image_labels(&spec.image).await? else {
             return Err(RuntimeError::ImageNotFound(spec.image.clone()).into());
+        };
+        let rich_image = crate::rich::is_rich_image(&image_labels);
+        if spec.rich && !rich_image {
+            return Err(StepError {
+                code: "not-rich-image",
+                message: format!(
+                    "the spec says rich: true but image {} is not a rich image (no label {}={}...); \
+                     build it FROM caas/sofa-base (or sofa-jdk17/sofa-tomcat), or drop rich",
+                    spec.image,
+                    crate::rich::CONTRACT_LABEL,
+                    crate::rich::CONTRACT_PREFIX
+                ),
+            });
         }
+        self.rich = rich_image;
 
         let data_id = self.ensure_data(spec, created).await?;
         let (sandbox_id, sandbox_fresh) = self.ensure_sandbox(spec, created).await?;
@@ -247,9 +268,41 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
             &sandbox_id,
             sandbox_fresh,
             data_id.as_deref(),
+            &assignment.ssh_authorized_keys,
             created,
         )
-        .await
+        .await?;
+        if self.rich {
+            self.ensure_keys(&assignment.ssh_authorized_keys).await?;
+        }
+        Ok(())
+    }
+
+    /// Puts the pool's keys into a rich app container, before its first start and again
+    /// whenever they change (in place: no restart).
+    async fn ensure_keys(&mut self, keys: &[String]) -> Result<(), StepError> {
+        let Some(app) = self.ids.app.clone() else {
+            return Ok(());
+        };
+        let fingerprint = crate::rich::keys_fingerprint(keys);
+        let known = self
+            .keys_written
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&app).cloned());
+        if known.as_deref() == Some(fingerprint.as_str()) || (known.is_none() && keys.is_empty()) {
+            return Ok(());
+        }
+        let tar = crate::rich::authorized_keys_tar(keys).map_err(|e| StepError {
+            code: "internal",
+            message: format!("packing the authorized keys: {e}"),
+        })?;
+        self.runtime.upload(&app, "/", tar).await?;
+        if let Ok(mut m) = self.keys_written.lock() {
+            m.insert(app, fingerprint);
+        }
+        tracing::info!(workload = %self.key, keys = keys.len(), "wrote the pool's SSH keys");
+        Ok(())
     }
 
     async fn ensure_data(
@@ -257,9 +310,10 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
         spec: &WorkloadSpec,
         created: &mut Vec<String>,
     ) -> Result<Option<String>, StepError> {
-        let hash = spec.data_hash();
+        let volumes = spec.data_volumes(self.rich);
+        let hash = caas_api::spec::volumes_hash(&volumes);
         if let Some(existing) = self.containers.data.first() {
-            if spec_hash(existing) != hash && !spec.volumes.is_empty() {
+            if spec_hash(existing) != hash && !volumes.is_empty() {
                 return Err(StepError {
                     code: "volumes-changed",
                     message: format!(
@@ -274,7 +328,7 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
             }
             return Ok(Some(existing.id.clone()));
         }
-        if spec.volumes.is_empty() {
+        if volumes.is_empty() {
             return Ok(None);
         }
         if self.containers.has_role(Role::App) {
@@ -291,7 +345,7 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
         }
         let request = CreateRequest {
             name: container_name(&self.config.name_prefix, self.key, Role::Data),
-            image: self.config.sandbox_image.clone(),
+            image: self.config.data_image.clone(),
             labels: labels(
                 &self.config.node_id,
                 self.key,
@@ -300,7 +354,7 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
                 &hash,
             ),
             network_mode: Some("none".to_string()),
-            volumes: spec.volumes.clone(),
+            volumes,
             restart: RestartMode::Always,
             ..Default::default()
         };
@@ -374,6 +428,7 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
         sandbox_id: &str,
         sandbox_fresh: bool,
         data_id: Option<&str>,
+        keys: &[String],
         created: &mut Vec<String>,
     ) -> Result<(), StepError> {
         let hash = spec.app_hash();
@@ -407,6 +462,9 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
         env.push(format!("CAAS_POOL={}", self.key.pool));
         env.push(format!("CAAS_NAME={}", self.key.name));
         env.push(format!("CAAS_NODE={}", self.config.node_id));
+        if self.rich {
+            env.push(format!("CAAS_VOLUMES={}", spec.data_volumes(true).join(":")));
+        }
         let mut all_labels = spec.labels.clone();
         all_labels.extend(labels(
             &self.config.node_id,
@@ -440,6 +498,10 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
         let id = self.runtime.create(&request).await?;
         created.push(id.clone());
         self.ids.app = Some(id.clone());
+        if self.rich {
+            // The keys are in place before sshd first starts.
+            self.ensure_keys(keys).await?;
+        }
         self.runtime.start(&id).await?;
         tracing::info!(workload = %self.key, container = %request.name, image = %spec.image, "started app");
         Ok(())
@@ -474,6 +536,9 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
                         .get(LABEL_GENERATION)
                         .and_then(|g| g.parse().ok())
                         .unwrap_or(spec.generation);
+                    if self.rich && details.running {
+                        status.programs = self.programs(app).await;
+                    }
                 }
                 Err(e) => {
                     tracing::debug!(container = %app, error = %e, "inspect after converge failed")
@@ -483,6 +548,7 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
             status.state = WorkloadState::Failed;
         }
         status.containers = self.ids.clone();
+        let error = error.or_else(|| fatal_app(&status.programs));
         status.last_error = error.map(|e| StatusError {
             code: e.code.to_string(),
             message: e.message,
@@ -513,7 +579,46 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
                 message: e.message,
                 at: unix_now(),
             }),
+            programs: Vec::new(),
+            health: None,
             observed_at: unix_now(),
         }
     }
+
+    /// supervisord's programs as the container's monitor last wrote them; empty (and logged)
+    /// when the file is not there yet or cannot be read.
+    async fn programs(&self, app: &str) -> Vec<caas_api::ProgramStatus> {
+        match self.runtime.read_file(app, crate::rich::MONITOR_STATUS).await {
+            Ok(Some(bytes)) => crate::rich::parse_monitor(&bytes).unwrap_or_else(|e| {
+                tracing::warn!(workload = %self.key, error = %e, "unreadable monitor status");
+                Vec::new()
+            }),
+            Ok(None) => Vec::new(),
+            Err(e) => {
+                tracing::debug!(workload = %self.key, error = %e, "reading the monitor status failed");
+                Vec::new()
+            }
+        }
+    }
+}
+
+/// An app program that supervisord gave up on, as an error people see in the status.
+fn fatal_app(programs: &[caas_api::ProgramStatus]) -> Option<StepError> {
+    let app = programs
+        .iter()
+        .find(|p| p.name == crate::rich::APP_PROGRAM && p.state == "FATAL")?;
+    let reason = app
+        .log_tail
+        .iter()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .cloned()
+        .unwrap_or_else(|| app.description.clone());
+    Some(StepError {
+        code: "app-fatal",
+        message: format!(
+            "supervisord gave up starting the app after {} restarts: {reason}",
+            app.restarts
+        ),
+    })
 }

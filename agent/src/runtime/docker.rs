@@ -1,21 +1,26 @@
 //! `ContainerRuntime` on the real Docker engine through bollard. The API version is negotiated
 //! down to what the engine speaks (Debian's docker.io speaks 1.41).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bollard::errors::Error as BollardError;
 use bollard::models::{ContainerCreateBody, HostConfig, RestartPolicy, RestartPolicyNameEnum};
+use bollard::container::LogOutput;
+use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::query_parameters::{
-    CreateContainerOptions, CreateImageOptions, ListContainersOptions, LogsOptions,
-    RemoveContainerOptions, StopContainerOptions,
+    CreateContainerOptions, CreateImageOptions, DownloadFromContainerOptions,
+    ListContainersOptions, LogsOptions, RemoveContainerOptions, StopContainerOptions,
+    UploadToContainerOptions,
 };
 use bollard::Docker;
 use futures::StreamExt;
 
 use super::{
-    ContainerDetails, ContainerRuntime, CreateRequest, ManagedContainer, RestartMode, RuntimeError,
+    ContainerDetails, ContainerRuntime, CreateRequest, ExecOutput, ExecRequest, ManagedContainer,
+    RestartMode, RuntimeError,
 };
 
 /// Seconds bollard waits for one engine request; image imports can be slow on busy disks.
@@ -34,6 +39,20 @@ impl std::fmt::Debug for DockerRuntime {
 }
 
 impl DockerRuntime {
+    /// Kills the process of an exec that outlived its timeout (the engine has no API for it;
+    /// the agent runs as root in the host's pid namespace, where the exec's pid lives).
+    async fn kill_exec(&self, exec_id: &str) {
+        let Ok(inspect) = self.docker.inspect_exec(exec_id).await else {
+            return;
+        };
+        if let Some(pid) = inspect.pid.filter(|p| *p > 1) {
+            let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap_or(0));
+            if let Err(e) = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL) {
+                tracing::warn!(exec = %exec_id, error = %e, "killing a timed-out exec failed");
+            }
+        }
+    }
+
     /// Connects to the engine at `socket` and negotiates the API version. Fails with
     /// `Unavailable` when the engine is not running; callers retry.
     pub async fn connect(socket: &str) -> Result<Self, RuntimeError> {
@@ -181,17 +200,131 @@ impl ContainerRuntime for DockerRuntime {
             nano_cpus: host.nano_cpus.filter(|v| *v > 0),
             memory: host.memory.filter(|v| *v > 0),
             pids_limit: host.pids_limit.filter(|v| *v > 0),
+            pid: state.pid.filter(|p| *p > 0),
         })
     }
 
-    async fn image_exists(&self, image: &str) -> Result<bool, RuntimeError> {
+    async fn image_labels(
+        &self,
+        image: &str,
+    ) -> Result<Option<BTreeMap<String, String>>, RuntimeError> {
         match self.docker.inspect_image(image).await {
-            Ok(_) => Ok(true),
+            Ok(inspect) => Ok(Some(
+                inspect
+                    .config
+                    .and_then(|c| c.labels)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .collect(),
+            )),
             Err(BollardError::DockerResponseServerError {
                 status_code: 404, ..
-            }) => Ok(false),
+            }) => Ok(None),
             Err(e) => Err(map_err("inspect-image", image, e)),
         }
+    }
+
+    async fn upload(&self, id: &str, dest: &str, tar: Vec<u8>) -> Result<(), RuntimeError> {
+        let options = UploadToContainerOptions {
+            path: dest.to_string(),
+            ..Default::default()
+        };
+        self.docker
+            .upload_to_container(
+                id,
+                Some(options),
+                bollard::body_full(bytes::Bytes::from(tar)),
+            )
+            .await
+            .map_err(|e| map_err("upload", id, e))
+    }
+
+    async fn read_file(&self, id: &str, path: &str) -> Result<Option<Vec<u8>>, RuntimeError> {
+        let options = DownloadFromContainerOptions {
+            path: path.to_string(),
+        };
+        let mut stream = self.docker.download_from_container(id, Some(options));
+        let mut archive = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(bytes) => archive.extend_from_slice(&bytes),
+                Err(BollardError::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => return Ok(None),
+                Err(e) => return Err(map_err("read-file", id, e)),
+            }
+        }
+        first_file_of(&archive).map_err(|message| RuntimeError::Refused {
+            op: "read-file",
+            target: format!("{id}:{path}"),
+            message,
+        })
+    }
+
+    async fn exec(&self, id: &str, request: &ExecRequest) -> Result<ExecOutput, RuntimeError> {
+        let created = self
+            .docker
+            .create_exec(
+                id,
+                CreateExecOptions {
+                    cmd: Some(request.command.clone()),
+                    user: request.user.clone(),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| map_err("exec", id, e))?;
+        let started = self
+            .docker
+            .start_exec(&created.id, None)
+            .await
+            .map_err(|e| map_err("exec", id, e))?;
+        let mut out = ExecOutput::default();
+        if let StartExecResults::Attached { mut output, .. } = started {
+            let collect = async {
+                while let Some(item) = output.next().await {
+                    let (sink, message) = match item.map_err(|e| map_err("exec", id, e))? {
+                        LogOutput::StdOut { message } => (&mut out.stdout, message),
+                        LogOutput::StdErr { message } => (&mut out.stderr, message),
+                        _ => continue,
+                    };
+                    let room = request.output_limit.saturating_sub(sink.len());
+                    if message.len() > room {
+                        out.truncated = true;
+                    }
+                    sink.extend_from_slice(&message[..message.len().min(room)]);
+                }
+                Ok::<(), RuntimeError>(())
+            };
+            match tokio::time::timeout(request.timeout, collect).await {
+                Ok(result) => result?,
+                Err(_) => {
+                    out.timed_out = true;
+                    self.kill_exec(&created.id).await;
+                }
+            }
+        }
+        if out.timed_out {
+            out.exit_code = 124;
+            return Ok(out);
+        }
+        // The stream ends when the process closes its output; its exit code follows shortly.
+        for _ in 0..50 {
+            let inspect = self
+                .docker
+                .inspect_exec(&created.id)
+                .await
+                .map_err(|e| map_err("exec", id, e))?;
+            if inspect.running != Some(true) {
+                out.exit_code = inspect.exit_code.unwrap_or(-1);
+                return Ok(out);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        out.exit_code = -1;
+        Ok(out)
     }
 
     async fn create(&self, request: &CreateRequest) -> Result<String, RuntimeError> {
@@ -312,4 +445,22 @@ impl ContainerRuntime for DockerRuntime {
         }
         Ok(())
     }
+}
+
+/// The content of the first regular file in a tar archive (what the engine's archive endpoint
+/// sends for one file), or `None` when the path is not a regular file.
+fn first_file_of(archive: &[u8]) -> Result<Option<Vec<u8>>, String> {
+    let mut tar = tar::Archive::new(archive);
+    let entries = tar.entries().map_err(|e| e.to_string())?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| e.to_string())?;
+        if entry.header().entry_type().is_file() {
+            let mut content = Vec::new();
+            entry
+                .read_to_end(&mut content)
+                .map_err(|e| e.to_string())?;
+            return Ok(Some(content));
+        }
+    }
+    Ok(None)
 }

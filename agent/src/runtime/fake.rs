@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{ContainerDetails, ContainerRuntime, CreateRequest, ManagedContainer, RuntimeError};
+use super::{
+    ContainerDetails, ContainerRuntime, CreateRequest, ExecOutput, ExecRequest, ManagedContainer,
+    RuntimeError,
+};
 
 #[derive(Debug, Clone)]
 struct FakeContainer {
@@ -22,6 +25,9 @@ struct State {
     next_id: u64,
     containers: BTreeMap<String, FakeContainer>,
     images: BTreeSet<String>,
+    image_labels: BTreeMap<String, BTreeMap<String, String>>,
+    /// Files put into containers by `upload` (or by tests), by (container id, path).
+    files: BTreeMap<(String, String), Vec<u8>>,
     /// Every mutating call, in order, e.g. "create caas.p.web", "start <id>".
     calls: Vec<String>,
     /// Create calls for names in here fail (to test rollback).
@@ -42,6 +48,33 @@ impl FakeRuntime {
             s.images = images.iter().map(|i| i.to_string()).collect();
         }
         fake
+    }
+
+    /// Adds an image carrying `labels` (e.g. the rich-image contract label).
+    pub fn add_image_with_labels(&self, image: &str, labels: &[(&str, &str)]) {
+        self.with(|s| {
+            s.images.insert(image.to_string());
+            s.image_labels.insert(
+                image.to_string(),
+                labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            );
+        });
+    }
+
+    /// A file inside a container, as `upload` left it.
+    pub fn file(&self, id: &str, path: &str) -> Option<Vec<u8>> {
+        self.with(|s| s.files.get(&(id.to_string(), path.to_string())).cloned())
+    }
+
+    /// Puts a file into a container (as its processes would write it).
+    pub fn put_file(&self, id: &str, path: &str, content: &[u8]) {
+        self.with(|s| {
+            s.files
+                .insert((id.to_string(), path.to_string()), content.to_vec())
+        });
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
@@ -154,13 +187,72 @@ impl ContainerRuntime for FakeRuntime {
                 nano_cpus: c.request.nano_cpus,
                 memory: c.request.memory,
                 pids_limit: c.request.pids_limit,
+                pid: None,
             })
         })
     }
 
-    async fn image_exists(&self, image: &str) -> Result<bool, RuntimeError> {
+    async fn image_labels(
+        &self,
+        image: &str,
+    ) -> Result<Option<BTreeMap<String, String>>, RuntimeError> {
         self.check_up()?;
-        Ok(self.with(|s| s.images.contains(image)))
+        Ok(self.with(|s| {
+            s.images
+                .contains(image)
+                .then(|| s.image_labels.get(image).cloned().unwrap_or_default())
+        }))
+    }
+
+    async fn upload(&self, id: &str, dest: &str, tar: Vec<u8>) -> Result<(), RuntimeError> {
+        self.check_up()?;
+        let mut files = Vec::new();
+        let mut archive = tar::Archive::new(tar.as_slice());
+        let refused = |e: std::io::Error| RuntimeError::Refused {
+            op: "upload",
+            target: id.to_string(),
+            message: e.to_string(),
+        };
+        for entry in archive.entries().map_err(refused)? {
+            let mut entry = entry.map_err(refused)?;
+            if !entry.header().entry_type().is_file() {
+                continue;
+            }
+            let path = entry.path().map_err(refused)?.to_string_lossy().to_string();
+            let mut content = Vec::new();
+            std::io::Read::read_to_end(&mut entry, &mut content).map_err(refused)?;
+            files.push((format!("{}/{path}", dest.trim_end_matches('/')), content));
+        }
+        self.with(|s| {
+            if !s.containers.contains_key(id) {
+                return Err(RuntimeError::ContainerNotFound(id.into()));
+            }
+            s.calls.push(format!("upload {id} {dest}"));
+            for (path, content) in files {
+                s.files.insert((id.to_string(), path), content);
+            }
+            Ok(())
+        })
+    }
+
+    async fn read_file(&self, id: &str, path: &str) -> Result<Option<Vec<u8>>, RuntimeError> {
+        self.check_up()?;
+        Ok(self.file(id, path))
+    }
+
+    async fn exec(&self, id: &str, request: &ExecRequest) -> Result<ExecOutput, RuntimeError> {
+        self.check_up()?;
+        self.with(|s| {
+            if !s.containers.get(id).is_some_and(|c| c.running) {
+                return Err(RuntimeError::Refused {
+                    op: "exec",
+                    target: id.to_string(),
+                    message: "container is not running".into(),
+                });
+            }
+            s.calls.push(format!("exec {id} {}", request.command.join(" ")));
+            Ok(ExecOutput::default())
+        })
     }
 
     async fn create(&self, request: &CreateRequest) -> Result<String, RuntimeError> {

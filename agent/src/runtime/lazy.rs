@@ -2,14 +2,15 @@
 //! went away, so a missing or stopped engine is an error the agent reports and retries, not a
 //! crash at start.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::RwLock;
 
 use super::{
-    ContainerDetails, ContainerRuntime, CreateRequest, DockerRuntime, ManagedContainer,
-    RuntimeError,
+    ContainerDetails, ContainerRuntime, CreateRequest, DockerRuntime, ExecOutput, ExecRequest,
+    ManagedContainer, RuntimeError,
 };
 
 pub struct LazyDocker {
@@ -66,8 +67,23 @@ impl ContainerRuntime for LazyDocker {
         let r = self.engine().await?.inspect(id).await;
         self.check(r).await
     }
-    async fn image_exists(&self, image: &str) -> Result<bool, RuntimeError> {
-        let r = self.engine().await?.image_exists(image).await;
+    async fn image_labels(
+        &self,
+        image: &str,
+    ) -> Result<Option<BTreeMap<String, String>>, RuntimeError> {
+        let r = self.engine().await?.image_labels(image).await;
+        self.check(r).await
+    }
+    async fn upload(&self, id: &str, dest: &str, tar: Vec<u8>) -> Result<(), RuntimeError> {
+        let r = self.engine().await?.upload(id, dest, tar).await;
+        self.check(r).await
+    }
+    async fn read_file(&self, id: &str, path: &str) -> Result<Option<Vec<u8>>, RuntimeError> {
+        let r = self.engine().await?.read_file(id, path).await;
+        self.check(r).await
+    }
+    async fn exec(&self, id: &str, request: &ExecRequest) -> Result<ExecOutput, RuntimeError> {
+        let r = self.engine().await?.exec(id, request).await;
         self.check(r).await
     }
     async fn create(&self, request: &CreateRequest) -> Result<String, RuntimeError> {

@@ -99,6 +99,30 @@ pub struct ContainerDetails {
     pub nano_cpus: Option<i64>,
     pub memory: Option<i64>,
     pub pids_limit: Option<i64>,
+    /// Host pid of the container's main process while it runs.
+    pub pid: Option<i64>,
+}
+
+/// A command to run in a container.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecRequest {
+    pub command: Vec<String>,
+    pub user: Option<String>,
+    /// Killed after this long.
+    pub timeout: Duration,
+    /// Bytes kept per stream.
+    pub output_limit: usize,
+}
+
+/// How an exec ended and what it printed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecOutput {
+    /// 124 when it timed out (as `timeout(1)` does).
+    pub exit_code: i64,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub truncated: bool,
+    pub timed_out: bool,
 }
 
 /// What to create. Resource fields of `None` mean unlimited.
@@ -142,7 +166,14 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         labels: &[(String, String)],
     ) -> Result<Vec<ManagedContainer>, RuntimeError>;
     async fn inspect(&self, id: &str) -> Result<ContainerDetails, RuntimeError>;
-    async fn image_exists(&self, image: &str) -> Result<bool, RuntimeError>;
+    async fn image_exists(&self, image: &str) -> Result<bool, RuntimeError> {
+        Ok(self.image_labels(image).await?.is_some())
+    }
+    /// The labels of a local image, or `None` when the image is not present.
+    async fn image_labels(
+        &self,
+        image: &str,
+    ) -> Result<Option<BTreeMap<String, String>>, RuntimeError>;
     /// Creates a container and returns its id.
     async fn create(&self, request: &CreateRequest) -> Result<String, RuntimeError>;
     async fn start(&self, id: &str) -> Result<(), RuntimeError>;
@@ -154,6 +185,13 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     async fn remove(&self, id: &str, volumes: bool) -> Result<(), RuntimeError>;
     /// The last `tail` lines of stdout and stderr.
     async fn logs(&self, id: &str, tail: usize) -> Result<String, RuntimeError>;
+    /// Extracts a tar archive into directory `dest` of a container (created or running),
+    /// keeping the owners and modes of its entries.
+    async fn upload(&self, id: &str, dest: &str, tar: Vec<u8>) -> Result<(), RuntimeError>;
+    /// The content of one regular file in a container, or `None` when it does not exist.
+    async fn read_file(&self, id: &str, path: &str) -> Result<Option<Vec<u8>>, RuntimeError>;
+    /// Runs a command in a running container and waits for it (or kills it at the timeout).
+    async fn exec(&self, id: &str, request: &ExecRequest) -> Result<ExecOutput, RuntimeError>;
     /// Imports a root filesystem tarball as image `tag`, applying Dockerfile-style `changes`.
     async fn import_image(
         &self,

@@ -1,0 +1,197 @@
+//! The agent's control operations on running workloads, asked for by central (never by
+//! ZooKeeper state): `exec` a command in the app container and `deploy` an app package into a
+//! rich container, restarting only its supervisord `app` program.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use caas_api::central::{DeployResult, ExecRequest, ExecResult, MAX_EXEC_OUTPUT};
+use caas_api::{ProgramStatus, WorkloadKey};
+
+use crate::rich::{self, APP_PROGRAM, MONITOR_STATUS};
+use crate::runtime::{self, ContainerRuntime};
+use crate::view::AgentView;
+
+/// Longest a deploy waits for the restarted app to settle (RUNNING or FATAL).
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Why a control operation was refused; `code` is what the HTTP answer carries.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ControlError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ControlError {
+    fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<runtime::RuntimeError> for ControlError {
+    fn from(e: runtime::RuntimeError) -> Self {
+        Self::new("engine-error", e.to_string())
+    }
+}
+
+/// The running app container of a workload on this node.
+async fn running_app<R: ContainerRuntime + ?Sized>(
+    view: &AgentView,
+    runtime: &R,
+    key: &WorkloadKey,
+) -> Result<runtime::ContainerDetails, ControlError> {
+    let app = view
+        .read()
+        .await
+        .statuses
+        .get(key)
+        .and_then(|s| s.containers.app.clone())
+        .ok_or_else(|| ControlError::new("not-found", format!("no workload {key} on this node")))?;
+    let details = runtime.inspect(&app).await?;
+    if !details.running {
+        return Err(ControlError::new(
+            "not-running",
+            format!("the app container of {key} is not running ({})", details.status),
+        ));
+    }
+    Ok(details)
+}
+
+/// Runs a command in the workload's app container.
+pub async fn exec<R: ContainerRuntime + ?Sized>(
+    view: &AgentView,
+    runtime: &R,
+    key: &WorkloadKey,
+    request: &ExecRequest,
+) -> Result<ExecResult, ControlError> {
+    request
+        .validate()
+        .map_err(|e| ControlError::new("invalid", e.to_string()))?;
+    let app = running_app(view, runtime, key).await?;
+    let output = runtime
+        .exec(
+            &app.id,
+            &runtime::ExecRequest {
+                command: request.command.clone(),
+                user: request.user.clone(),
+                timeout: Duration::from_secs(u64::from(request.timeout_seconds.unwrap_or(60))),
+                output_limit: MAX_EXEC_OUTPUT,
+            },
+        )
+        .await?;
+    tracing::info!(workload = %key, command = ?request.command, exit = output.exit_code, "exec");
+    Ok(ExecResult {
+        name: key.name.clone(),
+        exit_code: output.exit_code,
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        truncated: output.truncated,
+        timed_out: output.timed_out,
+    })
+}
+
+async fn app_program<R: ContainerRuntime + ?Sized>(
+    runtime: &R,
+    id: &str,
+) -> Option<ProgramStatus> {
+    let bytes = runtime.read_file(id, MONITOR_STATUS).await.ok()??;
+    rich::parse_monitor(&bytes)
+        .ok()?
+        .into_iter()
+        .find(|p| p.name == APP_PROGRAM)
+}
+
+/// Copies `package` into the rich app container and restarts only the app program; waits
+/// until the app runs again (or supervisord gave up) and reports its state.
+pub async fn deploy<R: ContainerRuntime + ?Sized>(
+    view: &AgentView,
+    runtime: &R,
+    key: &WorkloadKey,
+    package: &[u8],
+) -> Result<DeployResult, ControlError> {
+    let info = rich::inspect_package(package)
+        .map_err(|e| ControlError::new("invalid-package", e.to_string()))?;
+    let app = running_app(view, runtime, key).await?;
+    let labels = runtime.image_labels(&app.image).await?.unwrap_or_default();
+    if !rich::is_rich_image(&labels) {
+        return Err(ControlError::new(
+            "not-rich",
+            format!(
+                "{key} runs image {}, which is not a rich image: there is no supervisord to \
+                 restart the app in; build the image FROM caas/sofa-base",
+                app.image
+            ),
+        ));
+    }
+    let before = app_program(runtime, &app.id).await;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let tar = rich::package_tar(package, now)
+        .map_err(|e| ControlError::new("internal", format!("packing the package: {e}")))?;
+    runtime.upload(&app.id, "/", tar).await?;
+    let restart = runtime
+        .exec(
+            &app.id,
+            &runtime::ExecRequest {
+                command: vec!["supervisorctl".into(), "restart".into(), APP_PROGRAM.into()],
+                user: Some("root".into()),
+                timeout: SETTLE_TIMEOUT,
+                output_limit: 64 << 10,
+            },
+        )
+        .await?;
+    tracing::info!(
+        workload = %key, sha256 = %info.sha256, start = %info.start_script,
+        supervisorctl = %String::from_utf8_lossy(&restart.stdout).trim(),
+        "deployed a package; app restarted"
+    );
+    let program = settle(runtime, &app.id, before.and_then(|p| p.pid)).await;
+    let after = runtime.inspect(&app.id).await?;
+    Ok(DeployResult {
+        name: key.name.clone(),
+        package_sha256: info.sha256,
+        start_script: info.start_script,
+        program,
+        container_started_at: after.started_at,
+    })
+}
+
+/// Waits for the monitor to show the restarted app RUNNING under a new pid, or in a state
+/// supervisord does not leave by itself.
+async fn settle<R: ContainerRuntime + ?Sized>(
+    runtime: &R,
+    id: &str,
+    old_pid: Option<u64>,
+) -> ProgramStatus {
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
+    let mut last = None;
+    while Instant::now() < deadline {
+        if let Some(program) = app_program(runtime, id).await {
+            let settled = match program.state.as_str() {
+                "RUNNING" => program.pid.is_some() && program.pid != old_pid,
+                "FATAL" | "EXITED" | "STOPPED" => true,
+                _ => false,
+            };
+            if settled {
+                return program;
+            }
+            last = Some(program);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    last.unwrap_or(ProgramStatus {
+        name: APP_PROGRAM.into(),
+        state: "UNKNOWN".into(),
+        restarts: 0,
+        pid: None,
+        description: format!(
+            "the container's monitor did not report the app within {}s",
+            SETTLE_TIMEOUT.as_secs()
+        ),
+        log_tail: Vec::new(),
+    })
+}
