@@ -300,7 +300,7 @@ impl<R: ContainerRuntime + ?Sized> LoopState<'_, R> {
             }
         }
         let gone: Vec<WorkloadKey> = gone.into_iter().collect();
-        let sync = self.writer.sync(client, &outcome.statuses, &gone);
+        let sync = self.writer.sync(client, &self.statuses, &gone);
         match tokio::time::timeout(ZK_CALL_TIMEOUT * 5, sync).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {

@@ -54,7 +54,10 @@ async fn running_app<R: ContainerRuntime + ?Sized>(
     if !details.running {
         return Err(ControlError::new(
             "not-running",
-            format!("the app container of {key} is not running ({})", details.status),
+            format!(
+                "the app container of {key} is not running ({})",
+                details.status
+            ),
         ));
     }
     Ok(details)
@@ -93,10 +96,7 @@ pub async fn exec<R: ContainerRuntime + ?Sized>(
     })
 }
 
-async fn app_program<R: ContainerRuntime + ?Sized>(
-    runtime: &R,
-    id: &str,
-) -> Option<ProgramStatus> {
+async fn app_program<R: ContainerRuntime + ?Sized>(runtime: &R, id: &str) -> Option<ProgramStatus> {
     let bytes = runtime.read_file(id, MONITOR_STATUS).await.ok()??;
     rich::parse_monitor(&bytes)
         .ok()?

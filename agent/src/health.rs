@@ -73,7 +73,8 @@ impl HealthBook {
             return false;
         };
         track.in_flight = false;
-        track.next_due = Instant::now() + Duration::from_secs(u64::from(track.check.interval_seconds));
+        track.next_due =
+            Instant::now() + Duration::from_secs(u64::from(track.check.interval_seconds));
         let before = (track.status.state, track.status.consecutive_failures);
         let status = &mut track.status;
         status.checked_at = unix_now();
@@ -132,8 +133,12 @@ async fn due(
     let mut wanted = BTreeMap::new();
     for (key, assignment) in &state.assignments {
         let Ok(assignment) = assignment else { continue };
-        let Some(check) = &assignment.spec.health_check else { continue };
-        let Some(status) = state.statuses.get(key) else { continue };
+        let Some(check) = &assignment.spec.health_check else {
+            continue;
+        };
+        let Some(status) = state.statuses.get(key) else {
+            continue;
+        };
         if status.state != WorkloadState::Running {
             continue;
         }
@@ -211,7 +216,15 @@ pub async fn probe<R: ContainerRuntime + ?Sized>(
                     .collect::<String>();
                     ProbeResult {
                         ok: out.exit_code == 0,
-                        message: format!("exit {}{}", out.exit_code, if text.is_empty() { String::new() } else { format!(": {text}") }),
+                        message: format!(
+                            "exit {}{}",
+                            out.exit_code,
+                            if text.is_empty() {
+                                String::new()
+                            } else {
+                                format!(": {text}")
+                            }
+                        ),
                     }
                 }
                 Err(e) => fail(format!("exec failed: {e}")),
@@ -254,7 +267,9 @@ fn probe_in_netns(pid: i64, probe: &Probe, timeout: Duration) -> ProbeResult {
         Err(e) => return fail(format!("opening the network namespace of pid {pid}: {e}")),
     };
     if let Err(e) = nix::sched::setns(&netns, nix::sched::CloneFlags::CLONE_NEWNET) {
-        return fail(format!("entering the workload's network namespace: {e} (the agent must run as root)"));
+        return fail(format!(
+            "entering the workload's network namespace: {e} (the agent must run as root)"
+        ));
     }
     let port = match probe {
         Probe::Tcp { port } | Probe::Http { port, .. } => *port,
@@ -295,7 +310,11 @@ fn http_get(stream: &mut TcpStream, port: u16, path: &str, timeout: Duration) ->
     }
     let line = String::from_utf8_lossy(&head);
     let line = line.lines().next().unwrap_or("").trim().to_string();
-    match line.split_whitespace().nth(1).and_then(|c| c.parse::<u16>().ok()) {
+    match line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse::<u16>().ok())
+    {
         Some(code) => ProbeResult {
             ok: (200..400).contains(&code),
             message: format!("http {port}{path}: {code}"),
@@ -329,16 +348,39 @@ mod tests {
         let mut check = HealthCheck::new(Probe::Tcp { port: 1 });
         check.failure_threshold = 2;
         let (book, key) = book_with(check);
-        let bad = || ProbeResult { ok: false, message: "refused".into() };
+        let bad = || ProbeResult {
+            ok: false,
+            message: "refused".into(),
+        };
         assert!(book.record(&key, "app1", bad()));
         assert_eq!(book.get(&key).unwrap().state, HealthState::Starting);
         assert!(book.record(&key, "app1", bad()));
         assert_eq!(book.get(&key).unwrap().state, HealthState::Unhealthy);
-        assert!(book.record(&key, "app1", ProbeResult { ok: true, message: "ok".into() }));
+        assert!(book.record(
+            &key,
+            "app1",
+            ProbeResult {
+                ok: true,
+                message: "ok".into()
+            }
+        ));
         let status = book.get(&key).unwrap();
-        assert_eq!((status.state, status.consecutive_failures), (HealthState::Healthy, 0));
-        assert!(!book.record(&key, "app1", ProbeResult { ok: true, message: "ok".into() }));
-        assert!(!book.record(&key, "old-app", bad()), "a result for a replaced app is dropped");
+        assert_eq!(
+            (status.state, status.consecutive_failures),
+            (HealthState::Healthy, 0)
+        );
+        assert!(!book.record(
+            &key,
+            "app1",
+            ProbeResult {
+                ok: true,
+                message: "ok".into()
+            }
+        ));
+        assert!(
+            !book.record(&key, "old-app", bad()),
+            "a result for a replaced app is dropped"
+        );
     }
 
     #[test]
@@ -346,7 +388,10 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let server = std::thread::spawn(move || {
-            for answer in ["HTTP/1.1 204 No Content\r\n\r\n", "HTTP/1.0 503 Busy\r\n\r\n"] {
+            for answer in [
+                "HTTP/1.1 204 No Content\r\n\r\n",
+                "HTTP/1.0 503 Busy\r\n\r\n",
+            ] {
                 let (mut s, _) = listener.accept().unwrap();
                 let mut buf = [0u8; 1024];
                 let _ = s.read(&mut buf);

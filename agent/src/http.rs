@@ -79,11 +79,8 @@ pub fn routes<R: ContainerRuntime + ?Sized>(
     let with_view = warp::any().map(move || view.clone());
     let with_runtime = warp::any().map(move || runtime.clone());
     let control_token = Arc::new(control_token);
-    let authorized = warp::header::optional::<String>("authorization").map(
-        move |header: Option<String>| {
-            authorize(control_token.as_deref(), header.as_deref())
-        },
-    );
+    let authorized = warp::header::optional::<String>("authorization")
+        .map(move |header: Option<String>| authorize(control_token.as_deref(), header.as_deref()));
 
     let healthz = warp::path!("healthz")
         .and(warp::get())
@@ -161,13 +158,24 @@ pub fn routes<R: ContainerRuntime + ?Sized>(
         .and(with_view.clone())
         .and(with_runtime.clone())
         .then(
-            |pool: String, name: String, auth: Result<(), warp::reply::Response>, body: bytes::Bytes, view: AgentView, runtime: Arc<R>| async move {
+            |pool: String,
+             name: String,
+             auth: Result<(), warp::reply::Response>,
+             body: bytes::Bytes,
+             view: AgentView,
+             runtime: Arc<R>| async move {
                 if let Err(denied) = auth {
                     return denied;
                 }
                 let request: caas_api::central::ExecRequest = match serde_json::from_slice(&body) {
                     Ok(r) => r,
-                    Err(e) => return error(StatusCode::BAD_REQUEST, "invalid", format!("not an exec request: {e}")),
+                    Err(e) => {
+                        return error(
+                            StatusCode::BAD_REQUEST,
+                            "invalid",
+                            format!("not an exec request: {e}"),
+                        )
+                    }
                 };
                 let key = WorkloadKey::new(&pool, &name);
                 match crate::control::exec(&view, &*runtime, &key, &request).await {
@@ -185,7 +193,12 @@ pub fn routes<R: ContainerRuntime + ?Sized>(
         .and(with_view.clone())
         .and(with_runtime.clone())
         .then(
-            |pool: String, name: String, auth: Result<(), warp::reply::Response>, body: bytes::Bytes, view: AgentView, runtime: Arc<R>| async move {
+            |pool: String,
+             name: String,
+             auth: Result<(), warp::reply::Response>,
+             body: bytes::Bytes,
+             view: AgentView,
+             runtime: Arc<R>| async move {
                 if let Err(denied) = auth {
                     return denied;
                 }
@@ -254,7 +267,9 @@ fn authorize(token: Option<&str>, header: Option<&str>) -> Result<(), warp::repl
             "exec and deploy are off on this agent: start it with --control-token-file".into(),
         ));
     };
-    let sent = header.and_then(|h| h.strip_prefix("Bearer ")).map(str::trim);
+    let sent = header
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim);
     // Compare digests, so the time taken does not depend on how much of the token matched.
     let digest = |t: &str| sha2::Sha256::digest(t.as_bytes());
     match sent {

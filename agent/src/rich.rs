@@ -56,7 +56,11 @@ pub fn authorized_keys_tar(keys: &[String]) -> std::io::Result<Vec<u8>> {
     let mut dir = header(tar::EntryType::Directory, 0o700, 0, 0);
     b.append_data(&mut dir, "home/admin/.ssh/", std::io::empty())?;
     let mut file = header(tar::EntryType::Regular, 0o600, text.len() as u64, 0);
-    b.append_data(&mut file, "home/admin/.ssh/authorized_keys", text.as_bytes())?;
+    b.append_data(
+        &mut file,
+        "home/admin/.ssh/authorized_keys",
+        text.as_bytes(),
+    )?;
     b.into_inner()
 }
 
@@ -200,8 +204,14 @@ mod tests {
 
     #[test]
     fn packages_are_checked_like_sofa_app_uses_them() {
-        let ok = tgz(&[("app-1.0/bin/start.sh", 0o755, "#!/bin/sh\n"), ("app-1.0/conf/a", 0o644, "")]);
-        assert_eq!(inspect_package(&ok).unwrap().start_script, "app-1.0/bin/start.sh");
+        let ok = tgz(&[
+            ("app-1.0/bin/start.sh", 0o755, "#!/bin/sh\n"),
+            ("app-1.0/conf/a", 0o644, ""),
+        ]);
+        assert_eq!(
+            inspect_package(&ok).unwrap().start_script,
+            "app-1.0/bin/start.sh"
+        );
         let root = tgz(&[("./run.sh", 0o755, "x"), ("./lib/a.jar", 0o644, "")]);
         assert_eq!(inspect_package(&root).unwrap().start_script, "run.sh");
         assert_eq!(
@@ -212,10 +222,16 @@ mod tests {
             inspect_package(&tgz(&[("README", 0o644, "x")])),
             Err(PackageError::NoStartScript)
         );
-        assert_eq!(inspect_package(b"PK\x03\x04 a zip"), Err(PackageError::NotGzip));
+        assert_eq!(
+            inspect_package(b"PK\x03\x04 a zip"),
+            Err(PackageError::NotGzip)
+        );
         let mut truncated = ok.clone();
         truncated.truncate(ok.len() / 2);
-        assert!(matches!(inspect_package(&truncated), Err(PackageError::Corrupt(_))));
+        assert!(matches!(
+            inspect_package(&truncated),
+            Err(PackageError::Corrupt(_))
+        ));
     }
 
     #[test]
@@ -240,9 +256,16 @@ mod tests {
             .unwrap()
             .map(|e| {
                 let e = e.unwrap();
-                (e.path().unwrap().to_string_lossy().to_string(), e.header().uid().unwrap(), e.header().mode().unwrap())
+                (
+                    e.path().unwrap().to_string_lossy().to_string(),
+                    e.header().uid().unwrap(),
+                    e.header().mode().unwrap(),
+                )
             })
             .collect();
-        assert_eq!(entries[1], ("home/admin/.ssh/authorized_keys".to_string(), 1000, 0o600));
+        assert_eq!(
+            entries[1],
+            ("home/admin/.ssh/authorized_keys".to_string(), 1000, 0o600)
+        );
     }
 }

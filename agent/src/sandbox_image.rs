@@ -50,7 +50,11 @@ pub fn data_rootfs() -> Result<Vec<u8>, std::io::Error> {
     header.set_mtime(0);
     header.set_cksum();
     builder.append_data(&mut header, "pause", PAUSE_BINARY)?;
-    for (dir, owner) in [("home/", 0), ("home/admin/", 1000), ("home/admin/logs/", 1000)] {
+    for (dir, owner) in [
+        ("home/", 0),
+        ("home/admin/", 1000),
+        ("home/admin/logs/", 1000),
+    ] {
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(tar::EntryType::Directory);
         h.set_mode(0o755);

@@ -42,7 +42,11 @@ impl Assignment {
     }
     /// A run assignment carrying the pool's SSH keys when the spec is rich.
     pub fn run_with_keys(spec: WorkloadSpec, pool_keys: &[String]) -> Self {
-        let keys = if spec.rich { pool_keys.to_vec() } else { Vec::new() };
+        let keys = if spec.rich {
+            pool_keys.to_vec()
+        } else {
+            Vec::new()
+        };
         Self {
             ssh_authorized_keys: keys,
             ..Self::run(spec)

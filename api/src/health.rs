@@ -70,7 +70,9 @@ impl HealthCheck {
                     "must be 1..=65535",
                 ))
             }
-            Probe::Http { path, .. } if !path.starts_with('/') || path.contains(char::is_whitespace) => {
+            Probe::Http { path, .. }
+                if !path.starts_with('/') || path.contains(char::is_whitespace) =>
+            {
                 return Err(ValidationError::new(
                     format!("{field}.probe.http.path"),
                     format!("{path:?} must start with '/' and contain no spaces, e.g. \"/health\""),
@@ -190,7 +192,10 @@ mod tests {
             (Probe::Command(vec![]), "hc.probe.command"),
         ];
         for (probe, field) in cases {
-            assert_eq!(HealthCheck::new(probe).validate("hc").unwrap_err().field, field);
+            assert_eq!(
+                HealthCheck::new(probe).validate("hc").unwrap_err().field,
+                field
+            );
         }
         let mut slow = HealthCheck::new(Probe::Tcp { port: 1 });
         slow.timeout_seconds = 20;

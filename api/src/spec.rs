@@ -232,7 +232,11 @@ impl WorkloadSpec {
     /// rich images (`/home/admin/logs`), so logs survive recreating the app.
     pub fn data_volumes(&self, rich: bool) -> Vec<String> {
         let mut volumes = self.volumes.clone();
-        if rich && !volumes.iter().any(|v| v.trim_end_matches('/') == RICH_LOGS_DIR) {
+        if rich
+            && !volumes
+                .iter()
+                .any(|v| v.trim_end_matches('/') == RICH_LOGS_DIR)
+        {
             volumes.push(RICH_LOGS_DIR.to_string());
         }
         volumes

@@ -60,10 +60,12 @@ impl AgentLink {
             .map_err(|e| {
                 ApiError::unavailable(format!("the agent at {api_addr} did not answer: {e}"))
             })?;
-        let status = StatusCode::from_u16(response.status().as_u16())
-            .unwrap_or(StatusCode::BAD_GATEWAY);
+        let status =
+            StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
         let bytes = response.bytes().await.map_err(|e| {
-            ApiError::unavailable(format!("reading the answer of the agent at {api_addr}: {e}"))
+            ApiError::unavailable(format!(
+                "reading the answer of the agent at {api_addr}: {e}"
+            ))
         })?;
         Ok((status, bytes))
     }

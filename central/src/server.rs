@@ -56,7 +56,9 @@ pub async fn run(
         }
     });
 
-    let agents = std::sync::Arc::new(crate::agent_link::AgentLink::new(config.agent_token.clone()));
+    let agents = std::sync::Arc::new(crate::agent_link::AgentLink::new(
+        config.agent_token.clone(),
+    ));
     let routes = crate::api::routes(central.clone(), agents);
     let stop = work.clone();
     tracker.spawn(

@@ -127,6 +127,12 @@ impl Cluster {
         let admin_token = format!("admin-{}", hex::encode(rand::random::<[u8; 16]>()));
         let token_file = dir.path().join("admin.token");
         std::fs::write(&token_file, &admin_token)?;
+        // The token central sends agents for exec and deploy.
+        let agent_token_file = dir.path().join("agent.token");
+        std::fs::write(
+            &agent_token_file,
+            format!("agent-{}", hex::encode(rand::random::<[u8; 16]>())),
+        )?;
         let mut central_procs = Vec::new();
         for i in 0..centrals {
             let listen = SocketAddr::new(IpAddr::V4(FABRIC_IP), 8080 + i as u16);
@@ -137,6 +143,8 @@ impl Cluster {
                 listen.to_string(),
                 "--admin-token-file".into(),
                 token_file.display().to_string(),
+                "--agent-token-file".into(),
+                agent_token_file.display().to_string(),
                 "--lost-grace".into(),
                 grace_secs.to_string(),
             ];
@@ -161,7 +169,7 @@ impl Cluster {
                 listen: SocketAddr::new(IpAddr::V4(node_ip(i + 1)), 7070),
                 underlay: Some(node_ip(i + 1).to_string()),
                 labels: spec.labels.clone(),
-                extra_config: String::new(),
+                extra_config: format!("control_token_file = \"{}\"\n", agent_token_file.display()),
             })?);
         }
         let cluster = Self {

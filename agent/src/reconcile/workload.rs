@@ -463,7 +463,10 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
         env.push(format!("CAAS_NAME={}", self.key.name));
         env.push(format!("CAAS_NODE={}", self.config.node_id));
         if self.rich {
-            env.push(format!("CAAS_VOLUMES={}", spec.data_volumes(true).join(":")));
+            env.push(format!(
+                "CAAS_VOLUMES={}",
+                spec.data_volumes(true).join(":")
+            ));
         }
         let mut all_labels = spec.labels.clone();
         all_labels.extend(labels(
@@ -588,7 +591,11 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
     /// supervisord's programs as the container's monitor last wrote them; empty (and logged)
     /// when the file is not there yet or cannot be read.
     async fn programs(&self, app: &str) -> Vec<caas_api::ProgramStatus> {
-        match self.runtime.read_file(app, crate::rich::MONITOR_STATUS).await {
+        match self
+            .runtime
+            .read_file(app, crate::rich::MONITOR_STATUS)
+            .await
+        {
             Ok(Some(bytes)) => crate::rich::parse_monitor(&bytes).unwrap_or_else(|e| {
                 tracing::warn!(workload = %self.key, error = %e, "unreadable monitor status");
                 Vec::new()

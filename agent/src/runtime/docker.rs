@@ -6,10 +6,10 @@ use std::io::Read;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bollard::errors::Error as BollardError;
-use bollard::models::{ContainerCreateBody, HostConfig, RestartPolicy, RestartPolicyNameEnum};
 use bollard::container::LogOutput;
+use bollard::errors::Error as BollardError;
 use bollard::exec::{CreateExecOptions, StartExecResults};
+use bollard::models::{ContainerCreateBody, HostConfig, RestartPolicy, RestartPolicyNameEnum};
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, DownloadFromContainerOptions,
     ListContainersOptions, LogsOptions, RemoveContainerOptions, StopContainerOptions,
@@ -456,9 +456,7 @@ fn first_file_of(archive: &[u8]) -> Result<Option<Vec<u8>>, String> {
         let mut entry = entry.map_err(|e| e.to_string())?;
         if entry.header().entry_type().is_file() {
             let mut content = Vec::new();
-            entry
-                .read_to_end(&mut content)
-                .map_err(|e| e.to_string())?;
+            entry.read_to_end(&mut content).map_err(|e| e.to_string())?;
             return Ok(Some(content));
         }
     }

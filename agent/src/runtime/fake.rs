@@ -250,7 +250,8 @@ impl ContainerRuntime for FakeRuntime {
                     message: "container is not running".into(),
                 });
             }
-            s.calls.push(format!("exec {id} {}", request.command.join(" ")));
+            s.calls
+                .push(format!("exec {id} {}", request.command.join(" ")));
             Ok(ExecOutput::default())
         })
     }

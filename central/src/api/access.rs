@@ -92,9 +92,8 @@ pub async fn exec(ctx: Ctx, pool: String, name: String, body: Bytes) -> Result<R
         )
         .await?;
     let answer = relay(&name, status, answer)?;
-    let value: serde_json::Value = serde_json::from_slice(&answer).map_err(|e| {
-        ApiError::unavailable(format!("the agent's exec answer is not JSON: {e}"))
-    })?;
+    let value: serde_json::Value = serde_json::from_slice(&answer)
+        .map_err(|e| ApiError::unavailable(format!("the agent's exec answer is not JSON: {e}")))?;
     Ok(json(StatusCode::OK, &value))
 }
 

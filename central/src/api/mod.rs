@@ -203,7 +203,9 @@ pub fn routes(
             },
         );
     let container_exec = v1
-        .and(warp::path!("pools" / String / "containers" / String / "exec"))
+        .and(warp::path!(
+            "pools" / String / "containers" / String / "exec"
+        ))
         .and(warp::post())
         .and(c.clone())
         .and(body())
@@ -213,7 +215,9 @@ pub fn routes(
             },
         );
     let container_deploy = v1
-        .and(warp::path!("pools" / String / "containers" / String / "deploy"))
+        .and(warp::path!(
+            "pools" / String / "containers" / String / "deploy"
+        ))
         .and(warp::post())
         .and(c.clone())
         .and(warp::body::content_length_limit(MAX_PACKAGE).and(warp::body::bytes()))

@@ -233,9 +233,9 @@ async fn container(
                 user: user.clone(),
                 timeout_seconds: Some(*timeout),
             };
-            request.validate().map_err(|e| {
-                CliError::bad_argument(format!("{}: {}", e.field, e.message))
-            })?;
+            request
+                .validate()
+                .map_err(|e| CliError::bad_argument(format!("{}: {}", e.field, e.message)))?;
             let result = client.exec_container(pool, name, &request).await?;
             if ctx.json() {
                 write!(out, "{}", render::json(&result))?;

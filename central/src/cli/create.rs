@@ -80,7 +80,12 @@ impl CreateArgs {
         } else if let Some(command) = &self.health_cmd {
             Probe::Command(vec!["/bin/sh".into(), "-c".into(), command.clone()])
         } else {
-            if self.health_interval.or(self.health_timeout).or(self.health_retries).is_some() {
+            if self
+                .health_interval
+                .or(self.health_timeout)
+                .or(self.health_retries)
+                .is_some()
+            {
                 return Err(CliError::bad_argument(
                     "--health-interval/--health-timeout/--health-retries need a probe: \
                      --health-tcp, --health-http or --health-cmd",

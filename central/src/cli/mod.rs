@@ -296,15 +296,30 @@ pub struct CreateArgs {
     pub rich: bool,
 
     /// Health check: healthy while this TCP port accepts connections.
-    #[arg(long, value_name = "PORT", group = "health", help_heading = "Health check")]
+    #[arg(
+        long,
+        value_name = "PORT",
+        group = "health",
+        help_heading = "Health check"
+    )]
     pub health_tcp: Option<u16>,
 
     /// Health check: healthy while GET on PORT[/PATH] answers 2xx or 3xx.
-    #[arg(long, value_name = "PORT[/PATH]", group = "health", help_heading = "Health check")]
+    #[arg(
+        long,
+        value_name = "PORT[/PATH]",
+        group = "health",
+        help_heading = "Health check"
+    )]
     pub health_http: Option<String>,
 
     /// Health check: healthy while this shell command exits 0 in the container.
-    #[arg(long, value_name = "SHELL-COMMAND", group = "health", help_heading = "Health check")]
+    #[arg(
+        long,
+        value_name = "SHELL-COMMAND",
+        group = "health",
+        help_heading = "Health check"
+    )]
     pub health_cmd: Option<String>,
 
     /// Seconds between health probes [default: 10].
