@@ -160,11 +160,11 @@ pub fn routes<R: ContainerRuntime + ?Sized>(
         .then(
             |pool: String,
              name: String,
-             auth: Result<(), warp::reply::Response>,
+             auth: Option<warp::reply::Response>,
              body: bytes::Bytes,
              view: AgentView,
              runtime: Arc<R>| async move {
-                if let Err(denied) = auth {
+                if let Some(denied) = auth {
                     return denied;
                 }
                 let request: caas_api::central::ExecRequest = match serde_json::from_slice(&body) {
@@ -195,11 +195,11 @@ pub fn routes<R: ContainerRuntime + ?Sized>(
         .then(
             |pool: String,
              name: String,
-             auth: Result<(), warp::reply::Response>,
+             auth: Option<warp::reply::Response>,
              body: bytes::Bytes,
              view: AgentView,
              runtime: Arc<R>| async move {
-                if let Err(denied) = auth {
+                if let Some(denied) = auth {
                     return denied;
                 }
                 let key = WorkloadKey::new(&pool, &name);
@@ -258,10 +258,11 @@ pub fn routes<R: ContainerRuntime + ?Sized>(
         .unify()
 }
 
-/// Control endpoints need the control token; without one configured they are off.
-fn authorize(token: Option<&str>, header: Option<&str>) -> Result<(), warp::reply::Response> {
+/// Control endpoints need the control token; without one configured they are off. Returns the
+/// refusal to send, or `None` when the caller may go on.
+fn authorize(token: Option<&str>, header: Option<&str>) -> Option<warp::reply::Response> {
     let Some(token) = token else {
-        return Err(error(
+        return Some(error(
             StatusCode::FORBIDDEN,
             "forbidden",
             "exec and deploy are off on this agent: start it with --control-token-file".into(),
@@ -273,8 +274,8 @@ fn authorize(token: Option<&str>, header: Option<&str>) -> Result<(), warp::repl
     // Compare digests, so the time taken does not depend on how much of the token matched.
     let digest = |t: &str| sha2::Sha256::digest(t.as_bytes());
     match sent {
-        Some(sent) if digest(sent) == digest(token) => Ok(()),
-        _ => Err(error(
+        Some(sent) if digest(sent) == digest(token) => None,
+        _ => Some(error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "exec and deploy need central's agent token as a bearer token".into(),

@@ -104,6 +104,15 @@ impl<R: ContainerRuntime + ?Sized> Reconciler<R> {
         previous: &BTreeMap<WorkloadKey, WorkloadStatus>,
     ) -> Result<PassOutcome, RuntimeError> {
         let mut actual = self.actual().await?;
+        // Forget the keys written into app containers that no longer exist.
+        let app_ids: std::collections::BTreeSet<&str> = actual
+            .values()
+            .flat_map(|c| c.all(Role::App).iter().map(|a| a.id.as_str()))
+            .collect();
+        if let Ok(mut written) = self.keys_written.lock() {
+            written.retain(|id, _| app_ids.contains(id.as_str()));
+        }
+        drop(app_ids);
         let now = Instant::now();
         let mut outcome = PassOutcome::default();
 
@@ -196,6 +205,7 @@ impl<R: ContainerRuntime + ?Sized> Reconciler<R> {
             containers,
             ids: Default::default(),
             rich: false,
+            keys: Vec::new(),
             keys_written: &self.keys_written,
         };
         match assignment {

@@ -287,3 +287,90 @@ async fn a_vanished_data_container_is_not_replaced_by_an_empty_one() {
         fake.calls()
     );
 }
+
+fn rich_assignment(name: &str, image: &str, keys: &[&str]) -> DesiredState {
+    let mut s = spec(name, image);
+    s.rich = true;
+    let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+    DesiredState {
+        authoritative: true,
+        workloads: [(
+            WorkloadKey::new("p1", name),
+            Ok(Assignment::run_with_keys(s, &keys)),
+        )]
+        .into_iter()
+        .collect(),
+    }
+}
+
+#[tokio::test]
+async fn rich_workloads_get_keys_before_start_logs_in_data_and_programs_in_status() {
+    let fake = Arc::new(FakeRuntime::with_images(&[PAUSE]));
+    fake.add_image_with_labels("sofa:1", &[("caas.image.contract", "sofa/1")]);
+    let r = reconciler(fake.clone());
+    let wanted = rich_assignment("vm", "sofa:1", &["ssh-ed25519 AAAA ops"]);
+    let out = r.pass(&wanted, &BTreeMap::new()).await.unwrap();
+    let status = &out.statuses[&WorkloadKey::new("p1", "vm")];
+    assert_eq!(status.state, WorkloadState::Running, "{status:?}");
+    let app = status.containers.app.clone().unwrap();
+    // The keys are written between create and start, so sshd never starts without them.
+    let calls = fake.calls();
+    let pos = |needle: &str| calls.iter().position(|c| c.starts_with(needle)).unwrap();
+    assert!(pos("create caas.p1.vm") < pos(&format!("upload {app}")));
+    assert!(pos(&format!("upload {app}")) < pos(&format!("start {app}")));
+    assert_eq!(
+        fake.file(&app, "/home/admin/.ssh/authorized_keys")
+            .as_deref(),
+        Some(&b"ssh-ed25519 AAAA ops\n"[..])
+    );
+    let data = fake.request("caas.p1.vm.data").unwrap();
+    assert_eq!(data.volumes, ["/data", "/home/admin/logs"]);
+    assert!(fake
+        .request("caas.p1.vm")
+        .unwrap()
+        .env
+        .contains(&"CAAS_VOLUMES=/data:/home/admin/logs".to_string()));
+
+    // Unchanged keys are not written again; the monitor's view shows in the status.
+    fake.put_file(
+        &app,
+        "/run/caas/status.json",
+        br#"{"programs":[{"name":"app","state":"FATAL","pid":0,"restarts":3,"log_tail":["sofa-app: no start script"]}]}"#,
+    );
+    fake.clear_calls();
+    let out = r.pass(&wanted, &out.statuses).await.unwrap();
+    assert!(
+        fake.calls().iter().all(|c| !c.starts_with("upload")),
+        "{:?}",
+        fake.calls()
+    );
+    let status = &out.statuses[&WorkloadKey::new("p1", "vm")];
+    assert_eq!(status.programs[0].state, "FATAL");
+    let error = status.last_error.as_ref().unwrap();
+    assert_eq!(error.code, "app-fatal");
+    assert!(
+        error.message.contains("no start script"),
+        "{}",
+        error.message
+    );
+
+    // New pool keys are written in place: no container is recreated or restarted.
+    fake.clear_calls();
+    let rotated = rich_assignment("vm", "sofa:1", &["ssh-ed25519 BBBB ops2"]);
+    r.pass(&rotated, &out.statuses).await.unwrap();
+    assert_eq!(fake.calls(), [format!("upload {app} /")]);
+}
+
+#[tokio::test]
+async fn rich_on_an_image_without_the_contract_is_refused_and_leaves_nothing() {
+    let fake = Arc::new(FakeRuntime::with_images(&[PAUSE, "app:1"]));
+    let r = reconciler(fake.clone());
+    let out = r
+        .pass(&rich_assignment("vm", "app:1", &["k"]), &BTreeMap::new())
+        .await
+        .unwrap();
+    let status = &out.statuses[&WorkloadKey::new("p1", "vm")];
+    assert_eq!(status.state, WorkloadState::Failed);
+    assert_eq!(status.last_error.as_ref().unwrap().code, "not-rich-image");
+    assert!(fake.names().is_empty(), "{:?}", fake.names());
+}

@@ -100,6 +100,8 @@ pub struct WorkloadStep<'a, R: ?Sized> {
     pub ids: ContainerIds,
     /// Whether the workload runs on a rich image (said by the spec or by the image's label).
     pub rich: bool,
+    /// The pool's SSH keys from the assignment (rich workloads only).
+    pub keys: Vec<String>,
     /// Fingerprint of the SSH keys last put into each rich app container, by container id.
     pub keys_written: &'a std::sync::Mutex<BTreeMap<String, String>>,
 }
@@ -259,6 +261,7 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
             });
         }
         self.rich = rich_image;
+        self.keys = assignment.ssh_authorized_keys.clone();
 
         let data_id = self.ensure_data(spec, created).await?;
         let (sandbox_id, sandbox_fresh) = self.ensure_sandbox(spec, created).await?;
@@ -268,22 +271,22 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
             &sandbox_id,
             sandbox_fresh,
             data_id.as_deref(),
-            &assignment.ssh_authorized_keys,
             created,
         )
         .await?;
         if self.rich {
-            self.ensure_keys(&assignment.ssh_authorized_keys).await?;
+            self.ensure_keys().await?;
         }
         Ok(())
     }
 
     /// Puts the pool's keys into a rich app container, before its first start and again
     /// whenever they change (in place: no restart).
-    async fn ensure_keys(&mut self, keys: &[String]) -> Result<(), StepError> {
+    async fn ensure_keys(&mut self) -> Result<(), StepError> {
         let Some(app) = self.ids.app.clone() else {
             return Ok(());
         };
+        let keys = self.keys.as_slice();
         let fingerprint = crate::rich::keys_fingerprint(keys);
         let known = self
             .keys_written
@@ -428,7 +431,6 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
         sandbox_id: &str,
         sandbox_fresh: bool,
         data_id: Option<&str>,
-        keys: &[String],
         created: &mut Vec<String>,
     ) -> Result<(), StepError> {
         let hash = spec.app_hash();
@@ -503,7 +505,7 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
         self.ids.app = Some(id.clone());
         if self.rich {
             // The keys are in place before sshd first starts.
-            self.ensure_keys(keys).await?;
+            self.ensure_keys().await?;
         }
         self.runtime.start(&id).await?;
         tracing::info!(workload = %self.key, container = %request.name, image = %spec.image, "started app");
