@@ -188,6 +188,22 @@ fn container_state(c: &ContainerView) -> String {
         },
         WorkloadState::Failed => "failed".to_string(),
     };
+    // As `docker ps` does: the health check's verdict, and a supervised app that is not up.
+    if let Some(health) = &status.health {
+        let verdict = match health.state {
+            caas_api::HealthState::Starting => "health: starting",
+            caas_api::HealthState::Healthy => "healthy",
+            caas_api::HealthState::Unhealthy => "unhealthy",
+        };
+        text.push_str(&format!(" ({verdict})"));
+    }
+    if let Some(app) = status
+        .programs
+        .iter()
+        .find(|p| p.name == "app" && p.state != "RUNNING")
+    {
+        text.push_str(&format!(" app {}", app.state));
+    }
     if status.generation < c.spec.generation {
         text.push_str(" (updating)");
     }

@@ -175,3 +175,22 @@ fn network_and_local_errors() {
     let err = CliError::from(std::io::Error::from(std::io::ErrorKind::BrokenPipe));
     assert!(err.is_broken_pipe());
 }
+
+#[test]
+fn container_state_shows_health_and_an_app_that_is_not_up() {
+    let mut containers = containers();
+    let web = containers.iter_mut().find(|c| c.name == "web-1").unwrap();
+    let status = web.status.as_mut().unwrap();
+    status.health = Some(
+        serde_json::from_value(json!(
+            {"state": "unhealthy", "consecutive_failures": 3, "message": "tcp 8080: refused"}
+        ))
+        .unwrap(),
+    );
+    status.programs = serde_json::from_value(json!([
+        {"name": "sshd", "state": "RUNNING"}, {"name": "app", "state": "BACKOFF", "restarts": 2}
+    ]))
+    .unwrap();
+    let text = containers_table(&containers, STARTED + 60);
+    assert!(text.contains("running (unhealthy) app BACKOFF"), "{text}");
+}
