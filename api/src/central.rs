@@ -291,3 +291,38 @@ pub struct DeployResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_started_at: Option<String>,
 }
+
+/// Body of `PUT /v1/pools/{pool}/ssh-keys`: the pool's SSH public keys, replacing the old ones.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshKeysRequest {
+    pub ssh_keys: Vec<String>,
+}
+
+/// What `PUT /v1/pools/{pool}/ssh-keys` changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SshKeysView {
+    pub pool: String,
+    pub ssh_keys: Vec<String>,
+    /// Rich containers whose running instances get the new keys in place.
+    pub containers_updated: usize,
+}
+
+/// Checks that each key is one OpenSSH public key line (`ssh-ed25519 AAAA... comment`).
+pub fn validate_ssh_keys(field: &str, keys: &[String]) -> Result<(), crate::ValidationError> {
+    for (i, key) in keys.iter().enumerate() {
+        let mut parts = key.split_whitespace();
+        let kind = parts.next().unwrap_or("");
+        let blob = parts.next().unwrap_or("");
+        let known =
+            kind.starts_with("ssh-") || kind.starts_with("ecdsa-") || kind.starts_with("sk-");
+        if !known || !blob.starts_with("AAAA") || key.contains('\n') {
+            return Err(crate::ValidationError::new(
+                format!("{field}[{i}]"),
+                "not an OpenSSH public key line: paste the one line of your .pub file \
+                 (ssh-ed25519 AAAA... comment)",
+            ));
+        }
+    }
+    Ok(())
+}

@@ -333,15 +333,16 @@ pub async fn move_elsewhere(
         .map(|c| Constraint::parse(c))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| ApiError::invalid("constraints", e.to_string()))?;
-    let ssh_keys = if record.spec.rich {
-        central
-            .store
-            .pool(&pool)
-            .await?
-            .map(|(p, _)| p.ssh_keys)
-            .unwrap_or_default()
-    } else {
-        Vec::new()
+    let mut pool_check = None;
+    let ssh_keys = match central.store.pool(&pool).await? {
+        Some((p, stat)) if record.spec.rich => {
+            pool_check = Some(Op::Check {
+                path: layout.pool(&pool),
+                version: stat.version,
+            });
+            p.ssh_keys
+        }
+        _ => Vec::new(),
     };
     let want = Want {
         spec: record.spec.clone(),
@@ -360,6 +361,7 @@ pub async fn move_elsewhere(
         created_at: record.created_at,
         ..Default::default()
     };
+    extra.ops.extend(pool_check);
     let old_assignment = layout.assignment(&record.node, &key);
     if let Some((_, s)) = central
         .store

@@ -236,6 +236,38 @@ async fn ssh_is_key_only_with_per_container_host_keys_and_supervisord_restarts_a
     let out = r.ssh(pid, "root", &[], "true");
     assert!(!out.status.success(), "root logged in");
 
+    // Rotating the pool's keys reaches the running container in place: the new key gets in,
+    // the old one no longer does, and the container is not restarted.
+    let (new_key, new_public) = sofa::ssh_keypair(r.dir.path(), "ops2").unwrap();
+    let out =
+        r.c.cli(
+            0,
+            &r.token.clone(),
+            &["pool", "ssh-keys", POOL, "--ssh-key", &new_public],
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(out.stdout.contains("2 rich container(s)"), "{}", out.stdout);
+    let new_key = new_key.display().to_string();
+    until("the new key logs in", Duration::from_secs(30), || async {
+        let out = r.ssh(
+            pid,
+            "admin",
+            &["-i", &new_key, "-o", "IdentitiesOnly=yes"],
+            "true",
+        );
+        Ok(out.status.success().then_some(()))
+    })
+    .await
+    .unwrap();
+    let out = r.ssh(pid, "admin", &["-o", "IdentitiesOnly=yes"], "true");
+    assert!(!out.status.success(), "the rotated-out key still logs in");
+    let out = r
+        .cli(&["container", "deploy", "vm1", "/nonexistent.tgz"])
+        .await;
+    assert_eq!(out.code, Some(64), "{out:?}");
+
     // Host keys are made per container at first start.
     let keys: Vec<String> = futures::future::join_all(
         ["vm1", "vm2"].map(|n| r.exec(n, &["cat", "/etc/ssh/ssh_host_ed25519_key.pub"])),

@@ -15,6 +15,7 @@ use super::{check_pool_access, json, parse_body, principal, Ctx, Response};
 use crate::error::ApiError;
 use crate::placement::{self, Want};
 use crate::scheduler::{Constraint, Strategy};
+use crate::store::Op;
 
 /// Requests a workload gets when the spec names none, so every placement is accounted for.
 pub const DEFAULT_CPU: &str = "100m";
@@ -242,9 +243,26 @@ pub async fn create(ctx: Ctx, pool: String, body: Bytes) -> Result<Response, Api
             }
             return Ok(json(StatusCode::OK, &views));
         }
-        match placement::place_and_commit(&ctx.central, &pool, &missing, Default::default(), None)
-            .await
-        {
+        let mut missing = missing;
+        let mut extra = placement::Extra::default();
+        if request.rich {
+            // The keys go into the assignments; the commit checks the pool record is still the
+            // one they were read from, so a concurrent key change cannot be missed.
+            let (record, stat) = ctx
+                .central
+                .store
+                .pool(&pool)
+                .await?
+                .ok_or_else(|| ApiError::not_found(format!("pool {pool} not found")))?;
+            for want in &mut missing {
+                want.ssh_keys = record.ssh_keys.clone();
+            }
+            extra.ops.push(Op::Check {
+                path: ctx.central.store.layout.pool(&pool),
+                version: stat.version,
+            });
+        }
+        match placement::place_and_commit(&ctx.central, &pool, &missing, extra, None).await {
             Ok(records) => {
                 for r in &records {
                     tracing::info!(pool = %pool, name = %r.spec.name, node = %r.node, "container placed");

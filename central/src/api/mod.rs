@@ -155,6 +155,14 @@ pub fn routes(
         .and(warp::delete())
         .and(c.clone())
         .then(|pool: String, ctx: Ctx| async move { finish(pools::delete(ctx, pool).await) });
+    let pool_keys = v1
+        .and(warp::path!("pools" / String / "ssh-keys"))
+        .and(warp::put())
+        .and(c.clone())
+        .and(body())
+        .then(|pool: String, ctx: Ctx, body: Bytes| async move {
+            finish(pools::set_ssh_keys(ctx, pool, body).await)
+        });
     let pool_token = v1
         .and(warp::path!("pools" / String / "tokens"))
         .and(warp::post())
@@ -250,6 +258,8 @@ pub fn routes(
         .or(pool_get)
         .unify()
         .or(pool_delete)
+        .unify()
+        .or(pool_keys)
         .unify()
         .boxed();
     let node_routes = nodes_list.or(node_get).unify().boxed();

@@ -2,8 +2,12 @@
 //! only its own pool.
 
 use bytes::Bytes;
-use caas_api::central::{CreatePoolRequest, PoolRecord, PoolView};
+use caas_api::central::{
+    validate_ssh_keys, ContainerRecord, CreatePoolRequest, PoolRecord, PoolView, SshKeysRequest,
+    SshKeysView,
+};
 use caas_api::name::validate_dns_label;
+use caas_api::{Assignment, Desired, WorkloadKey};
 use caas_zk::zookeeper_client::Error as ZkError;
 use warp::http::StatusCode;
 use warp::Reply;
@@ -59,14 +63,7 @@ pub async fn create(ctx: Ctx, body: Bytes) -> Result<Response, ApiError> {
     require_admin(&who)?;
     let request: CreatePoolRequest = parse_body(&body)?;
     validate_dns_label("name", &request.name)?;
-    for (i, key) in request.ssh_keys.iter().enumerate() {
-        if !key.starts_with("ssh-") && !key.starts_with("ecdsa-") || key.contains('\n') {
-            return Err(ApiError::invalid(
-                format!("ssh_keys[{i}]"),
-                "not an OpenSSH public key line (ssh-ed25519 AAAA...)",
-            ));
-        }
-    }
+    validate_ssh_keys("ssh_keys", &request.ssh_keys)?;
     let token = fresh_token();
     let record = PoolRecord {
         version: caas_api::PAYLOAD_VERSION,
@@ -194,4 +191,67 @@ pub async fn delete(ctx: Ctx, pool: String) -> Result<Response, ApiError> {
         Err(e) => return Err(e.into()),
     }
     Ok(warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response())
+}
+
+/// Replaces a pool's SSH keys and, in the same commit, the keys in the assignments of its rich
+/// containers: agents write them into the running containers in place (no restart).
+pub async fn set_ssh_keys(ctx: Ctx, pool: String, body: Bytes) -> Result<Response, ApiError> {
+    let who = principal(&ctx.central, &ctx.auth).await?;
+    check_pool_access(&who, &pool)?;
+    let request: SshKeysRequest = parse_body(&body)?;
+    validate_ssh_keys("ssh_keys", &request.ssh_keys)?;
+    let store = &ctx.central.store;
+    let layout = &store.layout;
+    for _ in 0..10 {
+        let (mut record, stat) = store
+            .pool(&pool)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("pool {pool} not found")))?;
+        let rich: Vec<ContainerRecord> = store
+            .containers(&pool)
+            .await?
+            .into_iter()
+            .map(|(r, _)| r)
+            .filter(|r| r.spec.rich)
+            .collect();
+        if request.ssh_keys.is_empty() && !rich.is_empty() {
+            return Err(ApiError::invalid(
+                "ssh_keys",
+                format!(
+                    "pool {pool} has {} rich container(s); it needs at least one key",
+                    rich.len()
+                ),
+            ));
+        }
+        record.ssh_keys = request.ssh_keys.clone();
+        let mut ops = vec![Op::set(layout.pool(&pool), &record, stat.version)?];
+        for container in &rich {
+            let key = WorkloadKey::new(&pool, &container.spec.name);
+            let path = layout.assignment(&container.node, &key);
+            if let Some((mut assignment, astat)) = store.get::<Assignment>(&path).await? {
+                if assignment.desired == Desired::Run {
+                    assignment.ssh_authorized_keys = request.ssh_keys.clone();
+                    ops.push(Op::set(path, &assignment, astat.version)?);
+                }
+            }
+        }
+        match store.commit(&ops, None).await {
+            Ok(()) => {
+                tracing::info!(pool = %pool, keys = request.ssh_keys.len(), containers = rich.len(), "pool SSH keys replaced");
+                return Ok(json(
+                    StatusCode::OK,
+                    &SshKeysView {
+                        pool,
+                        ssh_keys: request.ssh_keys,
+                        containers_updated: rich.len(),
+                    },
+                ));
+            }
+            Err(e) if e.is_race() => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::unavailable(
+        "the pool is being changed concurrently; retry",
+    ))
 }

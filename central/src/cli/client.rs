@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use caas_api::central::{
     ContainerView, CreateContainerRequest, CreatePoolRequest, DeployResult, ErrorBody, ExecRequest,
-    ExecResult, NodeView, PoolView, RescheduleRequest,
+    ExecResult, NodeView, PoolView, RescheduleRequest, SshKeysRequest, SshKeysView,
 };
 use reqwest::header::{HeaderValue, AUTHORIZATION};
 use reqwest::{Method, RequestBuilder, StatusCode, Url};
@@ -196,6 +196,24 @@ impl CentralClient {
                 Method::POST,
                 &["v1", "pools", pool, "containers", name, "reschedule"],
                 Some(&RescheduleRequest { force }),
+            )
+            .await?;
+        Ok(view)
+    }
+
+    /// Replaces a pool's SSH keys.
+    pub async fn set_pool_ssh_keys(
+        &self,
+        pool: &str,
+        keys: &[String],
+    ) -> Result<SshKeysView, CliError> {
+        let (_, view) = self
+            .send(
+                Method::PUT,
+                &["v1", "pools", pool, "ssh-keys"],
+                Some(&SshKeysRequest {
+                    ssh_keys: keys.to_vec(),
+                }),
             )
             .await?;
         Ok(view)

@@ -49,6 +49,21 @@ async fn pool(
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
     match cmd {
+        PoolCommand::SshKeys { name, ssh_keys } => {
+            caas_api::central::validate_ssh_keys("ssh_keys", ssh_keys)
+                .map_err(|e| CliError::bad_argument(format!("--ssh-key: {}", e.message)))?;
+            let view = client.set_pool_ssh_keys(name, ssh_keys).await?;
+            if ctx.json() {
+                write!(out, "{}", render::json(&view))?;
+            } else {
+                writeln!(
+                    out,
+                    "pool {name} now has {} SSH key(s); {} rich container(s) get them in place",
+                    view.ssh_keys.len(),
+                    view.containers_updated
+                )?;
+            }
+        }
         PoolCommand::Create { name, ssh_keys } => {
             let request = CreatePoolRequest {
                 name: name.clone(),

@@ -175,6 +175,17 @@ pub enum PoolCommand {
     Rm { name: String },
     /// Issue one more token for a pool and print it (shown only once).
     Token { name: String },
+    /// Replace a pool's SSH keys; running rich containers get them in place, without a restart.
+    #[command(
+        name = "ssh-keys",
+        after_help = "Example:\n  caas pool ssh-keys pool2 --ssh-key \"$(cat ~/.ssh/id_ed25519.pub)\" --ssh-key \"$(cat ops2.pub)\""
+    )]
+    SshKeys {
+        name: String,
+        /// A public key line; repeat for more. The keys given replace all of the pool's keys.
+        #[arg(long = "ssh-key", value_name = "KEY", required = true)]
+        ssh_keys: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
