@@ -22,6 +22,44 @@ fn op(summary: &str, body: Option<&str>, ok: &str) -> Value {
 }
 
 pub fn document() -> Value {
+    let mut doc = base_document();
+    // Added one by one: a single `json!` of the whole document exceeds the macro's recursion.
+    let paths = &mut doc["paths"];
+    paths["/v1/pools/{pool}/containers/{name}/exec"] = json!({"post": op(
+        "Run a command in the container (non-interactive, through its agent)",
+        Some("ExecRequest"),
+        "200"
+    )});
+    paths["/v1/pools/{pool}/containers/{name}/deploy"] = json!({"post": {
+        "summary": "Copy an app package (a .tgz with a start script, sent as application/gzip) into a rich container and restart only its app program; every replica of the name in turn",
+        "security": [{"bearer": []}],
+        "requestBody": {"required": true, "content": {"application/gzip": {"schema": {"type": "string", "format": "binary"}}}},
+        "responses": {"200": {"description": "ok"}, "default": {"$ref": "#/components/responses/Error"}}
+    }});
+    paths["/v1/pools/{pool}/ssh-keys"] = json!({"put": op(
+        "Replace the pool's SSH keys (rich containers get them in place)",
+        Some("SshKeysRequest"),
+        "200"
+    )});
+    let schemas = &mut doc["components"]["schemas"];
+    schemas["ExecRequest"] = json!({"type": "object", "additionalProperties": false, "required": ["command"], "properties": {
+        "command": {"type": "array", "minItems": 1, "items": {"type": "string"}},
+        "user": {"type": "string"},
+        "timeout_seconds": {"type": "integer", "minimum": 1, "maximum": caas_api::central::MAX_EXEC_SECONDS}}});
+    schemas["SshKeysRequest"] = json!({"type": "object", "additionalProperties": false, "required": ["ssh_keys"], "properties": {
+        "ssh_keys": {"type": "array", "items": {"type": "string", "example": "ssh-ed25519 AAAA... ops@example"}}}});
+    let create = &mut schemas["CreateContainerRequest"]["properties"];
+    create["rich"] = json!({"type": "boolean"});
+    create["health_check"] = json!({"type": "object", "additionalProperties": false, "required": ["probe"], "properties": {
+        "probe": {"type": "object", "example": {"http": {"port": 8080, "path": "/health"}},
+            "description": "one of {\"tcp\": {\"port\": N}}, {\"http\": {\"port\": N, \"path\": \"/\"}}, {\"command\": [\"argv\"]}"},
+        "interval_seconds": {"type": "integer", "minimum": 1, "maximum": 3600},
+        "timeout_seconds": {"type": "integer", "minimum": 1},
+        "failure_threshold": {"type": "integer", "minimum": 1, "maximum": 100}}});
+    doc
+}
+
+fn base_document() -> Value {
     json!({
         "openapi": "3.0.3",
         "info": {"title": "caas central API", "version": env!("CARGO_PKG_VERSION"),
@@ -44,14 +82,7 @@ pub fn document() -> Value {
                     "responses": {"204": {"description": "deleted"}, "404": {"$ref": "#/components/responses/Error"}}
                 }
             },
-            "/v1/pools/{pool}/containers/{name}/reschedule": {"post": op("Re-place a container off a lost node (force: also with data, or off a ready node)", Some("RescheduleRequest"), "200")},
-            "/v1/pools/{pool}/containers/{name}/exec": {"post": op("Run a command in the container (non-interactive, through its agent)", Some("ExecRequest"), "200")},
-            "/v1/pools/{pool}/containers/{name}/deploy": {"post": {
-                "summary": "Copy an app package (application/gzip body: a .tgz with a start script) into a rich container and restart only its app program; every replica of NAME in turn",
-                "security": [{"bearer": []}],
-                "requestBody": {"required": true, "content": {"application/gzip": {"schema": {"type": "string", "format": "binary"}}}},
-                "responses": {"200": {"description": "ok"}, "default": {"$ref": "#/components/responses/Error"}}}},
-            "/v1/pools/{pool}/ssh-keys": {"put": op("Replace the pool's SSH keys (rich containers get them in place)", Some("SshKeysRequest"), "200")}
+            "/v1/pools/{pool}/containers/{name}/reschedule": {"post": op("Re-place a container off a lost node (force: also with data, or off a ready node)", Some("RescheduleRequest"), "200")}
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
@@ -63,12 +94,6 @@ pub fn document() -> Value {
                     "name": {"type": "string", "pattern": "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"},
                     "ssh_keys": {"type": "array", "items": {"type": "string"}}}},
                 "RescheduleRequest": {"type": "object", "additionalProperties": false, "properties": {"force": {"type": "boolean"}}},
-                "ExecRequest": {"type": "object", "additionalProperties": false, "required": ["command"], "properties": {
-                    "command": {"type": "array", "minItems": 1, "items": {"type": "string"}},
-                    "user": {"type": "string"},
-                    "timeout_seconds": {"type": "integer", "minimum": 1, "maximum": caas_api::central::MAX_EXEC_SECONDS}}},
-                "SshKeysRequest": {"type": "object", "additionalProperties": false, "required": ["ssh_keys"], "properties": {
-                    "ssh_keys": {"type": "array", "items": {"type": "string", "example": "ssh-ed25519 AAAA... ops@example"}}}},
                 "CreateContainerRequest": {"type": "object", "additionalProperties": false, "required": ["name", "image"], "properties": {
                     "name": {"type": "string"}, "image": {"type": "string"},
                     "command": {"type": "array", "items": {"type": "string"}},
@@ -81,14 +106,7 @@ pub fn document() -> Value {
                     "hostname": {"type": "string"},
                     "instances": {"type": "integer", "minimum": 1, "maximum": caas_api::central::MAX_INSTANCES},
                     "constraints": {"type": "array", "items": {"type": "string", "example": "rack==r1"}},
-                    "strategy": {"type": "string", "enum": ["spread", "binpack"]},
-                    "rich": {"type": "boolean"},
-                    "health_check": {"type": "object", "additionalProperties": false, "required": ["probe"], "properties": {
-                        "probe": {"type": "object", "example": {"http": {"port": 8080, "path": "/health"}},
-                            "description": "one of {\"tcp\": {\"port\": N}}, {\"http\": {\"port\": N, \"path\": \"/\"}}, {\"command\": [\"argv\"]}"},
-                        "interval_seconds": {"type": "integer", "minimum": 1, "maximum": 3600},
-                        "timeout_seconds": {"type": "integer", "minimum": 1},
-                        "failure_threshold": {"type": "integer", "minimum": 1, "maximum": 100}}}}}
+                    "strategy": {"type": "string", "enum": ["spread", "binpack"]}}}
             }
         }
     })
