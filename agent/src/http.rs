@@ -150,6 +150,15 @@ pub fn routes<R: ContainerRuntime + ?Sized>(
             }
         });
 
+    let metrics = warp::path!("metrics")
+        .and(warp::get())
+        .and(with_view.clone())
+        .then(|view: AgentView| async move {
+            let text = crate::metrics::render(&view.read().await.statuses);
+            warp::reply::with_header(text, "content-type", "text/plain; version=0.0.4")
+                .into_response()
+        });
+
     let exec = warp::path!("v1" / "containers" / String / String / "exec")
         .and(warp::post())
         .and(authorized.clone())
@@ -216,6 +225,8 @@ pub fn routes<R: ContainerRuntime + ?Sized>(
         .or(get)
         .unify()
         .or(logs)
+        .unify()
+        .or(metrics)
         .unify()
         .boxed();
     let control = exec.or(deploy).unify().boxed();

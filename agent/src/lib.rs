@@ -7,6 +7,7 @@ pub mod config;
 pub mod control;
 pub mod health;
 pub mod http;
+pub mod metrics;
 pub mod naming;
 pub mod node_info;
 pub mod reconcile;

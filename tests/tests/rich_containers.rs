@@ -295,6 +295,20 @@ async fn ssh_is_key_only_with_per_container_host_keys_and_supervisord_restarts_a
         })
         .await;
     assert_eq!(after.status.as_ref().unwrap().started_at, started_at);
+    // The same counts in the agent's metrics.
+    let metrics = std::process::Command::new("ip")
+        .args(["netns", "exec", &r.c.topo.fabric, "curl", "-sf"])
+        .arg(format!("{}/metrics", r.c.agents[0].url()))
+        .output()
+        .unwrap();
+    let metrics = String::from_utf8_lossy(&metrics.stdout);
+    let restarts = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("caas_program_restarts_total{pool=\"rich\",name=\"vm1\",program=\"app\"}")
+        })
+        .unwrap_or_else(|| panic!("no restart series:\n{metrics}"));
+    assert!(!restarts.ends_with(" 0"), "{restarts}");
     // exec reports the command's own exit code.
     let out = r
         .exec("vm1", &["sh", "-c", "echo out; echo err >&2; exit 7"])
