@@ -16,6 +16,7 @@ use std::sync::OnceLock;
 
 use anyhow::{bail, Context};
 use bollard::query_parameters::{ListContainersOptions, ListNetworksOptions, RemoveImageOptions};
+use caas_tests::cluster::{Cluster, NodeSpec};
 
 // ---- the binary and the base images ----
 
@@ -430,23 +431,7 @@ public class Server {
     .await;
 }
 
-fn python_app(dir: &Path, server_body: &str) -> PathBuf {
-    let app = dir.join("greeter");
-    write(
-        &app.join("pyproject.toml"),
-        "[project]\nname = \"greeter\"\nversion = \"1.0\"\nrequires-python = \">=3.9\"\n\n[project.scripts]\ngreeter = \"greeter.server:main\"\n",
-    );
-    write(&app.join("greeter/__init__.py"), "");
-    write(&app.join("greeter/server.py"), server_body);
-    app
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn python_app_end_to_end() {
-    let dir = tempfile::tempdir().unwrap();
-    let app = python_app(
-        dir.path(),
-        r#"import os
+const PY_SERVER: &str = r#"import os
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 PORT = int(os.environ.get("PORT", "8000"))
@@ -463,8 +448,23 @@ class Hello(BaseHTTPRequestHandler):
 
 def main():
     HTTPServer(("0.0.0.0", PORT), Hello).serve_forever()
-"#,
+"#;
+
+fn python_app(dir: &Path, server_body: &str) -> PathBuf {
+    let app = dir.join("greeter");
+    write(
+        &app.join("pyproject.toml"),
+        "[project]\nname = \"greeter\"\nversion = \"1.0\"\nrequires-python = \">=3.9\"\n\n[project.scripts]\ngreeter = \"greeter.server:main\"\n",
     );
+    write(&app.join("greeter/__init__.py"), "");
+    write(&app.join("greeter/server.py"), server_body);
+    app
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_app_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = python_app(dir.path(), PY_SERVER);
     journey(&app, "python", "caas/sofa-base", "hello from python").await;
 }
 
@@ -655,4 +655,119 @@ async fn failed_build_shows_the_failing_step_and_its_output() {
     let _ = docker
         .remove_image(&tag, None::<RemoveImageOptions>, None)
         .await;
+}
+
+// ---- through central ----
+
+/// With CAAS_URL, `run` builds locally and creates a rich workload with the plan's health check
+/// through central; the agent (sharing this engine) runs it and central reports it healthy.
+/// `down` deletes it. dockerfile-gen runs inside the test fabric, where central listens.
+#[tokio::test(flavor = "multi_thread")]
+async fn run_through_central_creates_a_healthy_rich_workload() {
+    base_images();
+    const POOL: &str = "dfgen";
+    let dir = tempfile::tempdir().unwrap();
+    let app = python_app(dir.path(), PY_SERVER);
+    let p = app.to_str().unwrap();
+    // Declared before the cluster, so it drops after the cluster's sweeper removed the
+    // workload's containers and the image is no longer in use.
+    let mut guard = EnvGuard::new(&app);
+    let c = Cluster::start("dfgen", &[NodeSpec::new(POOL, &[])], 1, 30)
+        .await
+        .unwrap();
+    // Rich workloads need the pool's SSH keys (nobody could log in otherwise).
+    sh(
+        "ssh-keygen",
+        &[
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            "dfgen-test",
+            "-f",
+            "key",
+        ],
+        dir.path(),
+    );
+    let public = std::fs::read_to_string(dir.path().join("key.pub")).unwrap();
+    let (code, body) = c
+        .request(
+            0,
+            "POST",
+            "/v1/pools",
+            Some(serde_json::json!({"name": POOL, "ssh_keys": [public.trim()]})),
+            &c.admin_token,
+        )
+        .await
+        .unwrap();
+    assert_eq!(code, 201, "{body}");
+    let token = serde_json::from_str::<serde_json::Value>(&body).unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let in_fabric = |args: &[&str]| {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &c.topo.fabric])
+            .arg(dfgen())
+            .arg("--progress=plain")
+            .args(args)
+            .env("CAAS_URL", &c.centrals[0].url)
+            .env("CAAS_POOL", POOL)
+            .env("CAAS_TOKEN", &token)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "dockerfile-gen {args:?}:\n{}",
+            text(&out)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+
+    let info = in_fabric(&["run", p, "-o", "json", "--timeout", "240"]);
+    assert_eq!(info["health"], "healthy", "{info:#}");
+    assert_eq!(info["node"], c.node_ids[0].as_str(), "{info:#}");
+    guard.image = Some(format!(
+        "dfgen/greeter:{}",
+        &serde_json::from_str::<serde_json::Value>(&ok(&["plan", p, "-o", "json"])).unwrap()
+            ["hash"]
+            .as_str()
+            .unwrap()[..12]
+    ));
+
+    // The workload central recorded: rich, with the plan's health check.
+    let (code, body) = c
+        .request(
+            0,
+            "GET",
+            &format!("/v1/pools/{POOL}/containers/greeter"),
+            None,
+            &token,
+        )
+        .await
+        .unwrap();
+    assert_eq!(code, 200, "{body}");
+    let view: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(view["spec"]["rich"], true, "{view:#}");
+    assert_eq!(
+        view["spec"]["health_check"]["probe"],
+        serde_json::json!({"tcp": {"port": 8000}}),
+        "{view:#}"
+    );
+
+    let deleted = in_fabric(&["down", p, "-o", "json"]);
+    assert_eq!(deleted["deleted"], serde_json::json!(["greeter"]));
+    let (code, _) = c
+        .request(
+            0,
+            "GET",
+            &format!("/v1/pools/{POOL}/containers/greeter"),
+            None,
+            &token,
+        )
+        .await
+        .unwrap();
+    assert_eq!(code, 404);
 }

@@ -19,7 +19,10 @@ fn image_id(docker: &str) -> String {
 
 #[test]
 fn a_second_build_changes_nothing_and_images_keep_the_contract() {
-    let list = Command::new(sofa::build_script()).arg("--list").output().unwrap();
+    let list = Command::new(sofa::build_script())
+        .arg("--list")
+        .output()
+        .unwrap();
     let names: Vec<String> = String::from_utf8(list.stdout)
         .unwrap()
         .lines()
@@ -27,29 +30,53 @@ fn a_second_build_changes_nothing_and_images_keep_the_contract() {
         .collect();
     assert_eq!(
         names,
-        ["caas/rootfs", "caas/sofa-base", "caas/sofa-jdk17", "caas/sofa-tomcat", "caas/pause", "caas/data"]
+        [
+            "caas/rootfs",
+            "caas/sofa-base",
+            "caas/sofa-jdk17",
+            "caas/sofa-tomcat",
+            "caas/pause",
+            "caas/data"
+        ]
     );
 
     sofa::ensure_images().unwrap();
-    let before: Vec<String> = names.iter().map(|n| image_id(&format!("{n}:latest"))).collect();
+    let before: Vec<String> = names
+        .iter()
+        .map(|n| image_id(&format!("{n}:latest")))
+        .collect();
     let agent = caas_tests::binaries::agent().unwrap();
     let again = Command::new(sofa::build_script())
         .env("CAAS_AGENT_BIN", &agent)
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&again.stdout).to_string() + &String::from_utf8_lossy(&again.stderr);
+    let text = String::from_utf8_lossy(&again.stdout).to_string()
+        + &String::from_utf8_lossy(&again.stderr);
     assert!(again.status.success(), "{text}");
     for name in &names[..4] {
-        assert!(text.contains(&format!("{name}:")) && text.contains("up to date"), "{name} rebuilt:\n{text}");
+        assert!(
+            text.contains(&format!("{name}:")) && text.contains("up to date"),
+            "{name} rebuilt:\n{text}"
+        );
     }
-    let after: Vec<String> = names.iter().map(|n| image_id(&format!("{n}:latest"))).collect();
+    let after: Vec<String> = names
+        .iter()
+        .map(|n| image_id(&format!("{n}:latest")))
+        .collect();
     assert_eq!(before, after, "a second run changed images");
 
     // Tags are the inputs' hash; the label carries it in full; rich images state the contract.
-    let tags = Command::new(sofa::build_script()).arg("--print-tags").output().unwrap();
+    let tags = Command::new(sofa::build_script())
+        .arg("--print-tags")
+        .output()
+        .unwrap();
     for line in String::from_utf8(tags.stdout).unwrap().lines() {
         let (name, tag) = line.split_once(':').unwrap();
-        assert_eq!(image_id(line), image_id(&format!("{name}:latest")), "{line} is not :latest");
+        assert_eq!(
+            image_id(line),
+            image_id(&format!("{name}:latest")),
+            "{line} is not :latest"
+        );
         let label = Command::new("docker")
             .args(["image", "inspect", "-f", "{{index .Config.Labels \"caas.image.inputs\"}}|{{index .Config.Labels \"caas.image.contract\"}}", line])
             .output()
@@ -62,9 +89,23 @@ fn a_second_build_changes_nothing_and_images_keep_the_contract() {
         }
         // Host keys are made per container, never baked into an image.
         let keys = Command::new("docker")
-            .args(["run", "--rm", "--network", "none", "--entrypoint", "/bin/sh", line, "-c", "ls /etc/ssh/ | grep -c ssh_host_ || true"])
+            .args([
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                "--entrypoint",
+                "/bin/sh",
+                line,
+                "-c",
+                "ls /etc/ssh/ | grep -c ssh_host_ || true",
+            ])
             .output()
             .unwrap();
-        assert_eq!(String::from_utf8_lossy(&keys.stdout).trim(), "0", "{line} contains host keys");
+        assert_eq!(
+            String::from_utf8_lossy(&keys.stdout).trim(),
+            "0",
+            "{line} contains host keys"
+        );
     }
 }
