@@ -17,8 +17,8 @@ pub fn sandbox_image_tag() -> String {
     format!("caas/pause:{}", &hex::encode(digest)[..12])
 }
 
-/// A rootfs tarball holding only `/pause`.
-pub fn pause_rootfs() -> Result<Vec<u8>, std::io::Error> {
+/// A tar builder holding `/pause`.
+fn with_pause() -> Result<tar::Builder<Vec<u8>>, std::io::Error> {
     let mut builder = tar::Builder::new(Vec::new());
     let mut header = tar::Header::new_gnu();
     header.set_size(PAUSE_BINARY.len() as u64);
@@ -26,7 +26,12 @@ pub fn pause_rootfs() -> Result<Vec<u8>, std::io::Error> {
     header.set_mtime(0);
     header.set_cksum();
     builder.append_data(&mut header, "pause", PAUSE_BINARY)?;
-    builder.into_inner()
+    Ok(builder)
+}
+
+/// A rootfs tarball holding only `/pause`.
+pub fn pause_rootfs() -> Result<Vec<u8>, std::io::Error> {
+    with_pause()?.into_inner()
 }
 
 /// Version of the data image's layout; bump when `data_rootfs` changes.
@@ -43,13 +48,7 @@ pub fn data_image_tag() -> String {
 /// `/pause` plus `/home/admin/logs` owned by admin (uid 1000), so a data volume created there
 /// starts out writable by the rich images' admin user.
 pub fn data_rootfs() -> Result<Vec<u8>, std::io::Error> {
-    let mut builder = tar::Builder::new(Vec::new());
-    let mut header = tar::Header::new_gnu();
-    header.set_size(PAUSE_BINARY.len() as u64);
-    header.set_mode(0o755);
-    header.set_mtime(0);
-    header.set_cksum();
-    builder.append_data(&mut header, "pause", PAUSE_BINARY)?;
+    let mut builder = with_pause()?;
     for (dir, owner) in [
         ("home/", 0),
         ("home/admin/", 1000),

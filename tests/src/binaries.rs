@@ -61,3 +61,13 @@ pub fn cli() -> anyhow::Result<PathBuf> {
         .clone()
         .map_err(|e| anyhow::anyhow!(e))
 }
+
+/// Path of the `dockerfile-gen` binary (built on first use).
+pub fn dockerfile_gen() -> anyhow::Result<PathBuf> {
+    static PATH: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    PATH.get_or_init(|| {
+        build("caas-dockerfile-gen", "dockerfile-gen").map_err(|e| format!("{e:#}"))
+    })
+    .clone()
+    .map_err(|e| anyhow::anyhow!(e))
+}

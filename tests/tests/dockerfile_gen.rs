@@ -14,54 +14,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use anyhow::{bail, Context};
 use bollard::query_parameters::{ListContainersOptions, ListNetworksOptions, RemoveImageOptions};
 use caas_tests::cluster::{Cluster, NodeSpec};
 
 // ---- the binary and the base images ----
 
-fn target_dir() -> anyhow::Result<PathBuf> {
-    // Test executables live in target/<profile>/deps/.
-    let exe = std::env::current_exe()?;
-    let deps = exe.parent().context("test executable has no parent dir")?;
-    Ok(deps
-        .parent()
-        .context("no target profile dir")?
-        .to_path_buf())
-}
-
 /// Path of the `dockerfile-gen` binary (built once per test process, so it is never stale).
 fn dfgen() -> PathBuf {
-    static PATH: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let build = || -> anyhow::Result<PathBuf> {
-            let dir = target_dir()?;
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-            let mut cmd = Command::new(cargo);
-            cmd.args([
-                "build",
-                "--quiet",
-                "-p",
-                "caas-dockerfile-gen",
-                "--bin",
-                "dockerfile-gen",
-            ]);
-            if dir.file_name().is_some_and(|n| n == "release") {
-                cmd.arg("--release");
-            }
-            if !cmd.status().context("running cargo build")?.success() {
-                bail!("cargo build -p caas-dockerfile-gen failed");
-            }
-            let path = dir.join("dockerfile-gen");
-            if !path.exists() {
-                bail!("{} missing after build", path.display());
-            }
-            Ok(path)
-        };
-        build().map_err(|e| format!("{e:#}"))
-    })
-    .clone()
-    .expect("building dockerfile-gen")
+    caas_tests::binaries::dockerfile_gen().expect("building dockerfile-gen")
 }
 
 fn repo_root() -> PathBuf {
