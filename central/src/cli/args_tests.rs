@@ -330,3 +330,48 @@ fn help_teaches_with_examples() {
         assert!(create.contains(needle), "{needle} missing from:\n{create}");
     }
 }
+
+#[test]
+fn health_flags_become_a_check_and_bad_ones_are_refused() {
+    use caas_api::Probe;
+    let check = request(&[
+        "--rich",
+        "--health-http",
+        "8080/ready",
+        "--health-interval",
+        "2",
+    ])
+    .health_check
+    .unwrap();
+    assert_eq!(
+        check.probe,
+        Probe::Http {
+            port: 8080,
+            path: "/ready".into()
+        }
+    );
+    // A short interval brings the default timeout down with it.
+    assert_eq!((check.interval_seconds, check.timeout_seconds), (2, 2));
+    let cmd = request(&["--health-cmd", "test -f /tmp/ok"])
+        .health_check
+        .unwrap();
+    assert_eq!(
+        cmd.probe,
+        Probe::Command(vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            "test -f /tmp/ok".into()
+        ])
+    );
+    assert!(refused(&["--health-http", "web/x"]).contains("PORT or PORT/PATH"));
+    assert!(refused(&["--health-interval", "5"]).contains("need a probe"));
+    assert!(refused(&[
+        "--health-tcp",
+        "80",
+        "--health-timeout",
+        "9",
+        "--health-interval",
+        "3"
+    ])
+    .contains("timeout_seconds"));
+}

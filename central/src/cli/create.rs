@@ -96,6 +96,8 @@ impl CreateArgs {
         let mut check = HealthCheck::new(probe);
         if let Some(v) = self.health_interval {
             check.interval_seconds = v;
+            // The default timeout never outlasts a short interval the user asked for.
+            check.timeout_seconds = check.timeout_seconds.min(v.max(1));
         }
         if let Some(v) = self.health_timeout {
             check.timeout_seconds = v;
