@@ -2,6 +2,8 @@
 //! ZooKeeper state): `exec` a command in the app container and `deploy` an app package into a
 //! rich container, restarting only its supervisord `app` program.
 
+use std::collections::BTreeSet;
+use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use caas_api::central::{DeployResult, ExecRequest, ExecResult, MAX_EXEC_OUTPUT};
@@ -13,6 +15,36 @@ use crate::view::AgentView;
 
 /// Longest a deploy waits for the restarted app to settle (RUNNING or FATAL).
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Workloads with a deploy under way: a second deploy to the same one is refused, so two
+/// packages never race over one `app.tgz` and one restart.
+static DEPLOYING: LazyLock<Mutex<BTreeSet<WorkloadKey>>> =
+    LazyLock::new(|| Mutex::new(BTreeSet::new()));
+
+/// Holds a workload's deploy slot until dropped.
+struct DeploySlot(WorkloadKey);
+
+impl DeploySlot {
+    fn take(key: &WorkloadKey) -> Result<Self, ControlError> {
+        let mut set = DEPLOYING.lock().unwrap_or_else(|p| p.into_inner());
+        if !set.insert(key.clone()) {
+            return Err(ControlError::new(
+                "busy",
+                format!("a deploy to {key} is already under way; wait for it to finish"),
+            ));
+        }
+        Ok(Self(key.clone()))
+    }
+}
+
+impl Drop for DeploySlot {
+    fn drop(&mut self) {
+        DEPLOYING
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.0);
+    }
+}
 
 /// Why a control operation was refused; `code` is what the HTTP answer carries.
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +146,7 @@ pub async fn deploy<R: ContainerRuntime + ?Sized>(
 ) -> Result<DeployResult, ControlError> {
     let info = rich::inspect_package(package)
         .map_err(|e| ControlError::new("invalid-package", e.to_string()))?;
+    let _slot = DeploySlot::take(key)?;
     let app = running_app(view, runtime, key).await?;
     let labels = runtime.image_labels(&app.image).await?.unwrap_or_default();
     if !rich::is_rich_image(&labels) {
@@ -149,7 +182,10 @@ pub async fn deploy<R: ContainerRuntime + ?Sized>(
         supervisorctl = %String::from_utf8_lossy(&restart.stdout).trim(),
         "deployed a package; app restarted"
     );
-    let program = settle(runtime, &app.id, before.and_then(|p| p.pid)).await;
+    // `supervisorctl restart` returns once the app is RUNNING (after startsecs) or failed to
+    // start; the monitor reflects that a moment later.
+    let started = restart.exit_code == 0 && !restart.timed_out;
+    let program = settle(runtime, &app.id, before.and_then(|p| p.pid), started).await;
     let after = runtime.inspect(&app.id).await?;
     Ok(DeployResult {
         name: key.name.clone(),
@@ -160,20 +196,22 @@ pub async fn deploy<R: ContainerRuntime + ?Sized>(
     })
 }
 
-/// Waits for the monitor to show the restarted app RUNNING under a new pid, or in a state
-/// supervisord does not leave by itself.
+/// Waits for the monitor to show the outcome of the restart: RUNNING under a new pid when
+/// supervisorctl said it started, else the state supervisord left it in (FATAL, BACKOFF...).
+/// A wait that ends without that is reported as UNKNOWN, never as the old RUNNING.
 async fn settle<R: ContainerRuntime + ?Sized>(
     runtime: &R,
     id: &str,
     old_pid: Option<u64>,
+    started: bool,
 ) -> ProgramStatus {
     let deadline = Instant::now() + SETTLE_TIMEOUT;
     let mut last = None;
     while Instant::now() < deadline {
         if let Some(program) = app_program(runtime, id).await {
             let settled = match program.state.as_str() {
-                "RUNNING" => program.pid.is_some() && program.pid != old_pid,
-                "FATAL" | "EXITED" | "STOPPED" => true,
+                "RUNNING" => started && program.pid.is_some() && program.pid != old_pid,
+                "FATAL" | "EXITED" | "STOPPED" | "BACKOFF" => !started,
                 _ => false,
             };
             if settled {
@@ -183,15 +221,16 @@ async fn settle<R: ContainerRuntime + ?Sized>(
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    last.unwrap_or(ProgramStatus {
+    ProgramStatus {
         name: APP_PROGRAM.into(),
         state: "UNKNOWN".into(),
-        restarts: 0,
+        restarts: last.as_ref().map_or(0, |p| p.restarts),
         pid: None,
         description: format!(
-            "the container's monitor did not report the app within {}s",
-            SETTLE_TIMEOUT.as_secs()
+            "the app did not settle within {}s after the restart (last seen: {})",
+            SETTLE_TIMEOUT.as_secs(),
+            last.map_or_else(|| "no monitor report".to_string(), |p| p.state)
         ),
         log_tail: Vec::new(),
-    })
+    }
 }

@@ -79,8 +79,19 @@ pub fn routes<R: ContainerRuntime + ?Sized>(
     let with_view = warp::any().map(move || view.clone());
     let with_runtime = warp::any().map(move || runtime.clone());
     let control_token = Arc::new(control_token);
+    // Checked before the body is read: nobody without the token makes the agent buffer a
+    // package.
     let authorized = warp::header::optional::<String>("authorization")
-        .map(move |header: Option<String>| authorize(control_token.as_deref(), header.as_deref()));
+        .and_then(move |header: Option<String>| {
+            let refusal = authorize(control_token.as_deref(), header.as_deref());
+            async move {
+                match refusal {
+                    None => Ok(()),
+                    Some(denied) => Err(warp::reject::custom(denied)),
+                }
+            }
+        })
+        .untuple_one();
 
     let healthz = warp::path!("healthz")
         .and(warp::get())
@@ -159,65 +170,62 @@ pub fn routes<R: ContainerRuntime + ?Sized>(
                 .into_response()
         });
 
-    let exec = warp::path!("v1" / "containers" / String / String / "exec")
-        .and(warp::post())
-        .and(authorized.clone())
-        .and(warp::body::content_length_limit(1 << 20))
-        .and(warp::body::bytes())
-        .and(with_view.clone())
-        .and(with_runtime.clone())
-        .then(
-            |pool: String,
-             name: String,
-             auth: Option<warp::reply::Response>,
-             body: bytes::Bytes,
-             view: AgentView,
-             runtime: Arc<R>| async move {
-                if let Some(denied) = auth {
-                    return denied;
-                }
-                let request: caas_api::central::ExecRequest = match serde_json::from_slice(&body) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        return error(
-                            StatusCode::BAD_REQUEST,
-                            "invalid",
-                            format!("not an exec request: {e}"),
-                        )
-                    }
-                };
-                let key = WorkloadKey::new(&pool, &name);
-                match crate::control::exec(&view, &*runtime, &key, &request).await {
-                    Ok(result) => warp::reply::json(&result).into_response(),
-                    Err(e) => control_error(e),
-                }
-            },
-        );
+    let exec =
+        warp::path!("v1" / "containers" / String / String / "exec")
+            .and(warp::post())
+            .and(authorized.clone())
+            .and(warp::body::content_length_limit(1 << 20))
+            .and(warp::body::bytes())
+            .and(with_view.clone())
+            .and(with_runtime.clone())
+            .then(
+                |pool: String,
+                 name: String,
 
-    let deploy = warp::path!("v1" / "containers" / String / String / "deploy")
-        .and(warp::post())
-        .and(authorized)
-        .and(warp::body::content_length_limit(MAX_PACKAGE))
-        .and(warp::body::bytes())
-        .and(with_view.clone())
-        .and(with_runtime.clone())
-        .then(
-            |pool: String,
-             name: String,
-             auth: Option<warp::reply::Response>,
-             body: bytes::Bytes,
-             view: AgentView,
-             runtime: Arc<R>| async move {
-                if let Some(denied) = auth {
-                    return denied;
-                }
-                let key = WorkloadKey::new(&pool, &name);
-                match crate::control::deploy(&view, &*runtime, &key, &body).await {
-                    Ok(result) => warp::reply::json(&result).into_response(),
-                    Err(e) => control_error(e),
-                }
-            },
-        );
+                 body: bytes::Bytes,
+                 view: AgentView,
+                 runtime: Arc<R>| async move {
+                    let request: caas_api::central::ExecRequest =
+                        match serde_json::from_slice(&body) {
+                            Ok(r) => r,
+                            Err(e) => {
+                                return error(
+                                    StatusCode::BAD_REQUEST,
+                                    "invalid",
+                                    format!("not an exec request: {e}"),
+                                )
+                            }
+                        };
+                    let key = WorkloadKey::new(&pool, &name);
+                    match crate::control::exec(&view, &*runtime, &key, &request).await {
+                        Ok(result) => warp::reply::json(&result).into_response(),
+                        Err(e) => control_error(e),
+                    }
+                },
+            );
+
+    let deploy =
+        warp::path!("v1" / "containers" / String / String / "deploy")
+            .and(warp::post())
+            .and(authorized)
+            .and(warp::body::content_length_limit(MAX_PACKAGE))
+            .and(warp::body::bytes())
+            .and(with_view.clone())
+            .and(with_runtime.clone())
+            .then(
+                |pool: String,
+                 name: String,
+
+                 body: bytes::Bytes,
+                 view: AgentView,
+                 runtime: Arc<R>| async move {
+                    let key = WorkloadKey::new(&pool, &name);
+                    match crate::control::deploy(&view, &*runtime, &key, &body).await {
+                        Ok(result) => warp::reply::json(&result).into_response(),
+                        Err(e) => control_error(e),
+                    }
+                },
+            );
 
     let read = healthz
         .or(list)
@@ -245,6 +253,8 @@ pub fn routes<R: ContainerRuntime + ?Sized>(
                     "method-not-allowed",
                     "method not allowed on this path".into(),
                 )
+            } else if let Some(denied) = rejection.find::<Denied>() {
+                error(denied.status, denied.code, denied.message.clone())
             } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
                 error(
                     StatusCode::PAYLOAD_TOO_LARGE,
@@ -269,15 +279,26 @@ pub fn routes<R: ContainerRuntime + ?Sized>(
         .unify()
 }
 
+/// A refused control request (a warp rejection, so it happens before the body is read).
+#[derive(Debug)]
+struct Denied {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl warp::reject::Reject for Denied {}
+
 /// Control endpoints need the control token; without one configured they are off. Returns the
-/// refusal to send, or `None` when the caller may go on.
-fn authorize(token: Option<&str>, header: Option<&str>) -> Option<warp::reply::Response> {
+/// refusal, or `None` when the caller may go on.
+fn authorize(token: Option<&str>, header: Option<&str>) -> Option<Denied> {
     let Some(token) = token else {
-        return Some(error(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "exec and deploy are off on this agent: start it with --control-token-file".into(),
-        ));
+        return Some(Denied {
+            status: StatusCode::FORBIDDEN,
+            code: "forbidden",
+            message: "exec and deploy are off on this agent: start it with --control-token-file"
+                .into(),
+        });
     };
     let sent = header
         .and_then(|h| h.strip_prefix("Bearer "))
@@ -286,11 +307,11 @@ fn authorize(token: Option<&str>, header: Option<&str>) -> Option<warp::reply::R
     let digest = |t: &str| sha2::Sha256::digest(t.as_bytes());
     match sent {
         Some(sent) if digest(sent) == digest(token) => None,
-        _ => Some(error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "exec and deploy need central's agent token as a bearer token".into(),
-        )),
+        _ => Some(Denied {
+            status: StatusCode::UNAUTHORIZED,
+            code: "unauthorized",
+            message: "exec and deploy need central's agent token as a bearer token".into(),
+        }),
     }
 }
 
@@ -298,7 +319,7 @@ fn control_error(e: crate::control::ControlError) -> warp::reply::Response {
     let status = match e.code {
         "not-found" => StatusCode::NOT_FOUND,
         "invalid" | "invalid-package" => StatusCode::UNPROCESSABLE_ENTITY,
-        "not-rich" | "not-running" => StatusCode::CONFLICT,
+        "not-rich" | "not-running" | "busy" => StatusCode::CONFLICT,
         _ => StatusCode::BAD_GATEWAY,
     };
     error(status, e.code, e.message)

@@ -173,11 +173,17 @@ pub fn parse_monitor(bytes: &[u8]) -> Result<Vec<ProgramStatus>, serde_json::Err
         .programs
         .into_iter()
         .map(|p| ProgramStatus {
+            // A running program's description is "pid N, uptime H:MM:SS": it changes every
+            // second and would turn every pass into a ZooKeeper write. The pid says it all.
+            description: if p.state == "RUNNING" {
+                String::new()
+            } else {
+                p.description
+            },
             name: p.name,
             state: p.state,
             restarts: p.restarts,
             pid: p.pid.filter(|pid| *pid > 0),
-            description: p.description,
             log_tail: p.log_tail,
         })
         .collect())
@@ -245,6 +251,11 @@ mod tests {
         assert_eq!(programs[0].pid, None);
         assert_eq!(programs[0].restarts, 3);
         assert_eq!(programs[1].pid, Some(12));
+        assert_eq!(
+            programs[1].description, "",
+            "uptime would change the status every pass"
+        );
+        assert_eq!(programs[0].description, "Exited too quickly");
     }
 
     #[test]

@@ -17,6 +17,9 @@ pub struct ApiError {
     pub field: Option<String>,
 }
 
+/// Refusals raised in a filter (before a body is read) travel as warp rejections.
+impl warp::reject::Reject for ApiError {}
+
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {

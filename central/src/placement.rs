@@ -234,7 +234,15 @@ pub async fn place_and_commit(
                     tracing::info!(%node, %path, "an assignment of this name is still on the node (purge pending); avoiding it");
                     avoid.insert(node);
                 } else if path == layout.pool(pool) {
-                    return Err(ApiError::not_found(format!("pool {pool} does not exist")));
+                    if central.store.pool(pool).await?.is_none() {
+                        return Err(ApiError::not_found(format!("pool {pool} does not exist")));
+                    }
+                    // The pool record changed since its SSH keys were read: the caller re-reads.
+                    return Err(ApiError::new(
+                        warp::http::StatusCode::SERVICE_UNAVAILABLE,
+                        "contention",
+                        format!("pool {pool} changed meanwhile (its SSH keys?); retry"),
+                    ));
                 } else {
                     return Err(e.into());
                 }

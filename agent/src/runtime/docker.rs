@@ -45,6 +45,10 @@ impl DockerRuntime {
         let Ok(inspect) = self.docker.inspect_exec(exec_id).await else {
             return;
         };
+        // An exec that ended meanwhile leaves a pid the host may already have reused.
+        if inspect.running != Some(true) {
+            return;
+        }
         if let Some(pid) = inspect.pid.filter(|p| *p > 1) {
             let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap_or(0));
             if let Err(e) = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL) {

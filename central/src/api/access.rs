@@ -50,7 +50,8 @@ fn relay(instance: &str, status: StatusCode, body: Bytes) -> Result<Bytes, ApiEr
 
 /// The codes agents answer with, as central's static codes.
 fn agent_code(code: &str) -> &'static str {
-    const KNOWN: [&str; 7] = [
+    const KNOWN: [&str; 8] = [
+        "busy",
         "invalid",
         "invalid-package",
         "not-rich",

@@ -210,12 +210,22 @@ pub fn routes(
                 finish(containers::delete(ctx, pool, name, q.purge_data.unwrap_or(false)).await)
             },
         );
+    // The caller's access to the pool is checked before a body is read, so nobody without
+    // a token makes central buffer a package.
+    let pool_access = |pool: String, name: String, ctx: Ctx| async move {
+        match containers::require_pool(&ctx, &pool).await {
+            Ok(()) => Ok((pool, name, ctx)),
+            Err(e) => Err(warp::reject::custom(e)),
+        }
+    };
     let container_exec = v1
         .and(warp::path!(
             "pools" / String / "containers" / String / "exec"
         ))
         .and(warp::post())
         .and(c.clone())
+        .and_then(pool_access)
+        .untuple_one()
         .and(body())
         .then(
             |pool: String, name: String, ctx: Ctx, body: Bytes| async move {
@@ -228,6 +238,8 @@ pub fn routes(
         ))
         .and(warp::post())
         .and(c.clone())
+        .and_then(pool_access)
+        .untuple_one()
         .and(warp::body::content_length_limit(MAX_PACKAGE).and(warp::body::bytes()))
         .then(
             |pool: String, name: String, ctx: Ctx, body: Bytes| async move {
@@ -283,7 +295,9 @@ pub fn routes(
         .or(access_routes)
         .unify()
         .recover(|rejection: warp::Rejection| async move {
-            let err = if rejection.is_not_found() {
+            let err = if let Some(refused) = rejection.find::<ApiError>() {
+                refused.clone()
+            } else if rejection.is_not_found() {
                 ApiError::not_found("no such endpoint; see /v1/openapi.json")
             } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
                 ApiError::new(

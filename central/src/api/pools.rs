@@ -237,6 +237,10 @@ pub async fn set_ssh_keys(ctx: Ctx, pool: String, body: Bytes) -> Result<Respons
         }
         match store.commit(&ops, None).await {
             Ok(()) => {
+                // A rich create that committed between the listing above and this commit holds
+                // the old keys (it checked the pool version it read, which was still current):
+                // bring such assignments up to date before answering.
+                catch_up_keys(&ctx, &pool, &request.ssh_keys).await?;
                 tracing::info!(pool = %pool, keys = request.ssh_keys.len(), containers = rich.len(), "pool SSH keys replaced");
                 return Ok(json(
                     StatusCode::OK,
@@ -253,5 +257,37 @@ pub async fn set_ssh_keys(ctx: Ctx, pool: String, body: Bytes) -> Result<Respons
     }
     Err(ApiError::unavailable(
         "the pool is being changed concurrently; retry",
+    ))
+}
+
+/// Sets `keys` in every run assignment of the pool's rich containers that still differs.
+async fn catch_up_keys(ctx: &Ctx, pool: &str, keys: &[String]) -> Result<(), ApiError> {
+    let store = &ctx.central.store;
+    for _ in 0..10 {
+        let mut ops = Vec::new();
+        for (container, _) in store.containers(pool).await? {
+            if !container.spec.rich {
+                continue;
+            }
+            let key = WorkloadKey::new(pool, &container.spec.name);
+            let path = store.layout.assignment(&container.node, &key);
+            if let Some((mut assignment, stat)) = store.get::<Assignment>(&path).await? {
+                if assignment.desired == Desired::Run && assignment.ssh_authorized_keys != keys {
+                    assignment.ssh_authorized_keys = keys.to_vec();
+                    ops.push(Op::set(path, &assignment, stat.version)?);
+                }
+            }
+        }
+        if ops.is_empty() {
+            return Ok(());
+        }
+        match store.commit(&ops, None).await {
+            Ok(()) => continue,
+            Err(e) if e.is_race() => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::unavailable(
+        "rich containers of the pool kept changing while their keys were updated; retry",
     ))
 }

@@ -225,16 +225,28 @@ async fn container(
                 write!(out, "{}", render::json(&results))?;
             } else {
                 for r in &results {
+                    let detail = match (r.program.pid, r.program.log_tail.last()) {
+                        (Some(pid), _) => format!("pid {pid}"),
+                        (None, Some(line)) => line.clone(),
+                        (None, None) => r.program.description.clone(),
+                    };
                     writeln!(
                         out,
-                        "{}: app {} ({}), started with {}, package sha256 {}",
+                        "{}: app {} ({detail}), started with {}, package sha256 {}",
                         r.name,
                         r.program.state,
-                        r.program.description,
                         r.start_script,
                         &r.package_sha256[..r.package_sha256.len().min(12)]
                     )?;
                 }
+            }
+            if let Some(failed) = results.iter().find(|r| r.program.state != "RUNNING") {
+                eprintln!(
+                    "caas: the app of {} did not come up after the deploy ({}); the rollout \
+                     stopped there: see `caas container inspect {}`",
+                    failed.name, failed.program.state, failed.name
+                );
+                return Ok(1);
             }
         }
         ContainerCommand::Exec {
