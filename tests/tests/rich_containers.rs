@@ -594,6 +594,55 @@ async fn bad_rich_requests_explain_themselves() {
         ])
         .await;
     assert_eq!(out.code, Some(64), "{out:?}");
+    // Without the control token the agent refuses exec and deploy before reading a body; central
+    // refuses a caller without a token the same way.
+    let curl = |url: String, token: Option<&str>| {
+        let mut args = vec![
+            "netns".to_string(),
+            "exec".into(),
+            r.c.topo.fabric.clone(),
+            "curl".into(),
+            "-s".into(),
+            "-o".into(),
+            "/dev/null".into(),
+            "-w".into(),
+            "%{http_code}".into(),
+            "-X".into(),
+            "POST".into(),
+            "--data-binary".into(),
+            "@/dev/null".into(),
+        ];
+        if let Some(t) = token {
+            args.extend(["-H".to_string(), format!("Authorization: Bearer {t}")]);
+        }
+        args.push(url);
+        let out = std::process::Command::new("ip")
+            .args(&args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let agent = r.c.agents[0].url();
+    assert_eq!(
+        curl(format!("{agent}/v1/containers/{POOL}/crash/exec"), None),
+        "401"
+    );
+    assert_eq!(
+        curl(
+            format!("{agent}/v1/containers/{POOL}/crash/deploy"),
+            Some("not-the-token-1234")
+        ),
+        "401"
+    );
+    let central = r.c.centrals[0].url.clone();
+    assert_eq!(
+        curl(
+            format!("{central}/v1/pools/{POOL}/containers/crash/deploy"),
+            None
+        ),
+        "401"
+    );
+
     // Deploy to a container that is not rich.
     r.c.cli(
         0,
