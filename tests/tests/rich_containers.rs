@@ -413,7 +413,15 @@ async fn deploy_replaces_the_app_without_restarting_the_container_and_logs_survi
         let out = r
             .cli(&["container", "deploy", "web", &path, "-o", "json"])
             .await;
-        assert_eq!(out.code, Some(0), "{out:?}");
+        if out.code != Some(0) {
+            let logs = r
+                .exec("web", &["sh", "-c", "tail -n 30 /home/admin/logs/supervisord.log /home/admin/logs/app.err.log /home/admin/logs/app.out.log; ls -laR /home/admin/release | head -40"])
+                .await;
+            panic!(
+                "deploy {version} failed: {out:?}\ncontainer:\n{}{}",
+                logs.stdout, logs.stderr
+            );
+        }
         let results: Vec<caas_api::central::DeployResult> =
             serde_json::from_str(&out.stdout).unwrap();
         assert_eq!(results[0].program.state, "RUNNING", "{results:?}");
