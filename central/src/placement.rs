@@ -341,17 +341,18 @@ pub async fn move_elsewhere(
         .map(|c| Constraint::parse(c))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| ApiError::invalid("constraints", e.to_string()))?;
+    // Only a rich workload carries the pool's keys (read under a version check).
     let mut pool_check = None;
-    let ssh_keys = match central.store.pool(&pool).await? {
-        Some((p, stat)) if record.spec.rich => {
+    let mut ssh_keys = Vec::new();
+    if record.spec.rich {
+        if let Some((p, stat)) = central.store.pool(&pool).await? {
             pool_check = Some(Op::Check {
                 path: layout.pool(&pool),
                 version: stat.version,
             });
-            p.ssh_keys
+            ssh_keys = p.ssh_keys;
         }
-        _ => Vec::new(),
-    };
+    }
     let want = Want {
         spec: record.spec.clone(),
         app: record.app.clone(),
