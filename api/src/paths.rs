@@ -73,6 +73,9 @@ impl ZkLayout {
     pub fn container(&self, pool: &str, name: &str) -> String {
         format!("{}/pools/{pool}/containers/{name}", self.root)
     }
+    pub fn networks(&self, pool: &str) -> String {
+        format!("{}/pools/{pool}/networks", self.root)
+    }
     pub fn inventory_root(&self) -> String {
         format!("{}/inventory", self.root)
     }

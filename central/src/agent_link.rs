@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use warp::http::StatusCode;
 
-use crate::error::ApiError;
+use crate::error::CentralError;
 
 /// Longest central waits for an agent to answer a deploy or exec (beyond the exec's own timeout).
 const AGENT_SLACK: Duration = Duration::from_secs(90);
@@ -40,9 +40,9 @@ impl AgentLink {
         content_type: &str,
         body: Bytes,
         wait: Duration,
-    ) -> Result<(StatusCode, Bytes), ApiError> {
+    ) -> Result<(StatusCode, Bytes), CentralError> {
         let Some(token) = &self.token else {
-            return Err(ApiError::unavailable(
+            return Err(CentralError::unavailable(
                 "this central has no agent token, so it cannot reach agents for exec or deploy; \
                  start it with --agent-token-file (the same token as the agents' --control-token-file)",
             ));
@@ -58,12 +58,12 @@ impl AgentLink {
             .send()
             .await
             .map_err(|e| {
-                ApiError::unavailable(format!("the agent at {api_addr} did not answer: {e}"))
+                CentralError::unavailable(format!("the agent at {api_addr} did not answer: {e}"))
             })?;
         let status =
             StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
         let bytes = response.bytes().await.map_err(|e| {
-            ApiError::unavailable(format!(
+            CentralError::unavailable(format!(
                 "reading the answer of the agent at {api_addr}: {e}"
             ))
         })?;

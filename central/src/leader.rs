@@ -12,7 +12,7 @@ use caas_api::WorkloadKey;
 use caas_zk::{Fence, LeaderLatch};
 use tokio_util::sync::CancellationToken;
 
-use crate::error::ApiError;
+use crate::error::CentralError;
 use crate::placement;
 use crate::state::{Central, VersionedNode};
 use crate::store::Op;
@@ -46,14 +46,23 @@ pub async fn run(
 }
 
 /// One pass over the fleet.
-pub async fn tick(central: &Central, fence: &Fence, grace: Duration) -> Result<(), ApiError> {
+pub async fn tick(central: &Central, fence: &Fence, grace: Duration) -> Result<(), CentralError> {
+    tick_at(central, fence, grace, crate::now()).await
+}
+
+/// One pass over the fleet at `now` (unix seconds), so tests can step the clock.
+pub async fn tick_at(
+    central: &Central,
+    fence: &Fence,
+    grace: Duration,
+    now: u64,
+) -> Result<(), CentralError> {
     if !central.synced() {
         return Ok(());
     }
     let registrations = central.registrations()?;
     let inventory = central.inventory()?;
-    let layout = &central.store.layout;
-    let now = crate::now();
+    let layout = central.layout();
     tracing::debug!(
         registered = registrations.len(),
         known = inventory.len(),
@@ -156,14 +165,14 @@ async fn records_on(
     central: &Central,
     node: &str,
     record: &NodeRecord,
-) -> Result<Vec<(ContainerRecord, i32)>, ApiError> {
+) -> Result<Vec<(ContainerRecord, i32)>, CentralError> {
     let mut out = Vec::new();
     for key in record.workloads.keys() {
         let Ok(key) = WorkloadKey::parse(key) else {
             continue;
         };
         match central.store.container(&key.pool, &key.name).await {
-            Ok(Some((c, stat))) if c.node == node => out.push((c, stat.version)),
+            Ok(Some((c, version))) if c.node == node => out.push((c, version)),
             Ok(_) => {}
             Err(e @ crate::store::StoreError::Decode { .. }) => {
                 tracing::warn!(workload = %key, error = %e, "skipping a container record this version cannot read");
@@ -180,7 +189,7 @@ async fn handle_lost(
     fence: &Fence,
     node: &str,
     v: &VersionedNode,
-) -> Result<(), ApiError> {
+) -> Result<(), CentralError> {
     for (record, version) in records_on(central, node, &v.record).await? {
         // Workloads with data wait for ops once marked lost. Stateless ones are retried on every
         // pass until they run elsewhere: a full pool or a lost race is not a reason to give up.
@@ -214,7 +223,7 @@ async fn revive(
     fence: &Fence,
     node: &str,
     record: &NodeRecord,
-) -> Result<(), ApiError> {
+) -> Result<(), CentralError> {
     for (c, version) in records_on(central, node, record).await? {
         if c.placement == Placement::Lost {
             mark(central, fence, &c, version, Placement::Placed).await?;
@@ -229,12 +238,11 @@ async fn mark(
     record: &ContainerRecord,
     version: i32,
     placement: Placement,
-) -> Result<(), ApiError> {
+) -> Result<(), CentralError> {
     let mut updated = record.clone();
     updated.placement = placement;
     let path = central
-        .store
-        .layout
+        .layout()
         .container(&record.spec.pool, &record.spec.name);
     commit_logged(
         central,

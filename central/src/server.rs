@@ -8,7 +8,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::CentralConfig;
 use crate::state::Central;
-use crate::store::Store;
+use crate::store::ZkStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -25,9 +25,9 @@ pub async fn run(
     let mut zk = ZkConfig::new(config.zk_servers.clone());
     zk.session_timeout = config.zk_session_timeout;
     let session = ZkSession::start(zk, work.clone()).map_err(|e| ServerError::Zk(e.to_string()))?;
-    let store = Store::new(config.layout.clone(), session.clients());
-    let central = Central::start(store, &config.admin_token, work.clone())
+    let store = ZkStore::start(config.layout.clone(), session.clients(), work.clone())
         .map_err(|e| ServerError::Zk(e.to_string()))?;
+    let central = Central::new(std::sync::Arc::new(store), &config.admin_token);
     let listen = listener
         .local_addr()
         .map(|a| a.to_string())

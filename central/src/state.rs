@@ -1,27 +1,23 @@
-//! What one central instance holds while it runs: the ZooKeeper store and three caches (node
-//! registrations, node inventory, pools) that make reads cheap. Caches may be stale; every
-//! write is version-checked against ZooKeeper, so staleness costs a retry, never a double-booking.
+//! What one central instance holds while it runs: its [`Store`] (whose three caches, node
+//! registrations, node inventory and pools, make reads cheap) and the decoded views of those
+//! caches. Caches may be stale; every write is version-checked in the store, so staleness costs a
+//! retry, never a double-booking.
 
 use std::sync::Arc;
 
 use caas_api::central::{NodeRecord, PoolRecord};
 use caas_api::NodeInfo;
-use caas_zk::{CacheOptions, ChildrenCache};
-use tokio_util::sync::CancellationToken;
 
 use crate::auth::{hash_token, Principal};
-use crate::error::ApiError;
-use crate::store::{Store, StoreError};
+use crate::error::CentralError;
+use crate::store::{Cache, Store, StoreError};
 
 pub use crate::decoded::VersionedNode;
 use crate::decoded::{pool_nodes, Decoded, Memo, PoolNodes, PoolsMemo};
 
 pub struct Central {
-    pub store: Store,
+    pub store: Arc<dyn Store>,
     admin_hash: String,
-    registrations: ChildrenCache,
-    inventory: ChildrenCache,
-    pools: ChildrenCache,
     /// The last direct read of the pools (unix ms, records), shared by concurrent cache misses.
     fresh_pools: tokio::sync::Mutex<(u64, Vec<PoolRecord>)>,
     registrations_memo: Memo<NodeInfo>,
@@ -36,63 +32,44 @@ impl std::fmt::Debug for Central {
 }
 
 impl Central {
-    pub fn start(
-        store: Store,
-        admin_token: &str,
-        cancel: CancellationToken,
-    ) -> Result<Arc<Self>, caas_zk::CacheError> {
-        let opts = CacheOptions::default();
-        let layout = store.layout.clone();
-        Ok(Arc::new(Self {
-            registrations: ChildrenCache::start(
-                store.clients(),
-                layout.nodes(),
-                opts.clone(),
-                cancel.clone(),
-            )?,
-            inventory: ChildrenCache::start(
-                store.clients(),
-                layout.inventory_root(),
-                opts.clone(),
-                cancel.clone(),
-            )?,
-            pools: ChildrenCache::start(store.clients(), layout.pools(), opts, cancel)?,
+    pub fn new(store: Arc<dyn Store>, admin_token: &str) -> Arc<Self> {
+        Arc::new(Self {
             admin_hash: hash_token(admin_token),
             fresh_pools: tokio::sync::Mutex::new((0, Vec::new())),
             registrations_memo: Memo::default(),
             inventory_memo: Memo::default(),
             pools_memo: std::sync::Mutex::new(None),
             store,
-        }))
+        })
+    }
+
+    pub fn layout(&self) -> &caas_api::ZkLayout {
+        self.store.layout()
     }
 
     /// Whether every cache has completed a first listing.
     pub fn synced(&self) -> bool {
-        *self.registrations.synced().borrow()
-            && *self.inventory.synced().borrow()
-            && *self.pools.synced().borrow()
+        self.store.synced()
     }
 
     pub async fn wait_synced(&self) {
-        self.registrations.wait_synced().await;
-        self.inventory.wait_synced().await;
-        self.pools.wait_synced().await;
+        self.store.wait_synced().await;
     }
 
-    fn require_synced(&self) -> Result<(), ApiError> {
+    fn require_synced(&self) -> Result<(), CentralError> {
         if self.synced() {
             Ok(())
         } else {
-            Err(ApiError::unavailable(
+            Err(CentralError::unavailable(
                 "central is still loading its view from ZooKeeper; retry in a moment",
             ))
         }
     }
 
     /// Live registrations by node id (undecodable ones are skipped with a warning).
-    pub fn registrations(&self) -> Result<Decoded<NodeInfo>, ApiError> {
+    pub fn registrations(&self) -> Result<Decoded<NodeInfo>, CentralError> {
         self.require_synced()?;
-        Ok(self.registrations_memo.get(self.registrations.current(), |id, entry| {
+        Ok(self.registrations_memo.get(self.store.cached(Cache::Registrations), |id, entry| {
             match serde_json::from_slice::<NodeInfo>(&entry.data) {
                 Ok(info) => Some(info),
                 Err(e) => {
@@ -104,11 +81,11 @@ impl Central {
     }
 
     /// Inventory records by node id.
-    pub fn inventory(&self) -> Result<Decoded<VersionedNode>, ApiError> {
+    pub fn inventory(&self) -> Result<Decoded<VersionedNode>, CentralError> {
         self.require_synced()?;
         Ok(self
             .inventory_memo
-            .get(self.inventory.current(), |_, entry| {
+            .get(self.store.cached(Cache::Inventory), |_, entry| {
                 serde_json::from_slice::<NodeRecord>(&entry.data)
                     .ok()
                     .map(|record| VersionedNode::new(record, entry.stat.version))
@@ -116,7 +93,7 @@ impl Central {
     }
 
     /// The placeable nodes of `pool` with their scheduler views, rebuilt only when a cache changed.
-    pub fn pool_nodes(&self, pool: &str) -> Result<Arc<PoolNodes>, ApiError> {
+    pub fn pool_nodes(&self, pool: &str) -> Result<Arc<PoolNodes>, CentralError> {
         let registrations = self.registrations()?;
         let inventory = self.inventory()?;
         let mut memo = match self.pools_memo.lock() {
@@ -138,7 +115,7 @@ impl Central {
 
     /// Whether the pools cache holds `pool`.
     pub fn pool_cached(&self, pool: &str) -> bool {
-        self.pools.current().contains_key(pool)
+        self.store.cached(Cache::Pools).contains_key(pool)
     }
 
     /// Re-reads one inventory record from ZooKeeper (after a lost race).
@@ -147,16 +124,16 @@ impl Central {
             .store
             .inventory(node)
             .await?
-            .map(|(record, stat)| VersionedNode::new(record, stat.version)))
+            .map(|(record, version)| VersionedNode::new(record, version)))
     }
 
     /// Resolves a bearer token. A miss re-reads the pools from ZooKeeper once, so a token
     /// created through another instance a moment ago works here too.
-    pub async fn authenticate(&self, token: Option<&str>) -> Result<Principal, ApiError> {
-        let token = token.ok_or_else(ApiError::unauthorized)?;
+    pub async fn authenticate(&self, token: Option<&str>) -> Result<Principal, CentralError> {
+        let token = token.ok_or(CentralError::Unauthorized)?;
         let cached: Vec<PoolRecord> = self
-            .pools
-            .current()
+            .store
+            .cached(Cache::Pools)
             .values()
             .filter_map(|e| serde_json::from_slice(&e.data).ok())
             .collect();
@@ -172,7 +149,6 @@ impl Central {
         }
         let fresh = recent.1.clone();
         drop(recent);
-        crate::auth::authenticate(token, &self.admin_hash, &fresh)
-            .ok_or_else(ApiError::unauthorized)
+        crate::auth::authenticate(token, &self.admin_hash, &fresh).ok_or(CentralError::Unauthorized)
     }
 }

@@ -5,12 +5,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use caas_api::central::{Liveness, NodeRecord};
 use caas_api::{Capacity, NodeInfo, ZkLayout};
 use caas_central::state::Central;
-use caas_central::store::Store;
+use caas_central::store::ZkStore;
 use caas_tests::wait::until;
 use caas_tests::zk_server::{force_session_expiry, ZkServer};
 use caas_zk::{LeaderLatch, ZkConfig, ZkSession};
@@ -80,18 +81,14 @@ async fn deposed_leader_writes_are_rejected() {
 
     let s1 = ZkSession::start(config.clone(), cancel.clone()).unwrap();
     let s2 = ZkSession::start(config, cancel.clone()).unwrap();
-    let c1 = Central::start(
-        Store::new(layout.clone(), s1.clients()),
+    let c1 = Central::new(
+        Arc::new(ZkStore::start(layout.clone(), s1.clients(), cancel.clone()).unwrap()),
         "admin-token-0123456789",
-        cancel.clone(),
-    )
-    .unwrap();
-    let c2 = Central::start(
-        Store::new(layout.clone(), s2.clients()),
+    );
+    let c2 = Central::new(
+        Arc::new(ZkStore::start(layout.clone(), s2.clients(), cancel.clone()).unwrap()),
         "admin-token-0123456789",
-        cancel.clone(),
-    )
-    .unwrap();
+    );
     c1.wait_synced().await;
     c2.wait_synced().await;
     let latch1 = LeaderLatch::start(s1.clients(), layout.leader(), vec![], cancel.clone()).unwrap();

@@ -9,17 +9,17 @@ use caas_api::central::{ContainerRecord, DeployResult, ExecRequest};
 use warp::http::StatusCode;
 
 use super::{json, parse_body, Ctx, Response};
-use crate::error::ApiError;
+use crate::error::{AgentCode, CentralError};
 
 /// How long a deploy may take on one instance (copy, restart, wait for the app's state).
 const DEPLOY_WAIT: Duration = Duration::from_secs(120);
 
 /// The agent address of the node running `record`, or why it cannot be reached.
-fn agent_of(ctx: &Ctx, record: &ContainerRecord) -> Result<String, ApiError> {
+fn agent_of(ctx: &Ctx, record: &ContainerRecord) -> Result<String, CentralError> {
     let registrations = ctx.central.registrations()?;
     match registrations.get(&record.node) {
         Some(info) => Ok(info.api_addr.clone()),
-        None => Err(ApiError::unavailable(format!(
+        None => Err(CentralError::unavailable(format!(
             "node {} of container {} is not connected; try again when it is back, or reschedule",
             record.node, record.spec.name
         ))),
@@ -27,7 +27,7 @@ fn agent_of(ctx: &Ctx, record: &ContainerRecord) -> Result<String, ApiError> {
 }
 
 /// Turns an agent's answer into ours: success as it is, errors with the instance named.
-fn relay(instance: &str, status: StatusCode, body: Bytes) -> Result<Bytes, ApiError> {
+fn relay(instance: &str, status: StatusCode, body: Bytes) -> Result<Bytes, CentralError> {
     if status.is_success() {
         return Ok(body);
     }
@@ -41,32 +41,19 @@ fn relay(instance: &str, status: StatusCode, body: Bytes) -> Result<Bytes, ApiEr
             String::from_utf8_lossy(&body).chars().take(300).collect(),
         ),
     };
-    Err(ApiError::new(
-        status,
-        agent_code(&code),
-        format!("{instance}: {message}"),
-    ))
+    Err(CentralError::Agent {
+        status: status.as_u16(),
+        code: AgentCode::parse(&code),
+        message: format!("{instance}: {message}"),
+    })
 }
 
-/// The codes agents answer with, as central's static codes.
-fn agent_code(code: &str) -> &'static str {
-    const KNOWN: [&str; 8] = [
-        "busy",
-        "invalid",
-        "invalid-package",
-        "not-rich",
-        "not-running",
-        "not-found",
-        "forbidden",
-        "engine-error",
-    ];
-    KNOWN
-        .into_iter()
-        .find(|k| *k == code)
-        .unwrap_or("agent-error")
-}
-
-pub async fn exec(ctx: Ctx, pool: String, name: String, body: Bytes) -> Result<Response, ApiError> {
+pub async fn exec(
+    ctx: Ctx,
+    pool: String,
+    name: String,
+    body: Bytes,
+) -> Result<Response, CentralError> {
     super::containers::require_pool(&ctx, &pool).await?;
     let request: ExecRequest = parse_body(&body)?;
     request.validate()?;
@@ -76,7 +63,7 @@ pub async fn exec(ctx: Ctx, pool: String, name: String, body: Bytes) -> Result<R
         .container(&pool, &name)
         .await?
         .ok_or_else(|| {
-            ApiError::not_found(format!(
+            CentralError::not_found(format!(
                 "container {name} not found in pool {pool} (with replicas, name one: {name}-1)"
             ))
         })?;
@@ -93,8 +80,9 @@ pub async fn exec(ctx: Ctx, pool: String, name: String, body: Bytes) -> Result<R
         )
         .await?;
     let answer = relay(&name, status, answer)?;
-    let value: serde_json::Value = serde_json::from_slice(&answer)
-        .map_err(|e| ApiError::unavailable(format!("the agent's exec answer is not JSON: {e}")))?;
+    let value: serde_json::Value = serde_json::from_slice(&answer).map_err(|e| {
+        CentralError::unavailable(format!("the agent's exec answer is not JSON: {e}"))
+    })?;
     Ok(json(StatusCode::OK, &value))
 }
 
@@ -103,10 +91,10 @@ pub async fn deploy(
     pool: String,
     name: String,
     body: Bytes,
-) -> Result<Response, ApiError> {
+) -> Result<Response, CentralError> {
     super::containers::require_pool(&ctx, &pool).await?;
     if !body.starts_with(&[0x1f, 0x8b]) {
-        return Err(ApiError::invalid(
+        return Err(CentralError::invalid(
             "package",
             "the body is not a gzip tarball; send the .tgz app package as the request body",
         ));
@@ -128,12 +116,12 @@ pub async fn deploy(
         }
     };
     if instances.is_empty() {
-        return Err(ApiError::not_found(format!(
+        return Err(CentralError::not_found(format!(
             "container {name} not found in pool {pool}"
         )));
     }
     if let Some(plain) = instances.iter().find(|r| !r.spec.rich) {
-        return Err(ApiError::invalid(
+        return Err(CentralError::invalid(
             "name",
             format!(
                 "{} is not a rich container: deploy copies a package into a sofa image's \
@@ -158,7 +146,7 @@ pub async fn deploy(
             .await?;
         let answer = relay(instance, status, answer)?;
         let result: DeployResult = serde_json::from_slice(&answer).map_err(|e| {
-            ApiError::unavailable(format!("the agent's deploy answer is not understood: {e}"))
+            CentralError::unavailable(format!("the agent's deploy answer is not understood: {e}"))
         })?;
         tracing::info!(pool = %pool, name = %instance, state = %result.program.state, "deployed a package");
         let failed = result.program.state != "RUNNING";

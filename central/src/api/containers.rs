@@ -12,8 +12,8 @@ use warp::http::StatusCode;
 use warp::Reply;
 
 use super::{check_pool_access, json, parse_body, principal, Ctx, Response};
-use crate::error::ApiError;
-use crate::placement::{self, Want};
+use crate::error::{CentralError, ConflictKind};
+use crate::placement::{self, Intent, Want};
 use crate::scheduler::{Constraint, Strategy};
 use crate::store::Op;
 
@@ -21,18 +21,18 @@ use crate::store::Op;
 pub const DEFAULT_CPU: &str = "100m";
 pub const DEFAULT_MEMORY: &str = "128Mi";
 
-pub(super) async fn require_pool(ctx: &Ctx, pool: &str) -> Result<(), ApiError> {
+pub(super) async fn require_pool(ctx: &Ctx, pool: &str) -> Result<(), CentralError> {
     let who = principal(&ctx.central, &ctx.auth).await?;
     check_pool_access(&who, pool)?;
     // The pools cache answers for pools that exist; a miss is confirmed in ZooKeeper (a pool
     // created through another instance a moment ago). Writes re-check the pool in their multi.
     if !ctx.central.pool_cached(pool) && ctx.central.store.pool(pool).await?.is_none() {
-        return Err(ApiError::not_found(format!("pool {pool} not found")));
+        return Err(CentralError::not_found(format!("pool {pool} not found")));
     }
     Ok(())
 }
 
-async fn view(ctx: &Ctx, record: ContainerRecord) -> Result<ContainerView, ApiError> {
+async fn view(ctx: &Ctx, record: ContainerRecord) -> Result<ContainerView, CentralError> {
     let key = WorkloadKey::new(&record.spec.pool, &record.spec.name);
     let status = ctx.central.store.status(&record.node, &key).await?;
     Ok(ContainerView {
@@ -51,10 +51,10 @@ fn plan(
     pool: &str,
     request: &CreateContainerRequest,
     pool_keys: &[String],
-) -> Result<Vec<Want>, ApiError> {
+) -> Result<Vec<Want>, CentralError> {
     validate_dns_label("name", &request.name)?;
     if request.rich && pool_keys.is_empty() {
-        return Err(ApiError::invalid(
+        return Err(CentralError::invalid(
             "rich",
             format!(
                 "pool {pool} has no SSH keys, so nobody could log in to a rich container; \
@@ -64,7 +64,7 @@ fn plan(
     }
     let instances = request.instances.unwrap_or(1);
     if instances == 0 || instances > MAX_INSTANCES {
-        return Err(ApiError::invalid(
+        return Err(CentralError::invalid(
             "instances",
             format!("{instances} is out of range; use 1..={MAX_INSTANCES}"),
         ));
@@ -75,14 +75,14 @@ fn plan(
         .enumerate()
         .map(|(i, c)| {
             Constraint::parse(c)
-                .map_err(|e| ApiError::invalid(format!("constraints[{i}]"), e.to_string()))
+                .map_err(|e| CentralError::invalid(format!("constraints[{i}]"), e.to_string()))
         })
         .collect::<Result<Vec<_>, _>>()?;
     let strategy = match request.strategy.as_deref() {
         None | Some("spread") => Strategy::Spread,
         Some("binpack") => Strategy::Binpack,
         Some(other) => {
-            return Err(ApiError::invalid(
+            return Err(CentralError::invalid(
                 "strategy",
                 format!("{other:?} is not a strategy; use \"spread\" or \"binpack\""),
             ))
@@ -129,9 +129,9 @@ fn plan(
         };
         spec.validate().map_err(|e| {
             if e.field == "name" {
-                ApiError::invalid("name", format!("replica names must be DNS labels too: {e}"))
+                CentralError::invalid("name", format!("replica names must be DNS labels too: {e}"))
             } else {
-                ApiError::from(e)
+                CentralError::from(e)
             }
         })?;
         wants.push(Want {
@@ -188,7 +188,7 @@ async fn existing(
     ctx: &Ctx,
     pool: &str,
     wants: &[Want],
-) -> Result<(Vec<ContainerRecord>, Vec<Want>), ApiError> {
+) -> Result<(Vec<ContainerRecord>, Vec<Want>), CentralError> {
     let mut found = Vec::new();
     let mut missing = Vec::new();
     for want in wants {
@@ -196,8 +196,8 @@ async fn existing(
             Some((record, _)) => {
                 let diff = differences(&record, want);
                 if !diff.is_empty() {
-                    return Err(ApiError::conflict(
-                        "exists-different",
+                    return Err(CentralError::conflict(
+                        ConflictKind::ExistsDifferent,
                         format!(
                             "container {} already exists in pool {pool} with a different {}; delete it first or send the same spec",
                             want.spec.name,
@@ -213,7 +213,7 @@ async fn existing(
     Ok((found, missing))
 }
 
-pub async fn create(ctx: Ctx, pool: String, body: Bytes) -> Result<Response, ApiError> {
+pub async fn create(ctx: Ctx, pool: String, body: Bytes) -> Result<Response, CentralError> {
     require_pool(&ctx, &pool).await?;
     let request: CreateContainerRequest = parse_body(&body)?;
     let pool_keys = if request.rich {
@@ -244,25 +244,34 @@ pub async fn create(ctx: Ctx, pool: String, body: Bytes) -> Result<Response, Api
             return Ok(json(StatusCode::OK, &views));
         }
         let mut missing = missing;
-        let mut extra = placement::Extra::default();
+        let mut extra_ops = Vec::new();
         if request.rich {
             // The keys go into the assignments; the commit checks the pool record is still the
             // one they were read from, so a concurrent key change cannot be missed.
-            let (record, stat) = ctx
+            let (record, version) = ctx
                 .central
                 .store
                 .pool(&pool)
                 .await?
-                .ok_or_else(|| ApiError::not_found(format!("pool {pool} not found")))?;
+                .ok_or_else(|| CentralError::not_found(format!("pool {pool} not found")))?;
             for want in &mut missing {
                 want.ssh_keys = record.ssh_keys.clone();
             }
-            extra.ops.push(Op::Check {
-                path: ctx.central.store.layout.pool(&pool),
-                version: stat.version,
+            extra_ops.push(Op::Check {
+                path: ctx.central.layout().pool(&pool),
+                version,
             });
         }
-        match placement::place_and_commit(&ctx.central, &pool, &missing, extra, None).await {
+        match placement::place_and_commit(
+            &ctx.central,
+            &pool,
+            &missing,
+            Intent::Create,
+            extra_ops,
+            None,
+        )
+        .await
+        {
             Ok(records) => {
                 for r in &records {
                     tracing::info!(pool = %pool, name = %r.spec.name, node = %r.node, "container placed");
@@ -275,12 +284,12 @@ pub async fn create(ctx: Ctx, pool: String, body: Bytes) -> Result<Response, Api
                 views.extend(records.into_iter().map(unreported_view));
                 return Ok(json(StatusCode::CREATED, &views));
             }
-            Err(e) if e.code == "contention" && attempt < 2 => continue,
-            Err(e) if e.code == "unschedulable" && attempt == 0 => continue,
+            Err(CentralError::Contention(_)) if attempt < 2 => continue,
+            Err(CentralError::Unschedulable(_)) if attempt == 0 => continue,
             Err(e) => return Err(e),
         }
     }
-    Err(ApiError::unavailable(
+    Err(CentralError::unavailable(
         "concurrent creates of the same names; retry",
     ))
 }
@@ -297,7 +306,7 @@ fn unreported_view(record: ContainerRecord) -> ContainerView {
     }
 }
 
-pub async fn list(ctx: Ctx, pool: String) -> Result<Response, ApiError> {
+pub async fn list(ctx: Ctx, pool: String) -> Result<Response, CentralError> {
     require_pool(&ctx, &pool).await?;
     let mut out = Vec::new();
     for (record, _) in ctx.central.store.containers(&pool).await? {
@@ -306,14 +315,16 @@ pub async fn list(ctx: Ctx, pool: String) -> Result<Response, ApiError> {
     Ok(json(StatusCode::OK, &out))
 }
 
-pub async fn get(ctx: Ctx, pool: String, name: String) -> Result<Response, ApiError> {
+pub async fn get(ctx: Ctx, pool: String, name: String) -> Result<Response, CentralError> {
     require_pool(&ctx, &pool).await?;
     let (record, _) = ctx
         .central
         .store
         .container(&pool, &name)
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("container {name} not found in pool {pool}")))?;
+        .ok_or_else(|| {
+            CentralError::not_found(format!("container {name} not found in pool {pool}"))
+        })?;
     Ok(json(StatusCode::OK, &view(&ctx, record).await?))
 }
 
@@ -322,7 +333,7 @@ pub async fn delete(
     pool: String,
     name: String,
     purge: bool,
-) -> Result<Response, ApiError> {
+) -> Result<Response, CentralError> {
     require_pool(&ctx, &pool).await?;
     placement::remove(&ctx.central, &pool, &name, purge).await?;
     tracing::info!(pool = %pool, name = %name, purge, "container deleted");
@@ -334,19 +345,21 @@ pub async fn reschedule(
     pool: String,
     name: String,
     body: Bytes,
-) -> Result<Response, ApiError> {
+) -> Result<Response, CentralError> {
     require_pool(&ctx, &pool).await?;
     let request: RescheduleRequest = if body.is_empty() {
         RescheduleRequest::default()
     } else {
         parse_body(&body)?
     };
-    let (record, stat) = ctx
+    let (record, version) = ctx
         .central
         .store
         .container(&pool, &name)
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("container {name} not found in pool {pool}")))?;
+        .ok_or_else(|| {
+            CentralError::not_found(format!("container {name} not found in pool {pool}"))
+        })?;
     let node_ready = ctx.central.registrations()?.contains_key(&record.node)
         && ctx
             .central
@@ -354,8 +367,8 @@ pub async fn reschedule(
             .get(&record.node)
             .is_none_or(|n| n.record.liveness != Liveness::Lost);
     if node_ready && !request.force {
-        return Err(ApiError::conflict(
-            "node-ready",
+        return Err(CentralError::conflict(
+            ConflictKind::NodeReady,
             format!(
                 "{name} runs on node {}, which is ready; use --force to move it anyway",
                 record.node
@@ -363,15 +376,15 @@ pub async fn reschedule(
         ));
     }
     if !record.spec.volumes.is_empty() && !request.force {
-        return Err(ApiError::conflict(
-            "has-data",
+        return Err(CentralError::conflict(
+            ConflictKind::HasData,
             format!(
                 "{name} has a data container on node {}; its data stays there. Use --force to re-place it without its data",
                 record.node
             ),
         ));
     }
-    let moved = placement::move_elsewhere(&ctx.central, &record, stat.version, None).await?;
+    let moved = placement::move_elsewhere(&ctx.central, &record, version, None).await?;
     tracing::info!(pool = %pool, name = %name, from = %record.node, to = %moved.node, "container rescheduled");
     Ok(json(StatusCode::OK, &view(&ctx, moved).await?))
 }

@@ -1,5 +1,5 @@
 //! The REST API routes (warp). Handlers are plain async functions returning
-//! `Result<Response, ApiError>`; this module does the plumbing: auth header, body parsing with
+//! `Result<Response, CentralError>`; this module does the plumbing: auth header, body parsing with
 //! field-naming errors, and the error mapping.
 
 mod access;
@@ -7,6 +7,7 @@ mod containers;
 mod nodes;
 mod openapi;
 mod pools;
+pub mod reply;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use warp::{Filter, Reply};
 
 use crate::agent_link::AgentLink;
 use crate::auth::Principal;
-use crate::error::ApiError;
+use crate::error::CentralError;
 use crate::state::Central;
 
 /// Largest request body accepted.
@@ -34,9 +35,9 @@ pub fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response {
 
 /// Parses a JSON body, refusing unknown fields (the types say `deny_unknown_fields`) with a
 /// message that names the field.
-pub fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+pub fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, CentralError> {
     if body.is_empty() {
-        return Err(ApiError::invalid("body", "a JSON body is required"));
+        return Err(CentralError::invalid("body", "a JSON body is required"));
     }
     serde_json::from_slice(body).map_err(|e| {
         let text = e.to_string();
@@ -46,12 +47,15 @@ pub fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
             .filter(|_| text.starts_with("unknown field") || text.starts_with("missing field"))
             .unwrap_or("body")
             .to_string();
-        ApiError::invalid(field, format!("the body is not a valid request: {text}"))
+        CentralError::invalid(field, format!("the body is not a valid request: {text}"))
     })
 }
 
 /// Resolves the caller or fails with 401.
-pub async fn principal(central: &Central, auth: &Option<String>) -> Result<Principal, ApiError> {
+pub async fn principal(
+    central: &Central,
+    auth: &Option<String>,
+) -> Result<Principal, CentralError> {
     let token = auth
         .as_deref()
         .and_then(|h| h.strip_prefix("Bearer "))
@@ -60,23 +64,23 @@ pub async fn principal(central: &Central, auth: &Option<String>) -> Result<Princ
 }
 
 /// 404 for a pool the caller may not see, exactly as for one that does not exist.
-pub fn check_pool_access(principal: &Principal, pool: &str) -> Result<(), ApiError> {
+pub fn check_pool_access(principal: &Principal, pool: &str) -> Result<(), CentralError> {
     if principal.sees(pool) {
         Ok(())
     } else {
-        Err(ApiError::not_found(format!("pool {pool} not found")))
+        Err(CentralError::not_found(format!("pool {pool} not found")))
     }
 }
 
-pub fn require_admin(principal: &Principal) -> Result<(), ApiError> {
+pub fn require_admin(principal: &Principal) -> Result<(), CentralError> {
     match principal {
         Principal::Admin => Ok(()),
-        Principal::Pool(_) => Err(ApiError::forbidden("this needs the admin token")),
+        Principal::Pool(_) => Err(CentralError::forbidden("this needs the admin token")),
     }
 }
 
-fn finish(result: Result<Response, ApiError>) -> Response {
-    result.unwrap_or_else(ApiError::into_response)
+fn finish(result: Result<Response, CentralError>) -> Response {
+    result.unwrap_or_else(reply::error_response)
 }
 
 /// Everything a handler receives.
@@ -215,7 +219,7 @@ pub fn routes(
     let pool_access = |pool: String, name: String, ctx: Ctx| async move {
         match containers::require_pool(&ctx, &pool).await {
             Ok(()) => Ok((pool, name, ctx)),
-            Err(e) => Err(warp::reject::custom(e)),
+            Err(e) => Err(warp::reject::custom(reply::Refused(e))),
         }
     };
     let container_exec = v1
@@ -295,34 +299,22 @@ pub fn routes(
         .or(access_routes)
         .unify()
         .recover(|rejection: warp::Rejection| async move {
-            let err = if let Some(refused) = rejection.find::<ApiError>() {
+            let err = if let Some(reply::Refused(refused)) = rejection.find::<reply::Refused>() {
                 refused.clone()
             } else if rejection.is_not_found() {
-                ApiError::not_found("no such endpoint; see /v1/openapi.json")
+                CentralError::not_found("no such endpoint; see /v1/openapi.json")
             } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
-                ApiError::new(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "method-not-allowed",
-                    "method not allowed on this path",
-                )
+                CentralError::MethodNotAllowed
             } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "too-large",
-                    format!(
-                        "bodies are limited to {MAX_BODY} bytes ({MAX_PACKAGE} for deploy packages)"
-                    ),
-                )
+                CentralError::TooLarge(format!(
+                    "bodies are limited to {MAX_BODY} bytes ({MAX_PACKAGE} for deploy packages)"
+                ))
             } else if rejection.find::<warp::reject::InvalidQuery>().is_some() {
-                ApiError::invalid("query", "invalid query string (purge_data=true|false)")
+                CentralError::invalid("query", "invalid query string (purge_data=true|false)")
             } else {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "bad-request",
-                    format!("{rejection:?}"),
-                )
+                CentralError::BadRequest(format!("{rejection:?}"))
             };
-            Ok::<_, Infallible>(err.into_response())
+            Ok::<_, Infallible>(reply::error_response(err))
         })
         .unify()
 }

@@ -7,10 +7,10 @@ use caas_api::central::{Liveness, NodeView};
 use warp::http::StatusCode;
 
 use super::{json, principal, Ctx, Response};
-use crate::error::ApiError;
+use crate::error::CentralError;
 
 /// All nodes the caller may see.
-pub fn views(ctx: &Ctx, who: &crate::auth::Principal) -> Result<Vec<NodeView>, ApiError> {
+pub fn views(ctx: &Ctx, who: &crate::auth::Principal) -> Result<Vec<NodeView>, CentralError> {
     let registrations = ctx.central.registrations()?;
     let inventory = ctx.central.inventory()?;
     let ids: BTreeSet<&String> = registrations.keys().chain(inventory.keys()).collect();
@@ -46,16 +46,16 @@ pub fn views(ctx: &Ctx, who: &crate::auth::Principal) -> Result<Vec<NodeView>, A
     Ok(out)
 }
 
-pub async fn list(ctx: Ctx) -> Result<Response, ApiError> {
+pub async fn list(ctx: Ctx) -> Result<Response, CentralError> {
     let who = principal(&ctx.central, &ctx.auth).await?;
     Ok(json(StatusCode::OK, &views(&ctx, &who)?))
 }
 
-pub async fn get(ctx: Ctx, id: String) -> Result<Response, ApiError> {
+pub async fn get(ctx: Ctx, id: String) -> Result<Response, CentralError> {
     let who = principal(&ctx.central, &ctx.auth).await?;
     views(&ctx, &who)?
         .into_iter()
         .find(|n| n.id == id)
         .map(|n| json(StatusCode::OK, &n))
-        .ok_or_else(|| ApiError::not_found(format!("node {id} not found")))
+        .ok_or_else(|| CentralError::not_found(format!("node {id} not found")))
 }

@@ -8,20 +8,19 @@ use caas_api::central::{
 };
 use caas_api::name::validate_dns_label;
 use caas_api::{Assignment, Desired, WorkloadKey};
-use caas_zk::zookeeper_client::Error as ZkError;
 use warp::http::StatusCode;
 use warp::Reply;
 
 use super::{check_pool_access, json, parse_body, principal, require_admin, Ctx, Response};
 use crate::auth::{hash_token, new_token as fresh_token};
-use crate::error::ApiError;
-use crate::store::{Op, StoreError};
+use crate::error::{CentralError, ConflictKind};
+use crate::store::{Op, OpFailure};
 
-async fn view(ctx: &Ctx, pool: &str) -> Result<PoolView, ApiError> {
+async fn view(ctx: &Ctx, pool: &str) -> Result<PoolView, CentralError> {
     let containers = ctx
         .central
         .store
-        .children(&ctx.central.store.layout.containers(pool))
+        .children(&ctx.central.layout().containers(pool))
         .await?
         .len();
     let nodes = ctx
@@ -38,7 +37,7 @@ async fn view(ctx: &Ctx, pool: &str) -> Result<PoolView, ApiError> {
     })
 }
 
-pub async fn list(ctx: Ctx) -> Result<Response, ApiError> {
+pub async fn list(ctx: Ctx) -> Result<Response, CentralError> {
     let who = principal(&ctx.central, &ctx.auth).await?;
     let mut out = Vec::new();
     for pool in ctx.central.store.pools().await? {
@@ -49,16 +48,16 @@ pub async fn list(ctx: Ctx) -> Result<Response, ApiError> {
     Ok(json(StatusCode::OK, &out))
 }
 
-pub async fn get(ctx: Ctx, pool: String) -> Result<Response, ApiError> {
+pub async fn get(ctx: Ctx, pool: String) -> Result<Response, CentralError> {
     let who = principal(&ctx.central, &ctx.auth).await?;
     check_pool_access(&who, &pool)?;
     if ctx.central.store.pool(&pool).await?.is_none() {
-        return Err(ApiError::not_found(format!("pool {pool} not found")));
+        return Err(CentralError::not_found(format!("pool {pool} not found")));
     }
     Ok(json(StatusCode::OK, &view(&ctx, &pool).await?))
 }
 
-pub async fn create(ctx: Ctx, body: Bytes) -> Result<Response, ApiError> {
+pub async fn create(ctx: Ctx, body: Bytes) -> Result<Response, CentralError> {
     let who = principal(&ctx.central, &ctx.auth).await?;
     require_admin(&who)?;
     let request: CreatePoolRequest = parse_body(&body)?;
@@ -72,7 +71,7 @@ pub async fn create(ctx: Ctx, body: Bytes) -> Result<Response, ApiError> {
         ssh_keys: request.ssh_keys,
         created_at: crate::now(),
     };
-    let layout = &ctx.central.store.layout;
+    let layout = ctx.central.layout();
     ctx.central.store.ensure(&layout.pools()).await?;
     let ops = vec![
         Op::create(layout.pool(&record.name), &record)?,
@@ -81,18 +80,18 @@ pub async fn create(ctx: Ctx, body: Bytes) -> Result<Response, ApiError> {
             data: Vec::new(),
         },
         Op::Create {
-            path: format!("{}/networks", layout.pool(&record.name)),
+            path: layout.networks(&record.name),
             data: Vec::new(),
         },
     ];
     match ctx.central.store.commit(&ops, None).await {
         Ok(()) => {}
-        Err(StoreError::Conflict {
-            source: ZkError::NodeExists,
-            ..
-        }) => {
-            return Err(ApiError::conflict(
-                "exists",
+        Err(e)
+            if e.conflict()
+                .is_some_and(|(f, _)| f == OpFailure::NodeExists) =>
+        {
+            return Err(CentralError::conflict(
+                ConflictKind::Exists,
                 format!("pool {} already exists", record.name),
             ));
         }
@@ -104,20 +103,20 @@ pub async fn create(ctx: Ctx, body: Bytes) -> Result<Response, ApiError> {
     Ok(json(StatusCode::CREATED, &v))
 }
 
-pub async fn new_token(ctx: Ctx, pool: String) -> Result<Response, ApiError> {
+pub async fn new_token(ctx: Ctx, pool: String) -> Result<Response, CentralError> {
     let who = principal(&ctx.central, &ctx.auth).await?;
     check_pool_access(&who, &pool)?;
     require_admin(&who)?;
     for _ in 0..10 {
-        let (mut record, stat) = ctx
+        let (mut record, version) = ctx
             .central
             .store
             .pool(&pool)
             .await?
-            .ok_or_else(|| ApiError::not_found(format!("pool {pool} not found")))?;
+            .ok_or_else(|| CentralError::not_found(format!("pool {pool} not found")))?;
         let token = fresh_token();
         record.token_hashes.push(hash_token(&token));
-        let op = Op::set(ctx.central.store.layout.pool(&pool), &record, stat.version)?;
+        let op = Op::set(ctx.central.layout().pool(&pool), &record, version)?;
         match ctx.central.store.commit(&[op], None).await {
             Ok(()) => {
                 return Ok(json(
@@ -129,32 +128,28 @@ pub async fn new_token(ctx: Ctx, pool: String) -> Result<Response, ApiError> {
             Err(e) => return Err(e.into()),
         }
     }
-    Err(ApiError::unavailable(
+    Err(CentralError::unavailable(
         "the pool is being changed concurrently; retry",
     ))
 }
 
-pub async fn delete(ctx: Ctx, pool: String) -> Result<Response, ApiError> {
+pub async fn delete(ctx: Ctx, pool: String) -> Result<Response, CentralError> {
     let who = principal(&ctx.central, &ctx.auth).await?;
     check_pool_access(&who, &pool)?;
     require_admin(&who)?;
-    let layout = &ctx.central.store.layout;
-    let Some((_, stat)) = ctx.central.store.pool(&pool).await? else {
-        return Err(ApiError::not_found(format!("pool {pool} not found")));
+    let layout = ctx.central.layout();
+    let Some((_, version)) = ctx.central.store.pool(&pool).await? else {
+        return Err(CentralError::not_found(format!("pool {pool} not found")));
     };
     let containers = ctx
         .central
         .store
         .children(&layout.containers(&pool))
         .await?;
-    let networks = ctx
-        .central
-        .store
-        .children(&format!("{}/networks", layout.pool(&pool)))
-        .await?;
+    let networks = ctx.central.store.children(&layout.networks(&pool)).await?;
     if !containers.is_empty() || !networks.is_empty() {
-        return Err(ApiError::conflict(
-            "not-empty",
+        return Err(CentralError::conflict(
+            ConflictKind::NotEmpty,
             format!(
                 "pool {pool} still has {} container(s) and {} network(s); remove them first",
                 containers.len(),
@@ -169,22 +164,19 @@ pub async fn delete(ctx: Ctx, pool: String) -> Result<Response, ApiError> {
             version: None,
         },
         Op::Delete {
-            path: format!("{}/networks", layout.pool(&pool)),
+            path: layout.networks(&pool),
             version: None,
         },
         Op::Delete {
             path: layout.pool(&pool),
-            version: Some(stat.version),
+            version: Some(version),
         },
     ];
     match ctx.central.store.commit(&ops, None).await {
         Ok(()) => {}
-        Err(StoreError::Conflict {
-            source: ZkError::NotEmpty,
-            ..
-        }) => {
-            return Err(ApiError::conflict(
-                "not-empty",
+        Err(e) if e.conflict().is_some_and(|(f, _)| f == OpFailure::NotEmpty) => {
+            return Err(CentralError::conflict(
+                ConflictKind::NotEmpty,
                 format!("pool {pool} got containers meanwhile; remove them first"),
             ));
         }
@@ -195,18 +187,18 @@ pub async fn delete(ctx: Ctx, pool: String) -> Result<Response, ApiError> {
 
 /// Replaces a pool's SSH keys and, in the same commit, the keys in the assignments of its rich
 /// containers: agents write them into the running containers in place (no restart).
-pub async fn set_ssh_keys(ctx: Ctx, pool: String, body: Bytes) -> Result<Response, ApiError> {
+pub async fn set_ssh_keys(ctx: Ctx, pool: String, body: Bytes) -> Result<Response, CentralError> {
     let who = principal(&ctx.central, &ctx.auth).await?;
     check_pool_access(&who, &pool)?;
     let request: SshKeysRequest = parse_body(&body)?;
     validate_ssh_keys("ssh_keys", &request.ssh_keys)?;
     let store = &ctx.central.store;
-    let layout = &store.layout;
+    let layout = store.layout();
     for _ in 0..10 {
-        let (mut record, stat) = store
+        let (mut record, version) = store
             .pool(&pool)
             .await?
-            .ok_or_else(|| ApiError::not_found(format!("pool {pool} not found")))?;
+            .ok_or_else(|| CentralError::not_found(format!("pool {pool} not found")))?;
         let rich: Vec<ContainerRecord> = store
             .containers(&pool)
             .await?
@@ -215,7 +207,7 @@ pub async fn set_ssh_keys(ctx: Ctx, pool: String, body: Bytes) -> Result<Respons
             .filter(|r| r.spec.rich)
             .collect();
         if request.ssh_keys.is_empty() && !rich.is_empty() {
-            return Err(ApiError::invalid(
+            return Err(CentralError::invalid(
                 "ssh_keys",
                 format!(
                     "pool {pool} has {} rich container(s); it needs at least one key",
@@ -224,14 +216,16 @@ pub async fn set_ssh_keys(ctx: Ctx, pool: String, body: Bytes) -> Result<Respons
             ));
         }
         record.ssh_keys = request.ssh_keys.clone();
-        let mut ops = vec![Op::set(layout.pool(&pool), &record, stat.version)?];
+        let mut ops = vec![Op::set(layout.pool(&pool), &record, version)?];
         for container in &rich {
             let key = WorkloadKey::new(&pool, &container.spec.name);
             let path = layout.assignment(&container.node, &key);
-            if let Some((mut assignment, astat)) = store.get::<Assignment>(&path).await? {
+            if let Some((mut assignment, assignment_version)) =
+                store.get::<Assignment>(&path).await?
+            {
                 if assignment.desired == Desired::Run {
                     assignment.ssh_authorized_keys = request.ssh_keys.clone();
-                    ops.push(Op::set(path, &assignment, astat.version)?);
+                    ops.push(Op::set(path, &assignment, assignment_version)?);
                 }
             }
         }
@@ -255,13 +249,13 @@ pub async fn set_ssh_keys(ctx: Ctx, pool: String, body: Bytes) -> Result<Respons
             Err(e) => return Err(e.into()),
         }
     }
-    Err(ApiError::unavailable(
+    Err(CentralError::unavailable(
         "the pool is being changed concurrently; retry",
     ))
 }
 
 /// Sets `keys` in every run assignment of the pool's rich containers that still differs.
-async fn catch_up_keys(ctx: &Ctx, pool: &str, keys: &[String]) -> Result<(), ApiError> {
+async fn catch_up_keys(ctx: &Ctx, pool: &str, keys: &[String]) -> Result<(), CentralError> {
     let store = &ctx.central.store;
     for _ in 0..10 {
         let mut ops = Vec::new();
@@ -270,11 +264,11 @@ async fn catch_up_keys(ctx: &Ctx, pool: &str, keys: &[String]) -> Result<(), Api
                 continue;
             }
             let key = WorkloadKey::new(pool, &container.spec.name);
-            let path = store.layout.assignment(&container.node, &key);
-            if let Some((mut assignment, stat)) = store.get::<Assignment>(&path).await? {
+            let path = store.layout().assignment(&container.node, &key);
+            if let Some((mut assignment, version)) = store.get::<Assignment>(&path).await? {
                 if assignment.desired == Desired::Run && assignment.ssh_authorized_keys != keys {
                     assignment.ssh_authorized_keys = keys.to_vec();
-                    ops.push(Op::set(path, &assignment, stat.version)?);
+                    ops.push(Op::set(path, &assignment, version)?);
                 }
             }
         }
@@ -287,7 +281,7 @@ async fn catch_up_keys(ctx: &Ctx, pool: &str, keys: &[String]) -> Result<(), Api
             Err(e) => return Err(e.into()),
         }
     }
-    Err(ApiError::unavailable(
+    Err(CentralError::unavailable(
         "rich containers of the pool kept changing while their keys were updated; retry",
     ))
 }

@@ -1,0 +1,227 @@
+//! Pure placement planning: from a snapshot of the pool's nodes and the wanted workloads to the
+//! exact list of operations one atomic commit must make (container records, assignments, the
+//! touched nodes' inventory records). No store, no clock, no global randomness: everything it
+//! reads is passed in, so it is tested without any store.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use caas_api::central::{
+    Allocation, ContainerRecord, Liveness, NodeRecord, PlacedWorkload, Placement,
+};
+use caas_api::{Assignment, NodeInfo, WorkloadKey, WorkloadSpec, ZkLayout};
+use rand::Rng;
+
+use crate::decoded::{apps_of, view_of, PoolNodes, VersionedNode};
+use crate::error::CentralError;
+use crate::scheduler::{self, Constraint, NodeView, PlacementRequest, Resources, Strategy};
+use crate::store::Op;
+
+/// One workload to place.
+#[derive(Debug, Clone)]
+pub struct Want {
+    pub spec: WorkloadSpec,
+    pub app: String,
+    pub constraints: Vec<Constraint>,
+    pub strategy: Strategy,
+    /// The pool's SSH keys, handed to the agent with a rich workload's assignment.
+    pub ssh_keys: Vec<String>,
+}
+
+/// Whether the placement creates workloads or moves one that exists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Intent {
+    /// New records are created (a create request).
+    Create,
+    /// The one wanted workload leaves `from`: its record (at `record_version`) is updated in
+    /// place, keeping `created_at`, and its share of `from` is released.
+    Move {
+        from: String,
+        key: WorkloadKey,
+        record_version: i32,
+        created_at: u64,
+    },
+}
+
+impl Intent {
+    fn leaving(&self) -> Option<&str> {
+        match self {
+            Intent::Create => None,
+            Intent::Move { from, .. } => Some(from),
+        }
+    }
+}
+
+/// What planning reads: the pool's nodes as the caches show them, corrected by what the commit
+/// loop learnt from lost races.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub nodes: Arc<PoolNodes>,
+    /// Inventory records re-read after a lost race (`None`: the record does not exist).
+    pub fresh: BTreeMap<String, Option<Arc<VersionedNode>>>,
+    /// Nodes that still hold an assignment of a wanted name (a purge not yet carried out).
+    pub avoid: BTreeSet<String>,
+    /// The inventory record of the node a moved workload leaves (it may be lost, so it is
+    /// not among `nodes`).
+    pub leaving: Option<Arc<VersionedNode>>,
+}
+
+/// The result of planning: the operations of one atomic commit and what they record.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub ops: Vec<Op>,
+    pub records: Vec<ContainerRecord>,
+    /// Assignment directories that must exist before the commit (first workload on a node).
+    pub dirs: Vec<String>,
+}
+
+pub fn allocation_of(spec: &WorkloadSpec) -> Allocation {
+    let parsed = spec.resources.parse().unwrap_or_default();
+    Allocation {
+        cpu_millis: parsed.cpu_millis.unwrap_or(0),
+        memory_bytes: parsed.memory_bytes.unwrap_or(0),
+        pids: parsed.pids.map(|p| p.max(0) as u64).unwrap_or(0),
+    }
+}
+
+fn to_resources(a: Allocation) -> Resources {
+    Resources {
+        cpu_millis: a.cpu_millis,
+        memory_bytes: a.memory_bytes,
+        pids: a.pids,
+    }
+}
+
+fn new_node_record(info: &NodeInfo, now: u64) -> NodeRecord {
+    NodeRecord {
+        version: caas_api::PAYLOAD_VERSION,
+        info: info.clone(),
+        allocated: Allocation::default(),
+        workloads: BTreeMap::new(),
+        liveness: Liveness::Ready,
+        since: now,
+    }
+}
+
+/// Places every want (all of `pool`) on the snapshot's nodes and lists the operations that
+/// commit the result atomically: per want its record and assignment, per touched node its
+/// inventory record (version-checked), the left node's release for a move, a check that the
+/// pool still exists, then `extra_ops`.
+#[allow(clippy::too_many_arguments)]
+pub fn plan(
+    layout: &ZkLayout,
+    pool: &str,
+    wants: &[Want],
+    intent: &Intent,
+    extra_ops: &[Op],
+    snapshot: &Snapshot,
+    rng: &mut impl Rng,
+    now: u64,
+) -> Result<Plan, CentralError> {
+    let nodes = &snapshot.nodes;
+    let record_of = |i: usize| -> Option<Arc<VersionedNode>> {
+        match snapshot.fresh.get(&nodes.infos[i].node_id) {
+            Some(fresh) => fresh.clone(),
+            None => nodes.records[i].clone(),
+        }
+    };
+    // Borrowed from the shared snapshot; copied only if this plan has to change a view.
+    let mut views: Cow<[NodeView]> = Cow::Borrowed(&nodes.views);
+    for (i, info) in nodes.infos.iter().enumerate() {
+        if Some(info.node_id.as_str()) == intent.leaving() || snapshot.avoid.contains(&info.node_id)
+        {
+            views.to_mut()[i].ready = false;
+        } else if snapshot.fresh.contains_key(&info.node_id) {
+            let record = record_of(i);
+            let apps = record.as_ref().map(|r| r.apps.clone()).unwrap_or_default();
+            views.to_mut()[i] = view_of(info, record.as_ref().map(|r| &r.record), apps);
+        }
+    }
+    let mut touched: BTreeMap<usize, (NodeRecord, Option<i32>)> = BTreeMap::new();
+    let mut records = Vec::new();
+    let mut ops = Vec::new();
+    for (n, want) in wants.iter().enumerate() {
+        let alloc = allocation_of(&want.spec);
+        let request = PlacementRequest {
+            pool: pool.to_string(),
+            request: to_resources(alloc),
+            constraints: want.constraints.clone(),
+            app: Some(want.app.clone()),
+            strategy: want.strategy,
+        };
+        let chosen = scheduler::place(&request, &views, rng).map_err(|why| {
+            CentralError::unschedulable(format!("cannot place {}: {why}", want.spec.name))
+        })?;
+        let i = chosen.node;
+        let info = &nodes.infos[i];
+        let (node_record, _) = touched.entry(i).or_insert_with(|| match record_of(i) {
+            Some(v) => (v.record.clone(), Some(v.version)),
+            None => (new_node_record(info, now), None),
+        });
+        let key = WorkloadKey::new(pool, &want.spec.name);
+        node_record.allocated.add(alloc);
+        node_record.workloads.insert(
+            key.to_string(),
+            PlacedWorkload {
+                app: want.app.clone(),
+                allocation: alloc,
+            },
+        );
+        if n + 1 < wants.len() {
+            views.to_mut()[i] = view_of(info, Some(node_record), apps_of(node_record));
+        }
+        let record = ContainerRecord {
+            version: caas_api::PAYLOAD_VERSION,
+            spec: want.spec.clone(),
+            app: want.app.clone(),
+            constraints: want.constraints.iter().map(ToString::to_string).collect(),
+            strategy: match want.strategy {
+                Strategy::Spread => "spread".into(),
+                Strategy::Binpack => "binpack".into(),
+            },
+            node: info.node_id.clone(),
+            placement: Placement::Placed,
+            created_at: match intent {
+                Intent::Move { created_at, .. } if *created_at > 0 => *created_at,
+                _ => now,
+            },
+        };
+        let record_path = layout.container(pool, &want.spec.name);
+        ops.push(match intent {
+            Intent::Move { record_version, .. } => Op::set(record_path, &record, *record_version)?,
+            Intent::Create => Op::create(record_path, &record)?,
+        });
+        ops.push(Op::create(
+            layout.assignment(&info.node_id, &key),
+            &Assignment::run_with_keys(want.spec.clone(), &want.ssh_keys),
+        )?);
+        records.push(record);
+    }
+    let mut dirs = Vec::new();
+    for (&i, (record, version)) in &touched {
+        let info = &nodes.infos[i];
+        let path = layout.inventory(&info.node_id);
+        let mut record = record.clone();
+        record.info = (**info).clone();
+        ops.push(match version {
+            Some(v) => Op::set(path, &record, *v)?,
+            None => {
+                // First placement on this node: its assignment directory may not exist yet
+                // (the leader creates it when it records the node).
+                dirs.push(layout.assign_dir(&info.node_id));
+                Op::create(path, &record)?
+            }
+        });
+    }
+    if let (Intent::Move { from, key, .. }, Some(old)) = (intent, &snapshot.leaving) {
+        let mut record = old.record.clone();
+        if let Some(gone) = record.workloads.remove(&key.to_string()) {
+            record.allocated.sub(gone.allocation);
+            ops.push(Op::set(layout.inventory(from), &record, old.version)?);
+        }
+    }
+    ops.push(Op::exists(layout.pool(pool)));
+    ops.extend(extra_ops.iter().cloned());
+    Ok(Plan { ops, records, dirs })
+}
