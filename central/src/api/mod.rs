@@ -309,6 +309,11 @@ pub fn routes(
                 CentralError::TooLarge(format!(
                     "bodies are limited to {MAX_BODY} bytes ({MAX_PACKAGE} for deploy packages)"
                 ))
+            } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
+                CentralError::BadRequest(
+                    "this request needs a Content-Length header (send a JSON body, `{}` if empty)"
+                        .into(),
+                )
             } else if rejection.find::<warp::reject::InvalidQuery>().is_some() {
                 CentralError::invalid("query", "invalid query string (purge_data=true|false)")
             } else {

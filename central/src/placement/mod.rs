@@ -71,13 +71,16 @@ pub async fn place_and_commit(
     let layout = central.layout();
     let mut rng = rand::rngs::StdRng::from_rng(&mut rand::rng());
     let mut snapshot = Snapshot::default();
+    if let Intent::Move { from, .. } = &intent {
+        // The node being left is read from the store, not the cache: a cache that has not yet
+        // seen the workload arrive there would release nothing and leak its allocation.
+        let fresh = central.fresh_inventory(from).await?.map(Arc::new);
+        snapshot.fresh.insert(from.clone(), fresh);
+    }
     for attempt in 0..MAX_ATTEMPTS {
         snapshot.nodes = central.pool_nodes(pool)?;
         if let Intent::Move { from, .. } = &intent {
-            snapshot.leaving = match snapshot.fresh.get(from) {
-                Some(fresh) => fresh.clone(),
-                None => central.inventory()?.get(from).cloned(),
-            };
+            snapshot.leaving = snapshot.fresh.get(from).cloned().flatten();
         }
         let plan = plan(
             layout,
