@@ -225,3 +225,188 @@ pub fn plan(
     ops.extend(extra_ops.iter().cloned());
     Ok(Plan { ops, records, dirs })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use caas_api::Capacity;
+    use rand::SeedableRng;
+
+    fn info(id: &str) -> Arc<NodeInfo> {
+        Arc::new(NodeInfo {
+            version: caas_api::PAYLOAD_VERSION,
+            node_id: id.into(),
+            pool: "p".into(),
+            api_addr: "127.0.0.1:1".into(),
+            underlay: None,
+            capacity: Capacity {
+                cpu_millis: 1000,
+                memory_bytes: 1 << 30,
+            },
+            labels: BTreeMap::new(),
+            agent_version: "t".into(),
+            hostname: id.into(),
+            started_at: 0,
+            engine_ready: true,
+        })
+    }
+
+    fn nodes(records: Vec<(&str, Option<VersionedNode>)>) -> Arc<PoolNodes> {
+        let mut out = PoolNodes::default();
+        for (id, record) in records {
+            let info = info(id);
+            let apps = record.as_ref().map(|r| r.apps.clone()).unwrap_or_default();
+            out.views
+                .push(view_of(&info, record.as_ref().map(|r| &r.record), apps));
+            out.infos.push(info);
+            out.records.push(record.map(Arc::new));
+        }
+        Arc::new(out)
+    }
+
+    fn want(name: &str, cpu: &str) -> Want {
+        let spec: WorkloadSpec = serde_json::from_value(serde_json::json!({
+            "pool": "p", "name": name, "image": "i", "resources": {"cpu": cpu, "memory": "64Mi"}
+        }))
+        .unwrap();
+        Want {
+            spec,
+            app: name.into(),
+            constraints: Vec::new(),
+            strategy: Strategy::Spread,
+            ssh_keys: Vec::new(),
+        }
+    }
+
+    fn layout() -> ZkLayout {
+        ZkLayout::new("/caas").unwrap()
+    }
+
+    fn run(snapshot: &Snapshot, wants: &[Want], intent: &Intent) -> Result<Plan, CentralError> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        plan(&layout(), "p", wants, intent, &[], snapshot, &mut rng, 42)
+    }
+
+    fn paths(plan: &Plan) -> Vec<(&'static str, &str)> {
+        plan.ops
+            .iter()
+            .map(|op| {
+                let kind = match op {
+                    Op::Create { .. } => "create",
+                    Op::Set { .. } => "set",
+                    Op::Delete { .. } => "delete",
+                    Op::Check { .. } => "check",
+                };
+                (kind, op.path())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_create_on_a_new_node_writes_record_assignment_inventory_and_checks_the_pool() {
+        let snapshot = Snapshot {
+            nodes: nodes(vec![("n1", None)]),
+            ..Default::default()
+        };
+        let plan = run(&snapshot, &[want("web", "100m")], &Intent::Create).unwrap();
+        assert_eq!(
+            paths(&plan),
+            vec![
+                ("create", "/caas/pools/p/containers/web"),
+                ("create", "/caas/assign/n1/p.web"),
+                ("create", "/caas/inventory/n1"),
+                ("check", "/caas/pools/p"),
+            ]
+        );
+        assert_eq!(plan.dirs, vec!["/caas/assign/n1".to_string()]);
+        assert_eq!(plan.records[0].created_at, 42);
+    }
+
+    #[test]
+    fn replicas_see_each_other_and_nothing_overcommits() {
+        let snapshot = Snapshot {
+            nodes: nodes(vec![("n1", None), ("n2", None)]),
+            ..Default::default()
+        };
+        let wants: Vec<Want> = (1..=4).map(|i| want(&format!("w-{i}"), "500m")).collect();
+        let plan = run(&snapshot, &wants, &Intent::Create).unwrap();
+        let per_node: Vec<&str> = plan.records.iter().map(|r| r.node.as_str()).collect();
+        assert_eq!(per_node.iter().filter(|n| **n == "n1").count(), 2);
+        assert_eq!(per_node.iter().filter(|n| **n == "n2").count(), 2);
+        let five: Vec<Want> = (1..=5).map(|i| want(&format!("w-{i}"), "500m")).collect();
+        assert!(matches!(
+            run(&snapshot, &five, &Intent::Create),
+            Err(CentralError::Unschedulable(_))
+        ));
+    }
+
+    #[test]
+    fn a_record_reread_after_a_race_replaces_the_cached_one() {
+        let mut full = new_node_record(&info("n1"), 0);
+        full.allocated.cpu_millis = 1000;
+        let snapshot = Snapshot {
+            nodes: nodes(vec![("n1", None), ("n2", None)]),
+            fresh: [(
+                "n1".to_string(),
+                Some(Arc::new(VersionedNode::new(full, 3))),
+            )]
+            .into(),
+            ..Default::default()
+        };
+        let plan = run(&snapshot, &[want("web", "100m")], &Intent::Create).unwrap();
+        assert_eq!(plan.records[0].node, "n2", "n1 is full in the fresh record");
+        let avoid = Snapshot {
+            nodes: nodes(vec![("n1", None), ("n2", None)]),
+            avoid: ["n2".to_string()].into(),
+            ..Default::default()
+        };
+        let plan = run(&avoid, &[want("web", "100m")], &Intent::Create).unwrap();
+        assert_eq!(plan.records[0].node, "n1", "n2 still holds a purge of web");
+    }
+
+    #[test]
+    fn a_move_updates_the_record_and_releases_the_node_it_leaves() {
+        let key = WorkloadKey::new("p", "web");
+        let mut old = new_node_record(&info("n1"), 0);
+        let alloc = allocation_of(&want("web", "100m").spec);
+        old.allocated.add(alloc);
+        old.workloads.insert(
+            key.to_string(),
+            PlacedWorkload {
+                app: "web".into(),
+                allocation: alloc,
+            },
+        );
+        let old = Arc::new(VersionedNode::new(old, 5));
+        let snapshot = Snapshot {
+            nodes: nodes(vec![("n1", Some((*old).clone())), ("n2", None)]),
+            leaving: Some(old),
+            ..Default::default()
+        };
+        let intent = Intent::Move {
+            from: "n1".into(),
+            key,
+            record_version: 9,
+            created_at: 7,
+        };
+        let plan = run(&snapshot, &[want("web", "100m")], &intent).unwrap();
+        assert_eq!(
+            plan.records[0].node, "n2",
+            "never back onto the node it leaves"
+        );
+        assert_eq!(plan.records[0].created_at, 7);
+        assert!(matches!(&plan.ops[0], Op::Set { version: 9, .. }));
+        let release = plan
+            .ops
+            .iter()
+            .find(|op| op.path() == "/caas/inventory/n1")
+            .unwrap();
+        let Op::Set { data, version, .. } = release else {
+            panic!("{release:?}")
+        };
+        assert_eq!(*version, 5);
+        let released: NodeRecord = serde_json::from_slice(data).unwrap();
+        assert_eq!(released.allocated.cpu_millis, 0);
+        assert!(released.workloads.is_empty());
+    }
+}
