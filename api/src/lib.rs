@@ -6,6 +6,7 @@ pub mod central;
 pub mod error;
 pub mod health;
 pub mod name;
+pub mod network;
 pub mod node;
 pub mod paths;
 pub mod quantity;

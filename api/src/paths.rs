@@ -76,6 +76,23 @@ impl ZkLayout {
     pub fn networks(&self, pool: &str) -> String {
         format!("{}/pools/{pool}/networks", self.root)
     }
+    pub fn network(&self, pool: &str, network: &str) -> String {
+        format!("{}/pools/{pool}/networks/{network}", self.root)
+    }
+    /// Directory of a network's address allocations.
+    pub fn ips(&self, pool: &str, network: &str) -> String {
+        format!("{}/pools/{pool}/networks/{network}/ips", self.root)
+    }
+    pub fn ip(&self, pool: &str, network: &str, ip: &str) -> String {
+        format!("{}/pools/{pool}/networks/{network}/ips/{ip}", self.root)
+    }
+    /// Cluster-wide VNI claims: `vnis/<vni>` holds the pool and network that own it.
+    pub fn vnis(&self) -> String {
+        format!("{}/vnis", self.root)
+    }
+    pub fn vni(&self, vni: u32) -> String {
+        format!("{}/vnis/{vni}", self.root)
+    }
     pub fn inventory_root(&self) -> String {
         format!("{}/inventory", self.root)
     }
