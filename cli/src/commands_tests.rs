@@ -170,9 +170,14 @@ async fn central_errors_keep_their_field_hint_and_exit_code() {
     assert_eq!(err.exit_code(), 1);
 
     let err = caas(&fake, &["node", "inspect", "n1"]).await.unwrap_err();
-    assert_eq!(error_text(&err).lines().next(), Some("caas: HTTP 404 Not Found"));
+    assert_eq!(
+        error_text(&err).lines().next(),
+        Some("caas: HTTP 404 Not Found")
+    );
     assert!(
-        err.hint().unwrap().contains("does not look like caas central"),
+        err.hint()
+            .unwrap()
+            .contains("does not look like caas central"),
         "a 404 without central's error body is someone else's"
     );
 }
@@ -182,7 +187,8 @@ async fn unreachable_central_and_bad_urls() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     drop(listener);
-    let cli = Cli::try_parse_from(["caas", "--url", &format!("http://{addr}"), "node", "ls"]).unwrap();
+    let cli =
+        Cli::try_parse_from(["caas", "--url", &format!("http://{addr}"), "node", "ls"]).unwrap();
     let err = crate::run(&cli, &mut Vec::new()).await.unwrap_err();
     assert_eq!(err.exit_code(), 1);
     let hint = err.hint().unwrap();
@@ -198,8 +204,15 @@ async fn unreachable_central_and_bad_urls() {
         assert!(err.hint().is_none());
         assert!(error_text(&err).contains("CAAS_URL"), "{err}");
     }
-    let cli =
-        Cli::try_parse_from(["caas", "--token", "bad\ntoken", "--pool=p", "container", "ls"]).unwrap();
+    let cli = Cli::try_parse_from([
+        "caas",
+        "--token",
+        "bad\ntoken",
+        "--pool=p",
+        "container",
+        "ls",
+    ])
+    .unwrap();
     let err = crate::run(&cli, &mut Vec::new()).await.unwrap_err();
     assert_eq!(err.exit_code(), 64);
 }

@@ -154,7 +154,11 @@ impl CentralClient {
         self.get(&["v1", "pools", pool, "containers"]).await
     }
 
-    pub async fn get_container(&self, pool: &str, name: &str) -> Result<ContainerView, ClientError> {
+    pub async fn get_container(
+        &self,
+        pool: &str,
+        name: &str,
+    ) -> Result<ContainerView, ClientError> {
         self.get(&["v1", "pools", pool, "containers", name]).await
     }
 

@@ -87,7 +87,10 @@ async fn error_bodies_are_decoded_with_their_field() {
         image: "busybox:1".into(),
         ..Default::default()
     };
-    let err = client(&fake).create_containers("p1", &req).await.unwrap_err();
+    let err = client(&fake)
+        .create_containers("p1", &req)
+        .await
+        .unwrap_err();
     match &err {
         ClientError::Api { status, body, .. } => {
             assert_eq!(*status, 400);
@@ -263,6 +266,62 @@ async fn pool_calls_and_path_escaping() {
         fake.seen()[0].body,
         Some(json!({"name": "p1", "ssh_keys": ["ssh-ed25519 AAA"]}))
     );
+}
+
+#[tokio::test]
+async fn exec_deploy_and_ssh_keys_send_their_bodies() {
+    let fake = fake(|s| match (s.method.as_str(), s.path.as_str()) {
+        ("POST", "/v1/pools/pool2/containers/web-1/exec") => ok(
+            200,
+            json!({"name": "web-1", "exit_code": 3, "stdout": "out", "stderr": "err"}),
+        ),
+        ("POST", "/v1/pools/pool2/containers/web/deploy") => ok(
+            200,
+            json!([{"name": "web-1", "package_sha256": "ab", "start_script": "bin/start.sh",
+                    "program": {"name": "app", "state": "RUNNING"}}]),
+        ),
+        ("PUT", "/v1/pools/pool2/ssh-keys") => ok(
+            200,
+            json!({"pool": "pool2", "ssh_keys": ["ssh-ed25519 AAA"], "containers_updated": 2}),
+        ),
+        _ => ok(404, json!({"code": "not-found", "message": "nope"})),
+    })
+    .await;
+    let client = client(&fake);
+    let request = ExecRequest {
+        command: vec!["ls".into(), "-l".into()],
+        user: Some("admin".into()),
+        timeout_seconds: Some(5),
+    };
+    let result = client
+        .exec_container("pool2", "web-1", &request)
+        .await
+        .unwrap();
+    assert_eq!((result.exit_code, result.stdout.as_str()), (3, "out"));
+    assert!(!result.timed_out);
+
+    let package = vec![0x1f, 0x8b, 0, 1, 2];
+    let results = client
+        .deploy_container("pool2", "web", package.clone())
+        .await
+        .unwrap();
+    assert_eq!(results[0].program.state, "RUNNING");
+
+    let view = client
+        .set_pool_ssh_keys("pool2", &["ssh-ed25519 AAA".to_string()])
+        .await
+        .unwrap();
+    assert_eq!(view.containers_updated, 2);
+
+    let seen = fake.seen();
+    assert_eq!(
+        seen[0].body,
+        Some(json!({"command": ["ls", "-l"], "user": "admin", "timeout_seconds": 5}))
+    );
+    assert_eq!(seen[1].content_type.as_deref(), Some("application/gzip"));
+    assert_eq!(seen[1].raw, package, "the package is sent as is");
+    assert_eq!(seen[1].auth.as_deref(), Some("Bearer t0k"));
+    assert_eq!(seen[2].body, Some(json!({"ssh_keys": ["ssh-ed25519 AAA"]})));
 }
 
 #[tokio::test]

@@ -25,8 +25,12 @@ pub struct Seen {
     pub query: String,
     /// The `Authorization` header.
     pub auth: Option<String>,
+    /// The `Content-Type` header.
+    pub content_type: Option<String>,
     /// The body, when it was JSON.
     pub body: Option<Value>,
+    /// The body as sent.
+    pub raw: Vec<u8>,
 }
 
 type Handler = dyn Fn(&Seen) -> (u16, String) + Send + Sync;
@@ -110,19 +114,26 @@ async fn answer(
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
+    let header = |name| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+            .map(str::to_string)
+    };
     let seen = Seen {
         method: parts.method.to_string(),
         path: parts.uri.path().to_string(),
         query: parts.uri.query().unwrap_or_default().to_string(),
-        auth: parts
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string),
+        auth: header(AUTHORIZATION),
+        content_type: header(CONTENT_TYPE),
         body: serde_json::from_slice(&body).ok(),
+        raw: body.to_vec(),
     };
     let (status, text) = handler(&seen);
-    log.lock().unwrap_or_else(PoisonError::into_inner).push(seen);
+    log.lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(seen);
     let mut resp = Response::new(Full::new(Bytes::from(text)));
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     resp.headers_mut()

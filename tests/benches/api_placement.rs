@@ -753,7 +753,9 @@ async fn main() -> Result<()> {
         "the leader to record every node in the inventory",
         Duration::from_secs(300),
         || async {
-            let recorded = nodes_session.list_children(&layout.inventory_root()).await?;
+            let recorded = nodes_session
+                .list_children(&layout.inventory_root())
+                .await?;
             Ok((recorded.len() == node_count).then_some(()))
         },
     )
