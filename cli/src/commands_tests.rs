@@ -16,7 +16,7 @@ async fn fake(handler: impl Fn(&Seen) -> (u16, String) + Send + Sync + 'static) 
 /// Runs a whole command line against the fake central; returns stdout or the error.
 async fn caas(fake: &FakeCentral, args: &[&str]) -> Result<String, CliError> {
     let mut cli = Cli::try_parse_from(
-        ["caas", "--url", &fake.url(), "--token", "t0k"]
+        ["caas", "--url", fake.url(), "--token", "t0k"]
             .into_iter()
             .chain(args.iter().copied()),
     )

@@ -2,6 +2,8 @@
 //! depend (normally, i.e. in what they ship) on `caas-central`, `caas-zk`, warp or
 //! zookeeper-client. Checked with `cargo tree` on the workspace's lock file.
 
+#![allow(clippy::expect_used)]
+
 use std::process::Command;
 
 const SERVER_CRATES: [&str; 4] = ["caas-central", "caas-zk", "warp", "zookeeper-client"];
