@@ -44,6 +44,12 @@ pub struct PoolView {
     pub token: Option<String>,
 }
 
+/// Answer of `POST /v1/pools/{pool}/tokens`: one more token for the pool (shown only once).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenResponse {
+    pub token: String,
+}
+
 /// Body of `POST /v1/pools/{pool}/containers`. The pool comes from the path.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

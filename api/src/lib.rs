@@ -3,6 +3,7 @@
 
 pub mod assignment;
 pub mod central;
+pub mod constraint;
 pub mod error;
 pub mod health;
 pub mod name;
@@ -14,6 +15,7 @@ pub mod spec;
 pub mod status;
 
 pub use assignment::{Assignment, Desired};
+pub use constraint::{Constraint, ConstraintError};
 pub use error::ValidationError;
 pub use health::{HealthCheck, HealthState, HealthStatus, Probe, ProgramStatus};
 pub use node::{Capacity, NodeInfo};

@@ -1,9 +1,9 @@
-//! caas-central: the stateless REST API, the scheduler, the leader's background work and the
-//! `caas` CLI. Central keeps no state of its own: everything lives in ZooKeeper.
+//! caas-central: the stateless REST API, the scheduler and the leader's background work.
+//! Central keeps no state of its own: everything lives in ZooKeeper. (The `caas` CLI and its
+//! REST client are the `caas-cli` and `caas-client` crates.)
 pub mod agent_link;
 pub mod api;
 pub mod auth;
-pub mod cli;
 pub mod config;
 pub mod decoded;
 pub mod error;

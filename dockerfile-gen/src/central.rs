@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use caas_api::central::CreateContainerRequest;
 use caas_api::{HealthCheck as ApiHealthCheck, HealthState, Probe as ApiProbe};
-use caas_central::cli::client::CentralClient;
+use caas_client::{CentralClient, ClientError};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, RunError};
@@ -98,7 +98,7 @@ pub fn request(plan: &Plan, image: &str, env: &[String]) -> Result<CreateContain
     })
 }
 
-fn central_err(t: &Target) -> impl Fn(caas_central::cli::error::CliError) -> Error + '_ {
+fn central_err(t: &Target) -> impl Fn(ClientError) -> Error + '_ {
     move |e| {
         RunError::Central {
             url: t.url.clone(),

@@ -57,7 +57,7 @@ pub fn central() -> anyhow::Result<PathBuf> {
 /// Path of the `caas` CLI binary (built on first use).
 pub fn cli() -> anyhow::Result<PathBuf> {
     static PATH: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    PATH.get_or_init(|| build("caas-central", "caas").map_err(|e| format!("{e:#}")))
+    PATH.get_or_init(|| build("caas-cli", "caas").map_err(|e| format!("{e:#}")))
         .clone()
         .map_err(|e| anyhow::anyhow!(e))
 }

@@ -46,6 +46,34 @@ pub fn server_mode(srvr: &str) -> Option<&str> {
         .map(str::trim)
 }
 
+/// How a server is tuned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ZkProfile {
+    /// Starts fast and stays small (128 MiB heap, serial GC, C1 JIT only) and notices dead
+    /// sessions fast (`tickTime=200`): what end-to-end tests want.
+    #[default]
+    Test,
+    /// For benchmarks: a 512 MiB heap, the JVM's default GC and full JIT, `tickTime=2000`.
+    /// Durability is ZooKeeper's default in both (`forceSync=yes`).
+    Throughput,
+}
+
+impl ZkProfile {
+    fn jvm_args(self) -> &'static [&'static str] {
+        match self {
+            Self::Test => &["-Xmx128m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"],
+            Self::Throughput => &["-Xmx512m"],
+        }
+    }
+
+    fn tick_ms(self) -> u32 {
+        match self {
+            Self::Test => 200,
+            Self::Throughput => 2000,
+        }
+    }
+}
+
 /// One ZooKeeper process: its config, log and (while running) its guard.
 #[derive(Debug)]
 struct Member {
@@ -54,24 +82,25 @@ struct Member {
     log: PathBuf,
     client_addr: SocketAddr,
     netns: Option<String>,
+    profile: ZkProfile,
     guard: Option<ChildGuard>,
 }
 
 impl Member {
     fn spawn(&mut self) -> anyhow::Result<()> {
-        let args: Vec<String> = [
-            "-Xmx128m",
-            "-XX:+UseSerialGC",
-            "-XX:TieredStopAtLevel=1",
-            "-Dorg.slf4j.simpleLogger.showDateTime=true",
-            "-cp",
-            CLASSPATH,
-            "org.apache.zookeeper.server.quorum.QuorumPeerMain",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .chain([self.cfg.display().to_string()])
-        .collect();
+        let args: Vec<String> = self
+            .profile
+            .jvm_args()
+            .iter()
+            .chain(&[
+                "-Dorg.slf4j.simpleLogger.showDateTime=true",
+                "-cp",
+                CLASSPATH,
+                "org.apache.zookeeper.server.quorum.QuorumPeerMain",
+            ])
+            .map(|s| s.to_string())
+            .chain([self.cfg.display().to_string()])
+            .collect();
         let guard = ChildGuard::spawn(
             &self.name,
             self.netns.as_deref(),
@@ -154,11 +183,12 @@ async fn netns_four_letter(netns: &str, addr: SocketAddr, cmd: &str) -> anyhow::
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn base_config(data_dir: &Path, client_addr: SocketAddr) -> String {
+fn base_config(data_dir: &Path, client_addr: SocketAddr, profile: ZkProfile) -> String {
     format!(
-        "tickTime=200\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={}\nclientPortAddress={}\n\
+        "tickTime={}\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={}\nclientPortAddress={}\n\
          minSessionTimeout=400\nmaxSessionTimeout=30000\nadmin.enableServer=false\n\
          4lw.commands.whitelist=*\nmaxClientCnxns=0\n",
+        profile.tick_ms(),
         data_dir.display(),
         client_addr.port(),
         client_addr.ip()
@@ -180,17 +210,23 @@ fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
 #[derive(Debug)]
 pub struct ZkServer {
     member: Member,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl ZkServer {
     /// A server on a free port of 127.0.0.1, serving when this returns.
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(ZkProfile::Test).await
+    }
+
+    /// Like [`ZkServer::start`], tuned as `profile` says.
+    pub async fn start_with(profile: ZkProfile) -> anyhow::Result<Self> {
         let mut last = None;
         // The free port may be taken by someone else before the JVM binds it: try again.
         for _ in 0..3 {
             let port = free_ports(1)?[0];
-            match Self::launch(None, SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)).await {
+            let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
+            match Self::launch(None, addr, profile).await {
                 Ok(server) => return Ok(server),
                 Err(e) => last = Some(e),
             }
@@ -202,26 +238,32 @@ impl ZkServer {
     pub async fn start_in(netns: &str, bind_ip: IpAddr) -> anyhow::Result<Self> {
         // A fresh namespace has all ports free; a random one avoids clashing with other servers.
         let port = 20000 + rand::random_range(0..20000u16);
-        Self::launch(Some(netns.to_string()), SocketAddr::new(bind_ip, port)).await
+        let addr = SocketAddr::new(bind_ip, port);
+        Self::launch(Some(netns.to_string()), addr, ZkProfile::Test).await
     }
 
-    async fn launch(netns: Option<String>, client_addr: SocketAddr) -> anyhow::Result<Self> {
+    async fn launch(
+        netns: Option<String>,
+        client_addr: SocketAddr,
+        profile: ZkProfile,
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("caas-zk-").tempdir()?;
         let data = dir.path().join("data");
         std::fs::create_dir_all(&data)?;
         let cfg = dir.path().join("zoo.cfg");
-        std::fs::write(&cfg, base_config(&data, client_addr))?;
+        std::fs::write(&cfg, base_config(&data, client_addr, profile))?;
         let mut member = Member {
             name: format!("zookeeper@{client_addr}"),
             cfg,
             log: dir.path().join("zookeeper.log"),
             client_addr,
             netns,
+            profile,
             guard: None,
         };
         member.spawn()?;
         member.wait_mode(&["standalone"]).await?;
-        Ok(Self { member, _dir: dir })
+        Ok(Self { member, dir })
     }
 
     /// `ip:port`, for clients.
@@ -247,6 +289,16 @@ impl ZkServer {
 
     pub fn log_tail(&self, lines: usize) -> String {
         self.member.log_tail(lines)
+    }
+
+    /// The server's process id while it runs (to read its CPU time from `/proc`).
+    pub fn pid(&self) -> Option<u32> {
+        self.member.guard.as_ref().and_then(ChildGuard::pid)
+    }
+
+    /// The server's `dataDir`.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
     }
 }
 
@@ -283,7 +335,10 @@ impl ZkEnsemble {
             let cfg = dir.path().join(format!("zoo{}.cfg", i + 1));
             std::fs::write(
                 &cfg,
-                format!("{}{servers}", base_config(&data, client_addr)),
+                format!(
+                    "{}{servers}",
+                    base_config(&data, client_addr, ZkProfile::Test)
+                ),
             )?;
             members.push(Member {
                 name: format!("zookeeper-{}@{client_addr}", i + 1),
@@ -291,6 +346,7 @@ impl ZkEnsemble {
                 log: dir.path().join(format!("zookeeper{}.log", i + 1)),
                 client_addr,
                 netns: None,
+                profile: ZkProfile::Test,
                 guard: None,
             });
         }

@@ -1,6 +1,5 @@
 //! Unit tests of the scheduler, with small builders for nodes and requests.
 
-mod constraint;
 mod explain;
 mod placement;
 mod sampling;

@@ -3,9 +3,9 @@
 use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use caas_api::central::{CreatePoolRequest, ExecRequest};
+use caas_api::central::{CreatePoolRequest, ExecRequest, TokenResponse};
+use caas_client::CentralClient;
 
-use super::client::{CentralClient, TokenResponse};
 use super::render;
 use super::{Cli, CliError, Command, ContainerCommand, NodeCommand, OutputFormat, PoolCommand};
 
@@ -294,3 +294,7 @@ async fn container(
     }
     Ok(0)
 }
+
+#[cfg(test)]
+#[path = "commands_tests.rs"]
+mod tests;

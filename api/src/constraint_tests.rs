@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::super::{Constraint, ConstraintError, ConstraintOp};
+use super::{Constraint, ConstraintError, ConstraintOp};
 
 #[test]
 fn parses_eq_and_ne_and_round_trips() {

@@ -1,7 +1,7 @@
 //! `CliError`: everything a `caas` command can fail with, its exit code, and the hint that tells
 //! the operator what to do next.
 
-use caas_api::central::ErrorBody;
+use caas_client::{ClientError, NetworkKind};
 
 /// Exit code for a command line that caas itself refused (sysexits' `EX_USAGE`). Clap's own
 /// parse errors keep clap's exit code 2.
@@ -9,65 +9,20 @@ pub const EXIT_BAD_ARGUMENT: u8 = 64;
 /// Exit code for an error answered by central or a failed exchange with it.
 pub const EXIT_FAILURE: u8 = 1;
 
-/// Why a request never got an answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NetworkKind {
-    /// Nothing accepted the connection (central down, wrong host or port).
-    Connect,
-    /// Connected, but no complete answer in time.
-    Timeout,
-    /// The exchange broke off some other way.
-    Other,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
     /// A local argument caas checked itself, e.g. `-e` without `=` or a missing `--pool`.
     #[error("{message}")]
     BadArgument { message: String },
 
-    /// Central answered with an error status and (normally) an `ErrorBody`.
-    #[error("{}", .body.message)]
-    Api {
-        /// HTTP status code.
-        status: u16,
-        body: ErrorBody,
-        /// Central's base URL, for hints.
-        url: String,
-    },
-
-    /// Central could not be reached, or the exchange broke off.
-    #[error("{}", network_message(*.kind, .url, .detail))]
-    Network {
-        kind: NetworkKind,
-        url: String,
-        detail: String,
-    },
-
-    /// Central answered, but not with what the API promises (e.g. a proxy's HTML page).
-    #[error("unexpected answer from {url} (HTTP {status}): {detail}")]
-    Protocol {
-        status: u16,
-        url: String,
-        detail: String,
-    },
+    /// Talking to central failed: a URL or token the client refused, an error answer, a
+    /// network failure or an answer that is not central's.
+    #[error(transparent)]
+    Client(#[from] ClientError),
 
     /// Writing the output failed (e.g. the reader of a pipe went away).
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
-}
-
-fn network_message(kind: NetworkKind, url: &str, detail: &str) -> String {
-    match kind {
-        NetworkKind::Connect => format!("cannot connect to central at {url}: {detail}"),
-        NetworkKind::Timeout => format!("central at {url} did not answer in time: {detail}"),
-        NetworkKind::Other => format!("request to central at {url} failed: {detail}"),
-    }
-}
-
-/// `ErrorBody.code` the client makes up when an error answer carries no `ErrorBody`.
-pub(crate) fn synthetic_code(status: u16) -> String {
-    format!("http-{status}")
 }
 
 impl CliError {
@@ -81,6 +36,7 @@ impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::BadArgument { .. } => EXIT_BAD_ARGUMENT,
+            Self::Client(e) if e.is_local() => EXIT_BAD_ARGUMENT,
             _ => EXIT_FAILURE,
         }
     }
@@ -88,7 +44,7 @@ impl CliError {
     /// HTTP status of an API error.
     pub fn status(&self) -> Option<u16> {
         match self {
-            Self::Api { status, .. } | Self::Protocol { status, .. } => Some(*status),
+            Self::Client(e) => e.status(),
             _ => None,
         }
     }
@@ -96,7 +52,15 @@ impl CliError {
     /// The API's machine-readable error code (`ErrorBody.code`).
     pub fn code(&self) -> Option<&str> {
         match self {
-            Self::Api { body, .. } => Some(&body.code),
+            Self::Client(e) => e.code(),
+            _ => None,
+        }
+    }
+
+    /// The request field central named as the culprit (`ErrorBody.field`).
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Self::Client(e) => e.field(),
             _ => None,
         }
     }
@@ -108,9 +72,12 @@ impl CliError {
 
     /// What the operator should try next, when there is something useful to say.
     pub fn hint(&self) -> Option<String> {
-        match self {
-            Self::BadArgument { .. } | Self::Output(_) => None,
-            Self::Network { kind, url, .. } => Some(match kind {
+        let Self::Client(e) = self else {
+            return None;
+        };
+        match e {
+            _ if e.is_local() => None,
+            ClientError::Network { kind, url, .. } => Some(match kind {
                 NetworkKind::Connect => {
                     format!("is central running at {url}? set --url or CAAS_URL to its address")
                 }
@@ -121,18 +88,16 @@ impl CliError {
                     format!("check that {url} is central's address (--url / CAAS_URL) and retry")
                 }
             }),
-            Self::Protocol { url, .. } => Some(format!(
+            ClientError::Protocol { url, .. } => Some(format!(
                 "is {url} really caas central? set --url or CAAS_URL to its address"
             )),
-            Self::Api {
-                status, body, url, ..
-            } => api_hint(*status, body, url),
+            ClientError::Api { status, url, .. } => api_hint(*status, e.from_central(), url),
+            _ => None,
         }
     }
 }
 
-fn api_hint(status: u16, body: &ErrorBody, url: &str) -> Option<String> {
-    let from_central = body.code != synthetic_code(status);
+fn api_hint(status: u16, from_central: bool, url: &str) -> Option<String> {
     match status {
         401 => Some(
             "central did not accept the token: pass --token or set CAAS_TOKEN to the admin token \

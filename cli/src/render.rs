@@ -135,10 +135,8 @@ pub fn containers_table(containers: &[ContainerView], now: u64) -> String {
 /// The error as the CLI prints it on stderr: `caas: <message> (field: x)` and a hint line.
 pub fn error_text(err: &CliError) -> String {
     let mut text = format!("caas: {err}");
-    if let CliError::Api { body, .. } = err {
-        if let Some(field) = &body.field {
-            text.push_str(&format!(" (field: {field})"));
-        }
+    if let Some(field) = err.field() {
+        text.push_str(&format!(" (field: {field})"));
     }
     if let Some(hint) = err.hint() {
         text.push_str(&format!("\nhint: {hint}"));

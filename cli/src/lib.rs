@@ -1,8 +1,7 @@
-//! The `caas` command-line tool: its arguments (here), a typed client of central's REST API
-//! (`client`), output for people and scripts (`render`, `format`) and the commands themselves
-//! (`commands`). `src/bin/caas.rs` only parses, runs and maps errors to exit codes.
+//! caas-cli: the `caas` command-line tool: its arguments (here), output for people and scripts
+//! (`render`, `format`) and the commands themselves (`commands`), over the typed REST client of
+//! `caas-client`. `src/main.rs` only parses, runs and maps errors to exit codes.
 
-pub mod client;
 pub mod commands;
 pub mod error;
 pub mod format;
@@ -12,9 +11,9 @@ mod create;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-pub use client::{CentralClient, CreateOutcome, TokenResponse};
+pub use caas_client::{CentralClient, CreateOutcome, NetworkKind};
 pub use commands::run;
-pub use error::{CliError, NetworkKind};
+pub use error::CliError;
 
 /// Central's address when neither `--url` nor `CAAS_URL` says otherwise.
 pub const DEFAULT_URL: &str = "http://127.0.0.1:8080";

@@ -1,9 +1,9 @@
-//! `caas`: the command-line tool ops use to drive caas central. All logic lives in
-//! `caas_central::cli`; this only parses, runs and maps errors to exit codes.
+//! `caas`: the command-line tool ops use to drive caas central. All logic lives in the
+//! `caas_cli` library; this only parses, runs and maps errors to exit codes.
 
 use std::process::ExitCode;
 
-use caas_central::cli::{self, render, Cli};
+use caas_cli::{self as cli, render, Cli};
 use clap::Parser;
 
 fn main() -> ExitCode {

@@ -5,10 +5,9 @@ use std::collections::BTreeMap;
 
 use caas_api::central::CreateContainerRequest;
 use caas_api::spec::validate_volume_path;
-use caas_api::{HealthCheck, Probe, Resources, RestartPolicy};
+use caas_api::{Constraint, HealthCheck, Probe, Resources, RestartPolicy};
 
 use super::{CliError, CreateArgs, RestartArg, StrategyArg};
-use crate::scheduler::Constraint;
 
 /// `-l` key that sets the hostname.
 const LABEL_HOSTNAME: &str = "Hostname";

@@ -1,10 +1,9 @@
 //! Tables, JSON and error text as people and scripts see them.
 
-use caas_api::central::ErrorBody;
 use serde_json::json;
 
 use super::*;
-use crate::cli::error::NetworkKind;
+use caas_client::{ClientError, ErrorBody, NetworkKind};
 
 /// 2024-05-01T10:20:30Z
 const STARTED: u64 = 1_714_558_830;
@@ -116,7 +115,7 @@ fn json_is_pretty_and_round_trips() {
 }
 
 fn api_error(status: u16, code: &str, field: Option<&str>) -> CliError {
-    CliError::Api {
+    CliError::Client(ClientError::Api {
         status,
         body: ErrorBody {
             code: code.into(),
@@ -124,7 +123,7 @@ fn api_error(status: u16, code: &str, field: Option<&str>) -> CliError {
             field: field.map(String::from),
         },
         url: "http://central:8080/".into(),
-    }
+    })
 }
 
 #[test]
@@ -155,11 +154,11 @@ fn api_errors_show_message_field_and_hint() {
 
 #[test]
 fn network_and_local_errors() {
-    let err = CliError::Network {
+    let err = CliError::Client(ClientError::Network {
         kind: NetworkKind::Connect,
         url: "http://127.0.0.1:8080/".into(),
         detail: "Connection refused (os error 111)".into(),
-    };
+    });
     assert_eq!(
         error_text(&err),
         "caas: cannot connect to central at http://127.0.0.1:8080/: Connection refused (os error \

@@ -1,19 +1,18 @@
-//! `CentralClient`: a typed async client of central's REST API (`/v1/...`). Used by the `caas`
-//! CLI and by end-to-end tests; every error answer is decoded into `CliError::Api` with the
-//! `ErrorBody` central sent.
+//! `CentralClient`: a typed async client of central's REST API (`/v1/...`). Every error answer
+//! is decoded into `ClientError::Api` with the `ErrorBody` central sent.
 
 use std::time::Duration;
 
 use caas_api::central::{
     ContainerView, CreateContainerRequest, CreatePoolRequest, DeployResult, ErrorBody, ExecRequest,
-    ExecResult, NodeView, PoolView, RescheduleRequest, SshKeysRequest, SshKeysView,
+    ExecResult, NodeView, PoolView, RescheduleRequest, SshKeysRequest, SshKeysView, TokenResponse,
 };
 use reqwest::header::{HeaderValue, AUTHORIZATION};
 use reqwest::{Method, RequestBuilder, StatusCode, Url};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use super::error::{synthetic_code, CliError, NetworkKind};
+use crate::error::{synthetic_code, ClientError, NetworkKind};
 
 /// How long to wait for a TCP connection to central.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -22,12 +21,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// How much of an unexpected body to quote in an error.
 const BODY_QUOTE: usize = 200;
-
-/// Answer of `POST /v1/pools/{pool}/tokens`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TokenResponse {
-    pub token: String,
-}
 
 /// Result of a container create: the containers, and whether anything was new (`201`) or all
 /// of them already existed with the same spec (`200`).
@@ -48,7 +41,7 @@ pub struct CentralClient {
 impl CentralClient {
     /// `url` is central's base address (`http://host:port`, optionally with a path prefix);
     /// `token` is sent as `Authorization: Bearer <token>`.
-    pub fn new(url: &str, token: Option<&str>) -> Result<Self, CliError> {
+    pub fn new(url: &str, token: Option<&str>) -> Result<Self, ClientError> {
         Self::with_timeouts(url, token, CONNECT_TIMEOUT, REQUEST_TIMEOUT)
     }
 
@@ -57,20 +50,16 @@ impl CentralClient {
         token: Option<&str>,
         connect: Duration,
         request: Duration,
-    ) -> Result<Self, CliError> {
+    ) -> Result<Self, ClientError> {
         let base = parse_base_url(url)?;
         let auth = token
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .map(|t| {
-                let mut value = HeaderValue::from_str(&format!("Bearer {t}")).map_err(|_| {
-                    CliError::bad_argument(
-                        "--token/CAAS_TOKEN contains characters that cannot be sent in an HTTP \
-                         header; copy the token again",
-                    )
-                })?;
+                let mut value = HeaderValue::from_str(&format!("Bearer {t}"))
+                    .map_err(|_| ClientError::InvalidToken)?;
                 value.set_sensitive(true);
-                Ok::<_, CliError>(value)
+                Ok::<_, ClientError>(value)
             })
             .transpose()?;
         let http = reqwest::Client::builder()
@@ -81,7 +70,7 @@ impl CentralClient {
             .timeout(request)
             .user_agent(concat!("caas/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| CliError::Network {
+            .map_err(|e| ClientError::Network {
                 kind: NetworkKind::Other,
                 url: url.to_string(),
                 detail: innermost(&e),
@@ -96,26 +85,26 @@ impl CentralClient {
 
     // ---- pools ----
 
-    pub async fn list_pools(&self) -> Result<Vec<PoolView>, CliError> {
+    pub async fn list_pools(&self) -> Result<Vec<PoolView>, ClientError> {
         self.get(&["v1", "pools"]).await
     }
 
     /// Creates a pool; the answer's `token` holds its first token (shown only this once).
-    pub async fn create_pool(&self, req: &CreatePoolRequest) -> Result<PoolView, CliError> {
+    pub async fn create_pool(&self, req: &CreatePoolRequest) -> Result<PoolView, ClientError> {
         let (_, view) = self.send(Method::POST, &["v1", "pools"], Some(req)).await?;
         Ok(view)
     }
 
-    pub async fn get_pool(&self, pool: &str) -> Result<PoolView, CliError> {
+    pub async fn get_pool(&self, pool: &str) -> Result<PoolView, ClientError> {
         self.get(&["v1", "pools", pool]).await
     }
 
-    pub async fn delete_pool(&self, pool: &str) -> Result<(), CliError> {
+    pub async fn delete_pool(&self, pool: &str) -> Result<(), ClientError> {
         self.delete(self.url(&["v1", "pools", pool])?).await
     }
 
     /// Issues one more token for a pool and returns it.
-    pub async fn create_pool_token(&self, pool: &str) -> Result<String, CliError> {
+    pub async fn create_pool_token(&self, pool: &str) -> Result<String, ClientError> {
         let (_, answer): (_, TokenResponse) = self
             .send(Method::POST, &["v1", "pools", pool, "tokens"], None::<&()>)
             .await?;
@@ -124,11 +113,11 @@ impl CentralClient {
 
     // ---- nodes ----
 
-    pub async fn list_nodes(&self) -> Result<Vec<NodeView>, CliError> {
+    pub async fn list_nodes(&self) -> Result<Vec<NodeView>, ClientError> {
         self.get(&["v1", "nodes"]).await
     }
 
-    pub async fn get_node(&self, id: &str) -> Result<NodeView, CliError> {
+    pub async fn get_node(&self, id: &str) -> Result<NodeView, ClientError> {
         self.get(&["v1", "nodes", id]).await
     }
 
@@ -138,7 +127,7 @@ impl CentralClient {
         &self,
         pool: &str,
         req: &CreateContainerRequest,
-    ) -> Result<Vec<ContainerView>, CliError> {
+    ) -> Result<Vec<ContainerView>, ClientError> {
         Ok(self.create_containers_outcome(pool, req).await?.containers)
     }
 
@@ -147,7 +136,7 @@ impl CentralClient {
         &self,
         pool: &str,
         req: &CreateContainerRequest,
-    ) -> Result<CreateOutcome, CliError> {
+    ) -> Result<CreateOutcome, ClientError> {
         let (status, containers) = self
             .send(
                 Method::POST,
@@ -161,11 +150,15 @@ impl CentralClient {
         })
     }
 
-    pub async fn list_containers(&self, pool: &str) -> Result<Vec<ContainerView>, CliError> {
+    pub async fn list_containers(&self, pool: &str) -> Result<Vec<ContainerView>, ClientError> {
         self.get(&["v1", "pools", pool, "containers"]).await
     }
 
-    pub async fn get_container(&self, pool: &str, name: &str) -> Result<ContainerView, CliError> {
+    pub async fn get_container(
+        &self,
+        pool: &str,
+        name: &str,
+    ) -> Result<ContainerView, ClientError> {
         self.get(&["v1", "pools", pool, "containers", name]).await
     }
 
@@ -175,7 +168,7 @@ impl CentralClient {
         pool: &str,
         name: &str,
         purge_data: bool,
-    ) -> Result<(), CliError> {
+    ) -> Result<(), ClientError> {
         let mut url = self.url(&["v1", "pools", pool, "containers", name])?;
         if purge_data {
             url.query_pairs_mut().append_pair("purge_data", "true");
@@ -190,7 +183,7 @@ impl CentralClient {
         pool: &str,
         name: &str,
         force: bool,
-    ) -> Result<ContainerView, CliError> {
+    ) -> Result<ContainerView, ClientError> {
         let (_, view) = self
             .send(
                 Method::POST,
@@ -206,7 +199,7 @@ impl CentralClient {
         &self,
         pool: &str,
         keys: &[String],
-    ) -> Result<SshKeysView, CliError> {
+    ) -> Result<SshKeysView, ClientError> {
         let (_, view) = self
             .send(
                 Method::PUT,
@@ -225,7 +218,7 @@ impl CentralClient {
         pool: &str,
         name: &str,
         request: &ExecRequest,
-    ) -> Result<ExecResult, CliError> {
+    ) -> Result<ExecResult, ClientError> {
         let (_, result) = self
             .send(
                 Method::POST,
@@ -242,7 +235,7 @@ impl CentralClient {
         pool: &str,
         name: &str,
         package: Vec<u8>,
-    ) -> Result<Vec<DeployResult>, CliError> {
+    ) -> Result<Vec<DeployResult>, ClientError> {
         let url = self.url(&["v1", "pools", pool, "containers", name, "deploy"])?;
         let req = self
             .http
@@ -250,7 +243,7 @@ impl CentralClient {
             .header(reqwest::header::CONTENT_TYPE, "application/gzip")
             .body(package);
         let (status, bytes) = self.exchange(req).await?;
-        serde_json::from_slice(&bytes).map_err(|e| CliError::Protocol {
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol {
             status: status.as_u16(),
             url: self.base_url().to_string(),
             detail: format!("{e}; body: {}", quote(&bytes)),
@@ -259,11 +252,11 @@ impl CentralClient {
 
     // ---- plumbing ----
 
-    fn url(&self, segments: &[&str]) -> Result<Url, CliError> {
+    fn url(&self, segments: &[&str]) -> Result<Url, ClientError> {
         if let Some(bad) = segments.iter().find(|s| matches!(**s, "" | "." | "..")) {
-            return Err(CliError::bad_argument(format!(
-                "{bad:?} is not a name; names are lowercase letters, digits and '-'"
-            )));
+            return Err(ClientError::InvalidName {
+                name: (*bad).to_string(),
+            });
         }
         let mut url = self.base.clone();
         // `parse_base_url` only accepts http URLs, which always have path segments. Each name
@@ -274,12 +267,12 @@ impl CentralClient {
         Ok(url)
     }
 
-    async fn get<T: DeserializeOwned>(&self, segments: &[&str]) -> Result<T, CliError> {
+    async fn get<T: DeserializeOwned>(&self, segments: &[&str]) -> Result<T, ClientError> {
         let (_, value) = self.send(Method::GET, segments, None::<&()>).await?;
         Ok(value)
     }
 
-    async fn delete(&self, url: Url) -> Result<(), CliError> {
+    async fn delete(&self, url: Url) -> Result<(), ClientError> {
         self.exchange(self.http.delete(url)).await.map(|_| ())
     }
 
@@ -288,13 +281,13 @@ impl CentralClient {
         method: Method,
         segments: &[&str],
         body: Option<&B>,
-    ) -> Result<(StatusCode, T), CliError> {
+    ) -> Result<(StatusCode, T), ClientError> {
         let mut req = self.http.request(method, self.url(segments)?);
         if let Some(body) = body {
             req = req.json(body);
         }
         let (status, bytes) = self.exchange(req).await?;
-        let value = serde_json::from_slice(&bytes).map_err(|e| CliError::Protocol {
+        let value = serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol {
             status: status.as_u16(),
             url: self.base_url().to_string(),
             detail: format!("{e}; body: {}", quote(&bytes)),
@@ -303,7 +296,7 @@ impl CentralClient {
     }
 
     /// Sends a request; returns the status and body of a success, or the decoded error.
-    async fn exchange(&self, req: RequestBuilder) -> Result<(StatusCode, Vec<u8>), CliError> {
+    async fn exchange(&self, req: RequestBuilder) -> Result<(StatusCode, Vec<u8>), ClientError> {
         let req = match &self.auth {
             Some(auth) => req.header(AUTHORIZATION, auth.clone()),
             None => req,
@@ -321,7 +314,7 @@ impl CentralClient {
         Ok((status, bytes))
     }
 
-    fn api_error(&self, status: StatusCode, bytes: &[u8]) -> CliError {
+    fn api_error(&self, status: StatusCode, bytes: &[u8]) -> ClientError {
         let body = serde_json::from_slice::<ErrorBody>(bytes).unwrap_or_else(|_| {
             let reason = status.canonical_reason().unwrap_or("error");
             let text = quote(bytes);
@@ -335,14 +328,14 @@ impl CentralClient {
                 field: None,
             }
         });
-        CliError::Api {
+        ClientError::Api {
             status: status.as_u16(),
             body,
             url: self.base_url().to_string(),
         }
     }
 
-    fn network_error(&self, e: &reqwest::Error) -> CliError {
+    fn network_error(&self, e: &reqwest::Error) -> ClientError {
         let kind = if e.is_connect() {
             NetworkKind::Connect
         } else if e.is_timeout() {
@@ -350,7 +343,7 @@ impl CentralClient {
         } else {
             NetworkKind::Other
         };
-        CliError::Network {
+        ClientError::Network {
             kind,
             url: self.base_url().to_string(),
             detail: innermost(e),
@@ -358,26 +351,16 @@ impl CentralClient {
     }
 }
 
-fn parse_base_url(text: &str) -> Result<Url, CliError> {
-    let mut url = Url::parse(text.trim()).map_err(|e| {
-        CliError::bad_argument(format!(
-            "--url/CAAS_URL {text:?} is not a URL ({e}); write it like http://central:8080"
-        ))
+fn parse_base_url(text: &str) -> Result<Url, ClientError> {
+    let mut url = Url::parse(text.trim()).map_err(|e| ClientError::InvalidUrl {
+        url: text.to_string(),
+        reason: e.to_string(),
     })?;
-    match url.scheme() {
-        "http" => {}
-        "https" => {
-            return Err(CliError::bad_argument(format!(
-                "--url/CAAS_URL {text:?}: this build of caas speaks plain http only; use an \
-                 http:// address"
-            )))
-        }
-        other => {
-            return Err(CliError::bad_argument(format!(
-                "--url/CAAS_URL {text:?}: unsupported scheme {other:?}; write it like \
-                 http://central:8080"
-            )))
-        }
+    if url.scheme() != "http" {
+        return Err(ClientError::UnsupportedScheme {
+            url: text.to_string(),
+            scheme: url.scheme().to_string(),
+        });
     }
     url.set_query(None);
     url.set_fragment(None);
@@ -403,7 +386,3 @@ fn quote(bytes: &[u8]) -> String {
         None => text.to_string(),
     }
 }
-
-#[cfg(test)]
-#[path = "client_tests.rs"]
-mod tests;

@@ -10,9 +10,10 @@
 //! same number of concurrent tasks over one session, as central does. The efficiency ratio is
 //! "API placements/s / raw multi/s".
 //!
-//! ZooKeeper is Debian's package (`java` + `/usr/share/java/zookeeper.jar`), standalone, default
-//! durability (`forceSync=yes`: transactions are fsynced before they are acknowledged, in group
-//! commits), data in a temporary directory. No agents run: placements are just written.
+//! ZooKeeper is Debian's package, started by the harness (`caas_tests::zk_server`, profile
+//! `Throughput`): standalone, default durability (`forceSync=yes`: transactions are fsynced
+//! before they are acknowledged, in group commits), data in a temporary directory. No agents
+//! run: placements are just written.
 //!
 //! Besides throughput and latency, each row attributes cost per placement: ZooKeeper requests,
 //! reads, writes, transactions and fsyncs (from `mntr`/`srvr` deltas), and CPU time of this
@@ -20,14 +21,12 @@
 //! inventory record is read back and checked against capacity and against the container
 //! records and assignments.
 //!
-//! Run with `cargo bench -p caas-central --bench api_placement`. Environment overrides:
+//! Run with `cargo bench -p caas-tests --bench api_placement`. Environment overrides:
 //! `CAAS_BENCH_PLACEMENTS` (per row, default 2000), `CAAS_BENCH_CONCURRENCY` (default "1,8,32"),
 //! `CAAS_BENCH_NODES` (default 1000).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,11 +41,12 @@ use caas_api::{
 };
 use caas_central::config::CentralConfig;
 use caas_central::placement::allocation_of;
+use caas_tests::wait;
+use caas_tests::zk_server::{four_letter, ZkProfile, ZkServer};
 use caas_zk::zookeeper_client::{Acls, Client, CreateMode, Error as ZkError};
 use futures::future::try_join_all;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 const POOL: &str = "bench";
@@ -57,8 +57,6 @@ const GOAL: f64 = 500.0;
 const WARMUP_RAW: usize = 1000;
 const WARMUP_API: usize = 300;
 const GIB: u64 = 1 << 30;
-const CLASSPATH: &str =
-    "/etc/zookeeper/conf_example:/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar";
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -81,131 +79,8 @@ fn concurrency_levels() -> Vec<usize> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// ZooKeeper server
+// ZooKeeper counters and CPU
 // ---------------------------------------------------------------------------------------------
-
-/// A standalone ZooKeeper process; killed (and its data removed) on drop, also on error paths.
-struct ZkProcess {
-    child: Child,
-    pid: u32,
-    addr: SocketAddr,
-    log: PathBuf,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for ZkProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl ZkProcess {
-    async fn start() -> Result<Self> {
-        let mut last = None;
-        // The free port may be taken before the JVM binds it: try again on another.
-        for _ in 0..3 {
-            match Self::launch().await {
-                Ok(zk) => return Ok(zk),
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.unwrap_or_else(|| anyhow!("ZooKeeper did not start")))
-    }
-
-    async fn launch() -> Result<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let addr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port));
-        let dir = tempfile::Builder::new()
-            .prefix("caas-bench-zk-")
-            .tempdir()?;
-        let data = dir.path().join("data");
-        std::fs::create_dir_all(&data)?;
-        let cfg = dir.path().join("zoo.cfg");
-        // Default durability: forceSync is left at its default (yes).
-        std::fs::write(
-            &cfg,
-            format!(
-                "tickTime=2000\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={port}\n\
-                 clientPortAddress=127.0.0.1\nadmin.enableServer=false\n\
-                 4lw.commands.whitelist=*\nmaxClientCnxns=0\n",
-                data.display()
-            ),
-        )?;
-        let log = dir.path().join("zookeeper.log");
-        let out = std::fs::File::create(&log)?;
-        let err = out.try_clone()?;
-        // setpriv: the JVM dies with this process even if it is SIGKILLed.
-        let child = Command::new("setpriv")
-            .args([
-                "--pdeathsig",
-                "KILL",
-                "--",
-                "java",
-                "-Xmx512m",
-                "-cp",
-                CLASSPATH,
-            ])
-            .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
-            .arg(&cfg)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .context("spawning java (Debian's zookeeper package is needed)")?;
-        let mut zk = Self {
-            pid: child.id(),
-            child,
-            addr,
-            log,
-            dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(reply) = four_letter(addr, "srvr").await {
-                if reply.lines().any(|l| l.starts_with("Mode:")) {
-                    return Ok(zk);
-                }
-            }
-            if let Some(status) = zk.child.try_wait()? {
-                bail!(
-                    "ZooKeeper exited ({status}); log tail:\n{}",
-                    zk.log_tail(30)
-                );
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "ZooKeeper did not serve within 60s; log tail:\n{}",
-                    zk.log_tail(30)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    fn log_tail(&self, lines: usize) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
-    }
-
-    fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-}
-
-/// Sends a four-letter-word command and returns the reply.
-async fn four_letter(addr: SocketAddr, cmd: &str) -> Result<String> {
-    let mut stream =
-        tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr))
-            .await??;
-    stream.write_all(cmd.as_bytes()).await?;
-    let mut reply = String::new();
-    tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut reply)).await??;
-    Ok(reply)
-}
 
 /// Server-side counters used to attribute cost: requests received, transactions (zxid), reads
 /// and writes processed, fsyncs.
@@ -780,21 +655,6 @@ async fn verify(client: &Client, layout: &ZkLayout, expected: usize) -> Result<V
 // Main
 // ---------------------------------------------------------------------------------------------
 
-async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut ready: F) -> Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    while !ready().await {
-        if Instant::now() > deadline {
-            bail!("timed out after {timeout:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Ok(())
-}
-
 struct Row {
     c: usize,
     api: RunStats,
@@ -812,8 +672,11 @@ async fn main() -> Result<()> {
     let levels = concurrency_levels();
     let load_before = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
 
-    let zk = ZkProcess::start().await?;
-    let zk_addr = zk.addr.to_string();
+    let zk = ZkServer::start_with(ZkProfile::Throughput).await?;
+    let zk_addr = zk.connect_string();
+    let zk_pid = zk
+        .pid()
+        .ok_or_else(|| anyhow!("ZooKeeper has no process"))?;
     println!(
         "ZooKeeper standalone on {zk_addr} (forceSync default = yes), data in {}",
         zk.data_dir().display()
@@ -865,40 +728,35 @@ async fn main() -> Result<()> {
         .pool_max_idle_per_host(256)
         .build()?;
     let admin = format!("Bearer {ADMIN_TOKEN}");
-    wait_for("central /healthz", Duration::from_secs(60), || async {
-        http.get(format!("{base}/healthz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == reqwest::StatusCode::OK)
+    wait::until("central /healthz", Duration::from_secs(60), || async {
+        let resp = http.get(format!("{base}/healthz")).send().await?;
+        Ok((resp.status() == reqwest::StatusCode::OK).then_some(()))
     })
     .await?;
-    wait_for(
+    wait::until(
         "central to list every node",
         Duration::from_secs(60),
         || async {
-            let Ok(resp) = http
+            let nodes: Vec<NodeView> = http
                 .get(format!("{base}/v1/nodes"))
                 .header("authorization", &admin)
                 .send()
-                .await
-            else {
-                return false;
-            };
-            resp.json::<Vec<NodeView>>()
-                .await
-                .is_ok_and(|v| v.len() == node_count)
+                .await?
+                .json()
+                .await?;
+            Ok((nodes.len() == node_count).then_some(()))
         },
     )
     .await?;
     // The leader records every node in the inventory; placements before that would race it.
-    wait_for(
+    wait::until(
         "the leader to record every node in the inventory",
         Duration::from_secs(300),
         || async {
-            nodes_session
+            let recorded = nodes_session
                 .list_children(&layout.inventory_root())
-                .await
-                .is_ok_and(|v| v.len() == node_count)
+                .await?;
+            Ok((recorded.len() == node_count).then_some(()))
         },
     )
     .await?;
@@ -958,7 +816,7 @@ async fn main() -> Result<()> {
         }
     })
     .await?;
-    let before_mkdir = ZkCounters::read(zk.addr).await?;
+    let before_mkdir = ZkCounters::read(zk.addr()).await?;
     let rt_mkdir_existing = avg_latency(probe, |i| {
         let path = layout.assign_dir(&node_id(i % node_count));
         let session = &raw_session;
@@ -968,18 +826,18 @@ async fn main() -> Result<()> {
         }
     })
     .await?;
-    let mkdir_zk = ZkCounters::read(zk.addr).await?.per(before_mkdir, probe);
+    let mkdir_zk = ZkCounters::read(zk.addr()).await?.per(before_mkdir, probe);
 
     let mut rows = Vec::new();
     for &c in &levels {
-        let before = ZkCounters::read(zk.addr).await?;
-        let cpu_before = CpuTimes::read(zk.pid)?;
+        let before = ZkCounters::read(zk.addr()).await?;
+        let cpu_before = CpuTimes::read(zk_pid)?;
         let raw = raw_run(&raw_session, &mut raw_nodes, &format!("raw-c{c}"), c, n).await?;
-        let mid = ZkCounters::read(zk.addr).await?;
-        let cpu_mid = CpuTimes::read(zk.pid)?;
+        let mid = ZkCounters::read(zk.addr()).await?;
+        let cpu_mid = CpuTimes::read(zk_pid)?;
         let api = api_run(&http, &base, &token, &format!("c{c}"), c, n).await?;
-        let after = ZkCounters::read(zk.addr).await?;
-        let cpu_after = CpuTimes::read(zk.pid)?;
+        let after = ZkCounters::read(zk.addr()).await?;
+        let cpu_after = CpuTimes::read(zk_pid)?;
         placed += n;
         println!(
             "C={c:>3}: API {:>7.1}/s (p50 {:.2} ms, p99 {:.2} ms); raw multi {:>7.1}/s (p50 {:.2} ms, p99 {:.2} ms)",

@@ -1,0 +1,21 @@
+//! caas-client: a typed async client of caas central's REST API (`CentralClient`), its error
+//! type (`ClientError`), and the wire types it speaks, re-exported from `caas-api`. Used by the
+//! `caas` CLI and by dockerfile-gen; it links no server code.
+
+pub mod client;
+pub mod error;
+#[cfg(any(test, feature = "fake"))]
+pub mod fake;
+
+pub use caas_api;
+pub use caas_api::central::{
+    ContainerView, CreateContainerRequest, CreatePoolRequest, DeployResult, ErrorBody, ExecRequest,
+    ExecResult, Liveness, NodeView, Placement, PoolView, RescheduleRequest, SshKeysRequest,
+    SshKeysView, TokenResponse,
+};
+pub use client::{CentralClient, CreateOutcome};
+pub use error::{ClientError, NetworkKind};
+
+#[cfg(test)]
+#[path = "client_tests.rs"]
+mod tests;
