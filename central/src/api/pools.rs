@@ -121,7 +121,7 @@ pub async fn new_token(ctx: Ctx, pool: String) -> Result<Response, CentralError>
             Ok(()) => {
                 return Ok(json(
                     StatusCode::CREATED,
-                    &serde_json::json!({ "token": token }),
+                    &caas_api::central::TokenResponse { token },
                 ))
             }
             Err(e) if e.is_race() => continue,
