@@ -47,6 +47,8 @@ pub fn node_info(config: &AgentConfig) -> NodeInfo {
         hostname: System::host_name().unwrap_or_default(),
         // Published as usable only once the engine has been checked.
         engine_ready: false,
+        // Probed by the network module when it starts; nothing until then.
+        networks: Default::default(),
         started_at: SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())

@@ -29,6 +29,9 @@ pub struct NodeInfo {
     /// engine is down is alive but must not receive new workloads. Absent in older payloads.
     #[serde(default = "engine_ready_default")]
     pub engine_ready: bool,
+    /// Which network drivers this node can wire (absent in older payloads: none).
+    #[serde(default)]
+    pub networks: crate::network::NetworkSupport,
 }
 
 /// Allocatable resources of a node.

@@ -56,6 +56,10 @@ pub struct WorkloadSpec {
     /// Bumped by central on every change; agents report which generation they run.
     #[serde(default)]
     pub generation: u64,
+    /// The workload's interfaces (`eth0`, ...), addresses allocated by central. Empty: the
+    /// sandbox has no network but loopback.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<crate::network::Endpoint>,
 }
 
 /// Resource limits as written by people (`"500m"`, `"256Mi"`).
@@ -151,6 +155,7 @@ impl WorkloadSpec {
             validate_dns_label("hostname", hostname)?;
         }
         validate_image("image", &self.image)?;
+        crate::network::validate_endpoints(&self.networks)?;
         for key in self.env.keys() {
             if key.is_empty() || key.contains('=') || key.contains('\0') {
                 return Err(ValidationError::new(

@@ -31,6 +31,9 @@ pub struct WorkloadStatus {
     /// Result of the spec's health check, when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<HealthStatus>,
+    /// The interfaces wired into the sandbox, as the kernel reports them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub interfaces: Vec<crate::network::InterfaceStatus>,
     /// When the agent last wrote this (unix seconds).
     pub observed_at: u64,
 }

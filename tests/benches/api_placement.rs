@@ -216,6 +216,7 @@ fn fleet(count: usize) -> Vec<NodeInfo> {
                 hostname: format!("bench-host-{i:04}"),
                 started_at: now,
                 engine_ready: true,
+                networks: Default::default(),
             }
         })
         .collect()
@@ -286,6 +287,7 @@ fn spec_of(request: &CreateContainerRequest) -> WorkloadSpec {
         rich: false,
         health_check: None,
         generation: 1,
+        networks: Vec::new(),
     }
 }
 

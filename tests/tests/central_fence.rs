@@ -35,6 +35,7 @@ fn ghost(id: &str) -> NodeRecord {
             hostname: "h".into(),
             started_at: 0,
             engine_ready: true,
+            networks: Default::default(),
         },
         allocated: Default::default(),
         workloads: Default::default(),

@@ -204,6 +204,7 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
             rich: false,
             health_check: None,
             generation: 0,
+            networks: Vec::new(),
         };
         let error = StepError {
             code: "invalid-assignment",
@@ -586,6 +587,7 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
             }),
             programs: Vec::new(),
             health: None,
+            interfaces: Vec::new(),
             observed_at: unix_now(),
         }
     }

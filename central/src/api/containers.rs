@@ -126,6 +126,7 @@ fn plan(
             rich: request.rich,
             health_check: request.health_check.clone(),
             generation: 1,
+            networks: Vec::new(),
         };
         spec.validate().map_err(|e| {
             if e.field == "name" {

@@ -248,6 +248,7 @@ mod tests {
             hostname: id.into(),
             started_at: 0,
             engine_ready: true,
+            networks: Default::default(),
         })
     }
 

@@ -86,6 +86,7 @@ pub fn node_info(id: &str, pool: &str, cpu_millis: u64, memory_bytes: u64) -> No
         hostname: id.to_string(),
         started_at: 0,
         engine_ready: true,
+        networks: Default::default(),
     }
 }
 
