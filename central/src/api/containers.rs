@@ -136,6 +136,7 @@ fn plan(
             }
         })?;
         wants.push(Want {
+            pinned: None,
             spec,
             app: request.name.clone(),
             ssh_keys: if request.rich {

@@ -223,6 +223,7 @@ pub async fn move_elsewhere(
         }
     }
     let want = Want {
+        pinned: None,
         spec: record.spec.clone(),
         app: record.app.clone(),
         ssh_keys,

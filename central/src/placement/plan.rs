@@ -27,6 +27,8 @@ pub struct Want {
     pub strategy: Strategy,
     /// The pool's SSH keys, handed to the agent with a rich workload's assignment.
     pub ssh_keys: Vec<String>,
+    /// The node a bridge network of the workload lives on: `(network, node)`.
+    pub pinned: Option<(String, String)>,
 }
 
 /// Whether the placement creates workloads or moves one that exists.
@@ -149,6 +151,8 @@ pub fn plan(
             constraints: want.constraints.clone(),
             app: Some(want.app.clone()),
             strategy: want.strategy,
+            drivers: want.spec.networks.iter().map(|e| e.driver).collect(),
+            pinned: want.pinned.clone(),
         };
         let chosen = scheduler::place(&request, &views, rng).map_err(|why| {
             CentralError::unschedulable(format!("cannot place {}: {why}", want.spec.name))
@@ -276,6 +280,7 @@ mod tests {
             constraints: Vec::new(),
             strategy: Strategy::Spread,
             ssh_keys: Vec::new(),
+            pinned: None,
         }
     }
 
