@@ -14,6 +14,9 @@ use serde::Deserialize;
 /// Where the packaged agent reads its configuration.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/caas/agent.toml";
 
+/// Largest `deploy_max_unpacked_mib` accepted (64 GiB): beyond that it is surely a typo.
+const MAX_UNPACKED_MIB_LIMIT: u64 = 64 << 10;
+
 /// Exit code for invalid configuration (EX_USAGE from sysexits.h).
 pub const EXIT_CONFIG: i32 = 64;
 
@@ -112,6 +115,7 @@ struct FileConfig {
     zk_session_timeout_ms: Option<u64>,
     resync_interval_ms: Option<u64>,
     stop_grace_secs: Option<u64>,
+    deploy_max_unpacked_mib: Option<u64>,
     #[serde(default)]
     labels: BTreeMap<String, String>,
 }
@@ -135,6 +139,8 @@ pub struct AgentConfig {
     pub stop_grace: Duration,
     /// Bearer token the control endpoints (exec, deploy) require; they are off without it.
     pub control_token: Option<String>,
+    /// The most a deploy package may unpack to, in bytes (a bigger one is refused unread).
+    pub deploy_max_unpacked: u64,
 }
 
 impl AgentConfig {
@@ -256,6 +262,19 @@ impl AgentConfig {
         if resync_interval < Duration::from_millis(100) {
             return Err(invalid("resync_interval_ms", "must be at least 100"));
         }
+        let max_mib = file
+            .deploy_max_unpacked_mib
+            .unwrap_or(crate::rich::DEFAULT_MAX_UNPACKED_MIB);
+        if !(1..=MAX_UNPACKED_MIB_LIMIT).contains(&max_mib) {
+            return Err(invalid(
+                "deploy_max_unpacked_mib",
+                format!(
+                    "must be between 1 and {MAX_UNPACKED_MIB_LIMIT} (MiB a deploy package may \
+                     unpack to; default {})",
+                    crate::rich::DEFAULT_MAX_UNPACKED_MIB
+                ),
+            ));
+        }
         let control_token = flags
             .control_token_file
             .clone()
@@ -264,6 +283,7 @@ impl AgentConfig {
             .transpose()?;
         Ok(Self {
             control_token,
+            deploy_max_unpacked: max_mib << 20,
             node_id,
             pool,
             zk_servers,
@@ -369,6 +389,7 @@ mod tests {
         assert_eq!(c.pool, "p1");
         assert_eq!(c.labels["rack"], "r1");
         assert_eq!(c.layout.root(), "/caas");
+        assert_eq!(c.deploy_max_unpacked, 512 << 20);
         let mut f = flags();
         f.pool = Some("p2".into());
         f.labels = vec!["rack=r2".into()];
@@ -398,6 +419,10 @@ mod tests {
             (
                 "pool = \"p\"\nzk = \"h:1\"\nzk_root = \"caas\"\n",
                 "zk_root",
+            ),
+            (
+                "pool = \"p\"\nzk = \"h:1\"\ndeploy_max_unpacked_mib = 0\n",
+                "deploy_max_unpacked_mib",
             ),
         ] {
             match AgentConfig::from_toml(&flags(), text, Path::new("x.toml")) {
