@@ -17,28 +17,8 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/caas/agent.toml";
 /// Largest `deploy_max_unpacked_mib` accepted (64 GiB): beyond that it is surely a typo.
 const MAX_UNPACKED_MIB_LIMIT: u64 = 64 << 10;
 
-/// Exit code for invalid configuration (EX_USAGE from sysexits.h).
-pub const EXIT_CONFIG: i32 = 64;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("config file {path}: {message}")]
-    Parse { path: PathBuf, message: String },
-    #[error("invalid configuration: {field}: {message}")]
-    Invalid { field: String, message: String },
-}
-
-fn invalid(field: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        field: field.to_string(),
-        message: message.into(),
-    }
-}
+use caas_daemon::invalid;
+pub use caas_daemon::{ConfigError, EXIT_CONFIG};
 
 /// Command line of `caas-agent`. Every flag can also be set through its environment variable;
 /// flags win over the environment, the environment wins over the config file.
@@ -279,7 +259,7 @@ impl AgentConfig {
             .control_token_file
             .clone()
             .or(file.control_token_file)
-            .map(|path| read_token(&path))
+            .map(|path| caas_daemon::read_token(&path, "control_token_file"))
             .transpose()?;
         Ok(Self {
             control_token,
@@ -305,38 +285,12 @@ impl AgentConfig {
     }
 }
 
-fn read_token(path: &Path) -> Result<String, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let token = text.trim().to_string();
-    if token.len() < 16 || token.chars().any(char::is_whitespace) {
-        return Err(invalid(
-            "control_token_file",
-            format!(
-                "{}: the token must be one word of at least 16 characters, e.g. from \
-                 `openssl rand -hex 32`",
-                path.display()
-            ),
-        ));
-    }
-    Ok(token)
-}
-
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    parse_file(&text, path)
+    caas_daemon::read_toml(path)
 }
 
 fn parse_file(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
-    toml::from_str(text).map_err(|e| ConfigError::Parse {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })
+    caas_daemon::parse_toml(text, path)
 }
 
 fn parse_labels(items: &[String]) -> Result<BTreeMap<String, String>, ConfigError> {
