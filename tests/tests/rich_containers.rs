@@ -766,11 +766,15 @@ async fn watch_agent<T>(r: &Rich, work: impl std::future::Future<Output = T>) ->
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_500mb_deploy_leaves_the_agent_responsive_and_a_zip_bomb_is_refused_unread() {
     let r = Rich::start("rbig").await;
-    r.create("big", &["--image", BASE]).await;
-    r.wait_for("big", "app FATAL without a package", |v| {
-        app_state(v) == Some("FATAL")
-    })
-    .await;
+    for name in ["big1", "big2"] {
+        r.create(name, &["--image", BASE]).await;
+    }
+    for name in ["big1", "big2"] {
+        r.wait_for(name, "app FATAL without a package", |v| {
+            app_state(v) == Some("FATAL")
+        })
+        .await;
+    }
     let owner = caas_tests::zk_io::registration(&r.c.zk_client, &r.c.layout, &r.c.node_ids[0])
         .await
         .unwrap()
@@ -783,7 +787,7 @@ async fn a_500mb_deploy_leaves_the_agent_responsive_and_a_zip_bomb_is_refused_un
     let bomb_bytes = std::fs::read(&bomb).unwrap();
     assert!(bomb_bytes.len() < 16 << 20, "{} bytes", bomb_bytes.len());
     let out = r
-        .cli(&["container", "deploy", "big", &bomb.display().to_string()])
+        .cli(&["container", "deploy", "big1", &bomb.display().to_string()])
         .await;
     assert_eq!(out.code, Some(1), "{out:?}");
     assert!(
@@ -794,7 +798,7 @@ async fn a_500mb_deploy_leaves_the_agent_responsive_and_a_zip_bomb_is_refused_un
     );
     // The agent's own answer: 413 with its code (central relays the status and message).
     let token = std::fs::read_to_string(r.c.dir.path().join("agent.token")).unwrap();
-    let url = format!("{}/v1/containers/{POOL}/big/deploy", r.c.agents[0].url());
+    let url = format!("{}/v1/containers/{POOL}/big1/deploy", r.c.agents[0].url());
     let (status, body) =
         r.c.fabric
             .run(async move {
@@ -821,15 +825,16 @@ async fn a_500mb_deploy_leaves_the_agent_responsive_and_a_zip_bomb_is_refused_un
         "{body}"
     );
     let out = r
-        .exec("big", &["sh", "-c", "ls -A /home/admin/release/run 2>&1"])
+        .exec("big1", &["sh", "-c", "ls -A /home/admin/release/run 2>&1"])
         .await;
     assert!(
         !out.stdout.contains("app.tgz"),
         "a refused package was copied: {out:?}"
     );
 
-    // ~500 MB unpacked (under the cap): gunzip, tar and sha256 run on the agent's blocking
-    // pool while /healthz answers every poll and the ZooKeeper session never changes.
+    // ~500 MB unpacked (under the cap) to two containers of the node at once: the agent's
+    // two async workers would both be stuck in gunzip and sha256 if that ran on them. It runs
+    // on the blocking pool, so /healthz answers every poll and the ZooKeeper session holds.
     let package = sofa::zeros_package(
         r.dir.path(),
         "big",
@@ -841,27 +846,39 @@ async fn a_500mb_deploy_leaves_the_agent_responsive_and_a_zip_bomb_is_refused_un
         std::fs::read(&package).unwrap(),
     ));
     let path = package.display().to_string();
-    let (out, watched) = watch_agent(
-        &r,
-        r.cli(&["container", "deploy", "big", &path, "-o", "json"]),
-    )
-    .await;
-    assert_eq!(
-        out.code,
-        Some(0),
-        "{out:?}\nagent log:\n{}",
-        r.c.agents[0].log()
+    let deploy = |name: &'static str| {
+        let path = path.clone();
+        let r = &r;
+        async move {
+            r.cli(&["container", "deploy", name, &path, "-o", "json"])
+                .await
+        }
+    };
+    let (outs, watched) =
+        watch_agent(&r, async { tokio::join!(deploy("big1"), deploy("big2")) }).await;
+    eprintln!(
+        "during the deploys: {} /healthz polls, {} registration reads",
+        watched.polls, watched.registration_reads
     );
-    let results: Vec<caas_api::central::DeployResult> = serde_json::from_str(&out.stdout).unwrap();
-    assert_eq!(results[0].program.state, "RUNNING", "{results:?}");
-    assert_eq!(results[0].package_sha256, sha256);
+    for out in [outs.0, outs.1] {
+        assert_eq!(
+            out.code,
+            Some(0),
+            "{out:?}\nagent log:\n{}",
+            r.c.agents[0].log()
+        );
+        let results: Vec<caas_api::central::DeployResult> =
+            serde_json::from_str(&out.stdout).unwrap();
+        assert_eq!(results[0].program.state, "RUNNING", "{results:?}");
+        assert_eq!(results[0].package_sha256, sha256);
+    }
     assert!(
         watched.polls > 0 && watched.registration_reads > 0,
         "{watched:?}"
     );
     assert!(
         watched.misses.is_empty(),
-        "/healthz missed polls during the deploy: {watched:?}"
+        "/healthz missed polls during the deploys: {watched:?}"
     );
     assert_eq!(
         (
@@ -869,22 +886,24 @@ async fn a_500mb_deploy_leaves_the_agent_responsive_and_a_zip_bomb_is_refused_un
             watched.owners.iter().copied().collect::<Vec<_>>()
         ),
         (0, vec![owner]),
-        "the node's registration was lost or re-created during the deploy"
+        "the node's registration was lost or re-created during the deploys"
     );
-    // Reconcile passes went on: the status shows the new app running.
-    r.wait_for("big", "the deployed app RUNNING in the status", |v| {
-        app_state(v) == Some("RUNNING")
-    })
-    .await;
-    let out = r
-        .exec(
-            "big",
-            &["stat", "-c", "%s", "/home/admin/release/run/app.tgz"],
-        )
+    // Reconcile passes went on: the status shows the new apps running.
+    for name in ["big1", "big2"] {
+        r.wait_for(name, "the deployed app RUNNING in the status", |v| {
+            app_state(v) == Some("RUNNING")
+        })
         .await;
-    assert_eq!(
-        out.stdout.trim(),
-        std::fs::metadata(&package).unwrap().len().to_string(),
-        "{out:?}"
-    );
+        let out = r
+            .exec(
+                name,
+                &["stat", "-c", "%s", "/home/admin/release/run/app.tgz"],
+            )
+            .await;
+        assert_eq!(
+            out.stdout.trim(),
+            std::fs::metadata(&package).unwrap().len().to_string(),
+            "{out:?}"
+        );
+    }
 }
