@@ -95,6 +95,10 @@ impl ControlError {
     }
 }
 
+/// Package work running at once: more deploys than cores would only slow each other down
+/// and crowd the async workers off the CPU; the others wait their turn.
+static PACKAGE_WORK: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
 /// Runs CPU-bound work (gunzip, sha256, copying a package) on the blocking pool, so the
 /// agent's two async workers keep serving ZooKeeper, reconcile passes and `/healthz`.
 async fn blocking<T, F>(what: &str, work: F) -> Result<T, ControlError>
@@ -102,6 +106,10 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
+    let _turn = PACKAGE_WORK
+        .acquire()
+        .await
+        .map_err(|e| ControlError::Internal(format!("{what}: {e}")))?;
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| ControlError::Internal(format!("{what} did not finish: {e}")))

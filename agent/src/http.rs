@@ -311,3 +311,77 @@ fn authorize(token: Option<&str>, header: Option<&str>) -> Option<Denied> {
 fn control_error(e: crate::control::ControlError) -> warp::reply::Response {
     error(e.code(), e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::runtime::fake::FakeRuntime;
+    use std::io::Read;
+
+    const TOKEN: &str = "0123456789abcdef0123";
+
+    /// A package with a start script and `size` zero bytes, streamed through gzip.
+    fn package(size: u64) -> Vec<u8> {
+        let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let mut b = tar::Builder::new(gz);
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o755);
+        h.set_size(10);
+        h.set_cksum();
+        b.append_data(&mut h, "bin/start.sh", &b"#!/bin/sh\n"[..])
+            .unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o644);
+        h.set_size(size);
+        h.set_cksum();
+        b.append_data(&mut h, "lib/zeros", std::io::repeat(0).take(size))
+            .unwrap();
+        b.into_inner().unwrap().finish().unwrap()
+    }
+
+    async fn deploy(runtime: Arc<FakeRuntime>, body: Vec<u8>) -> (u16, serde_json::Value) {
+        let routes = routes(
+            AgentView::default(),
+            runtime,
+            "n1".into(),
+            ControlOptions {
+                token: Some(TOKEN.into()),
+                max_unpacked: 1 << 20,
+            },
+        );
+        let reply = warp::test::request()
+            .method("POST")
+            .path("/v1/containers/p1/web/deploy")
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .body(body)
+            .reply(&routes)
+            .await;
+        let status = reply.status().as_u16();
+        (status, serde_json::from_slice(reply.body()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_package_over_the_unpacked_cap_is_refused_before_anything_is_touched() {
+        let runtime = Arc::new(FakeRuntime::with_images(&[]));
+        let (status, body) = deploy(runtime.clone(), package(2 << 20)).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (413, Some("package-too-large"))
+        );
+        let message = body["message"].as_str().unwrap();
+        assert!(
+            message.contains("1 MiB") && message.contains("deploy_max_unpacked_mib"),
+            "{message}"
+        );
+        assert!(runtime.calls().is_empty(), "{:?}", runtime.calls());
+        // Under the cap the package passes the check, and the next refusal is the workload's.
+        let (status, body) = deploy(runtime.clone(), package(1000)).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (404, Some("not-found")),
+            "{body}"
+        );
+        assert!(runtime.calls().is_empty(), "{:?}", runtime.calls());
+    }
+}
