@@ -11,6 +11,7 @@ use caas_api::{
 };
 
 use super::ReconcilerConfig;
+use crate::codes::LastErrorCode;
 use crate::naming::{container_name, labels, spec_hash, LABEL_GENERATION, LABEL_SPEC_HASH};
 use crate::runtime::{
     ContainerRuntime, CreateRequest, ManagedContainer, RestartMode, Role, RuntimeError,
@@ -61,31 +62,29 @@ pub enum Converged {
 
 /// Why converging stopped; becomes `last_error` in the status.
 struct StepError {
-    code: &'static str,
+    code: LastErrorCode,
     message: String,
 }
 
 impl StepError {
     /// Errors that retrying cannot fix until the spec or the node changes.
     fn permanent(&self) -> bool {
-        matches!(
-            self.code,
-            "invalid-spec"
-                | "image-not-found"
-                | "invalid-assignment"
-                | "name-conflict"
-                | "volumes-changed"
-                | "data-missing"
-                | "wrong-pool"
-                | "not-rich-image"
-        )
+        self.code.permanent()
+    }
+
+    fn into_status_error(self) -> StatusError {
+        StatusError {
+            code: self.code.as_str().to_string(),
+            message: self.message,
+            at: unix_now(),
+        }
     }
 }
 
 impl From<RuntimeError> for StepError {
     fn from(e: RuntimeError) -> Self {
         Self {
-            code: e.code(),
+            code: LastErrorCode::Engine(e.code()),
             message: e.to_string(),
         }
     }
@@ -124,7 +123,7 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
         let (error, healthy) = match result {
             Ok(()) => (None, true),
             Err(e) => {
-                tracing::warn!(workload = %self.key, code = e.code, error = %e.message, "converging failed");
+                tracing::warn!(workload = %self.key, code = %e.code, error = %e.message, "converging failed");
                 // A first attempt that failed leaves nothing behind; an existing workload keeps
                 // what runs (nothing is torn down because a new spec is bad).
                 if !existed {
@@ -207,7 +206,7 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
             networks: Vec::new(),
         };
         let error = StepError {
-            code: "invalid-assignment",
+            code: LastErrorCode::InvalidAssignment,
             message,
         };
         let status = self.observe(&spec, Some(error)).await;
@@ -225,7 +224,7 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
         let spec = &assignment.spec;
         if spec.pool != self.config.pool {
             return Err(StepError {
-                code: "wrong-pool",
+                code: LastErrorCode::WrongPool,
                 message: format!(
                     "{} belongs to pool {} but this node serves pool {}; nothing is run",
                     self.key, spec.pool, self.config.pool
@@ -234,7 +233,7 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
         }
         if spec.pool != self.key.pool || spec.name != self.key.name {
             return Err(StepError {
-                code: "invalid-spec",
+                code: LastErrorCode::InvalidSpec,
                 message: format!(
                     "spec names {}.{} but is assigned as {}; the znode name and the spec must agree",
                     spec.pool, spec.name, self.key
@@ -242,7 +241,7 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
             });
         }
         let limits = spec.validate().map_err(|e| StepError {
-            code: "invalid-spec",
+            code: LastErrorCode::InvalidSpec,
             message: e.to_string(),
         })?;
         let Some(image_labels) = self.runtime.image_labels(&spec.image).await? else {
@@ -251,7 +250,7 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
         let rich_image = crate::rich::is_rich_image(&image_labels);
         if spec.rich && !rich_image {
             return Err(StepError {
-                code: "not-rich-image",
+                code: LastErrorCode::NotRichImage,
                 message: format!(
                     "the spec says rich: true but image {} is not a rich image (no label {}={}...); \
                      build it FROM caas/sofa-base (or sofa-jdk17/sofa-tomcat), or drop rich",
@@ -298,7 +297,7 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
             return Ok(());
         }
         let tar = crate::rich::authorized_keys_tar(keys).map_err(|e| StepError {
-            code: "internal",
+            code: LastErrorCode::Internal,
             message: format!("packing the authorized keys: {e}"),
         })?;
         self.runtime.upload(&app, "/", tar).await?;
@@ -319,7 +318,7 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
         if let Some(existing) = self.containers.data.first() {
             if spec_hash(existing) != hash && !volumes.is_empty() {
                 return Err(StepError {
-                    code: "volumes-changed",
+                    code: LastErrorCode::VolumesChanged,
                     message: format!(
                         "the spec's volumes differ from those of the existing data container {}; \
                          data is never dropped implicitly: delete the workload with purge to change volumes",
@@ -339,7 +338,7 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
             // The app exists, so a data container existed and was removed behind our back (e.g.
             // `docker container prune`). A fresh, empty one would silently replace the data.
             return Err(StepError {
-                code: "data-missing",
+                code: LastErrorCode::DataMissing,
                 message: format!(
                     "the data container of {} is gone while its app exists; refusing to create an \
                      empty one. Recover the volumes, or delete the workload with purge to start empty",
@@ -555,11 +554,7 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
         }
         status.containers = self.ids.clone();
         let error = error.or_else(|| fatal_app(&status.programs));
-        status.last_error = error.map(|e| StatusError {
-            code: e.code.to_string(),
-            message: e.message,
-            at: unix_now(),
-        });
+        status.last_error = error.map(StepError::into_status_error);
         status
     }
 
@@ -580,11 +575,7 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
             containers: ContainerIds::default(),
             started_at: None,
             exit_code: None,
-            last_error: error.map(|e| StatusError {
-                code: e.code.to_string(),
-                message: e.message,
-                at: unix_now(),
-            }),
+            last_error: error.map(StepError::into_status_error),
             programs: Vec::new(),
             health: None,
             interfaces: Vec::new(),
@@ -626,7 +617,7 @@ fn fatal_app(programs: &[caas_api::ProgramStatus]) -> Option<StepError> {
         .cloned()
         .unwrap_or_else(|| app.description.clone());
     Some(StepError {
-        code: "app-fatal",
+        code: LastErrorCode::AppFatal,
         message: format!(
             "supervisord gave up starting the app after {} restarts: {reason}",
             app.restarts
