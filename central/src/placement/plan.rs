@@ -10,6 +10,7 @@ use std::sync::Arc;
 use caas_api::central::{
     Allocation, ContainerRecord, Liveness, NodeRecord, PlacedWorkload, Placement,
 };
+use caas_api::network::IpAllocation;
 use caas_api::{Assignment, NodeInfo, WorkloadKey, WorkloadSpec, ZkLayout};
 use rand::Rng;
 
@@ -37,12 +38,14 @@ pub enum Intent {
     /// New records are created (a create request).
     Create,
     /// The one wanted workload leaves `from`: its record (at `record_version`) is updated in
-    /// place, keeping `created_at`, and its share of `from` is released.
+    /// place, keeping `created_at`, its share of `from` is released, and its address
+    /// allocations (at `ip_versions`, one per endpoint) now name the new node.
     Move {
         from: String,
         key: WorkloadKey,
         record_version: i32,
         created_at: u64,
+        ip_versions: Vec<i32>,
     },
 }
 
@@ -200,6 +203,26 @@ pub fn plan(
             layout.assignment(&info.node_id, &key),
             &Assignment::run_with_keys(want.spec.clone(), &want.ssh_keys),
         )?);
+        for (e, endpoint) in want.spec.networks.iter().enumerate() {
+            let path = layout.ip(pool, &endpoint.network, &endpoint.ip);
+            let allocation = IpAllocation {
+                version: caas_api::PAYLOAD_VERSION,
+                ip: endpoint.ip.clone(),
+                mac: endpoint.mac.clone(),
+                workload: want.spec.name.clone(),
+                node: info.node_id.clone(),
+                service: endpoint.service.clone(),
+            };
+            ops.push(match intent {
+                Intent::Move { ip_versions, .. } => {
+                    let version = ip_versions.get(e).copied().ok_or_else(|| {
+                        CentralError::internal(format!("no allocation version for {path}"))
+                    })?;
+                    Op::set(path, &allocation, version)?
+                }
+                Intent::Create => Op::create(path, &allocation)?,
+            });
+        }
         records.push(record);
     }
     let mut dirs = Vec::new();
@@ -394,6 +417,7 @@ mod tests {
             key,
             record_version: 9,
             created_at: 7,
+            ip_versions: Vec::new(),
         };
         let plan = run(&snapshot, &[want("web", "100m")], &intent).unwrap();
         assert_eq!(
