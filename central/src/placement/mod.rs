@@ -69,7 +69,8 @@ pub async fn place_and_commit(
     fence: Option<&Fence>,
 ) -> Result<Vec<ContainerRecord>, CentralError> {
     let layout = central.layout();
-    let mut rng = rand::rngs::StdRng::from_rng(&mut rand::rng());
+    // Sampling needs no cryptographic randomness: a small fast generator, seeded per request.
+    let mut rng = rand::rngs::SmallRng::from_rng(&mut rand::rng());
     let mut snapshot = Snapshot::default();
     if let Intent::Move { from, .. } = &intent {
         // The node being left is read from the store, not the cache: a cache that has not yet
