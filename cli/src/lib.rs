@@ -159,7 +159,7 @@ pub struct Cli {
           help_heading = GLOBAL)]
     pub token: Option<String>,
 
-    /// Pool for container commands.
+    /// Pool for container and network commands.
     #[arg(long, env = "CAAS_POOL", global = true, help_heading = GLOBAL)]
     pub pool: Option<String>,
 
