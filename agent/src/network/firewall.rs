@@ -193,7 +193,7 @@ mod tests {
         assert!(rules.contains("ip saddr 10.1.0.0/24 ip daddr != 10.1.0.0/24 masquerade"));
         // The container's own VXLAN drop comes before any accept.
         let drop = rules.find("iifname \"cb*\" udp dport 4789 drop").unwrap();
-        let accept = rules.find("accept").unwrap();
+        let accept = rules.find("} accept").unwrap();
         assert!(drop < accept);
         assert!(transaction(Some(&rules)).ends_with(&rules));
     }

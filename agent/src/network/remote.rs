@@ -209,10 +209,26 @@ mod tests {
     use super::*;
     use caas_zk::ChildEntry;
 
+    fn stat() -> caas_zk::zookeeper_client::Stat {
+        caas_zk::zookeeper_client::Stat {
+            czxid: 1,
+            mzxid: 1,
+            pzxid: 1,
+            ctime: 0,
+            mtime: 0,
+            version: 0,
+            cversion: 0,
+            aversion: 0,
+            ephemeral_owner: 0,
+            data_length: 0,
+            num_children: 0,
+        }
+    }
+
     fn entry(data: serde_json::Value) -> ChildEntry {
         ChildEntry {
             data: serde_json::to_vec(&data).unwrap(),
-            stat: Default::default(),
+            stat: stat(),
         }
     }
 
@@ -232,7 +248,7 @@ mod tests {
             "junk".into(),
             ChildEntry {
                 data: b"{".to_vec(),
-                stat: Default::default(),
+                stat: stat(),
             },
         );
         let underlays = BTreeMap::from([
