@@ -17,6 +17,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::AgentConfig;
+use crate::network::netlink::NetlinkBackend;
+use crate::network::remote::{NetworkRef, RemoteView};
+use crate::network::wiring::{NetworkDesc, NodeNetworks};
+use crate::network::Wiring;
 use crate::reconcile::{DesiredState, Reconciler, ReconcilerConfig};
 use crate::runtime::{ContainerRuntime, LazyDocker};
 use crate::sandbox_image::{data_image_tag, ensure_sandbox_image, sandbox_image_tag};
@@ -78,7 +82,16 @@ pub async fn run_with<R: ContainerRuntime>(
     let session =
         ZkSession::start(zk_config, work.clone()).map_err(|e| AgentError::Zk(e.to_string()))?;
 
-    let info = crate::node_info::node_info(&config);
+    let mut info = crate::node_info::node_info(&config);
+    let wiring = start_networking(&config).await;
+    info.networks = match &wiring {
+        Some(w) => w.support().clone(),
+        None => caas_api::network::NetworkSupport {
+            missing: Some("the agent cannot open a netlink socket".into()),
+            ..Default::default()
+        },
+    };
+    tracing::info!(bridge = info.networks.bridge, vxlan = info.networks.vxlan, missing = ?info.networks.missing, "network drivers this node can wire");
     tracing::info!(
         node = %config.node_id, pool = %config.pool, zk = %config.zk_servers, root = %config.layout.root(),
         cpus_millis = info.capacity.cpu_millis, memory = info.capacity.memory_bytes, api = %info.api_addr,
@@ -108,7 +121,7 @@ pub async fn run_with<R: ContainerRuntime>(
     )
     .map_err(|e| AgentError::Zk(e.to_string()))?;
 
-    let reconciler = Reconciler::new(
+    let mut reconciler = Reconciler::new(
         runtime.clone(),
         ReconcilerConfig {
             node_id: config.node_id.clone(),
@@ -119,6 +132,18 @@ pub async fn run_with<R: ContainerRuntime>(
             stop_grace: config.stop_grace,
         },
     );
+    if let Some(w) = &wiring {
+        reconciler = reconciler.with_network(w.clone());
+    }
+    let mut remote = RemoteView::start(
+        session.clients(),
+        config.layout.clone(),
+        config.node_id.clone(),
+        config.resync_interval.max(Duration::from_secs(2)) * 5,
+        work.clone(),
+    )
+    .map_err(|e| AgentError::Zk(e.to_string()))?;
+    let remote_changed = remote.changed();
     let health = crate::health::HealthBook::default();
     tracker.spawn(crate::health::run_prober(
         health.clone(),
@@ -137,6 +162,10 @@ pub async fn run_with<R: ContainerRuntime>(
         registration: &registration,
         info: info.clone(),
         health: health.clone(),
+        wiring: wiring.clone(),
+        remote: &mut remote,
+        networks: NetworkUse::default(),
+        ever_passed: false,
     };
     let mut snapshots = cache.snapshot();
     let mut synced = cache.synced();
@@ -153,6 +182,13 @@ pub async fn run_with<R: ContainerRuntime>(
             changed = registration_state.changed() => if changed.is_err() { break },
             _ = ticker.tick() => {}
             _ = health.changed() => {}
+            _ = remote_changed.notified() => {
+                // Another node's endpoint came or went: only the node-wide network part.
+                if loop_state.ever_passed {
+                    loop_state.sync_networks().await;
+                    continue;
+                }
+            }
         }
         if !loop_state.ensure_engine().await {
             continue;
@@ -184,6 +220,7 @@ pub async fn run_with<R: ContainerRuntime>(
     tracing::info!("deregistering node; containers keep running");
     registration.shutdown().await;
     cache.shutdown().await;
+    remote.shutdown().await;
     session.shutdown().await;
     work.cancel();
     tracker.close();
@@ -222,6 +259,54 @@ struct LoopState<'a, R: ?Sized> {
     /// The registration as last published.
     info: caas_api::NodeInfo,
     health: crate::health::HealthBook,
+    wiring: Option<Arc<Wiring>>,
+    remote: &'a mut RemoteView,
+    /// The networks used by the workloads of the last pass.
+    networks: NetworkUse,
+    ever_passed: bool,
+}
+
+/// Networks the assigned workloads use: by VNI, and (pool, name) -> VNI.
+#[derive(Default)]
+struct NetworkUse {
+    local: BTreeMap<u32, NetworkDesc>,
+    refs: BTreeMap<NetworkRef, u32>,
+}
+
+impl NetworkUse {
+    fn of(desired: &DesiredState) -> Self {
+        let mut out = Self::default();
+        for a in desired.workloads.values().flatten() {
+            if a.desired != caas_api::Desired::Run {
+                continue;
+            }
+            for e in &a.spec.networks {
+                if let Ok(desc) = NetworkDesc::from_endpoint(e) {
+                    out.refs
+                        .insert((a.spec.pool.clone(), e.network.clone()), e.vni);
+                    out.local.insert(e.vni, desc);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Opens netlink, probes the kernel's drivers and builds the wiring (None without netlink).
+async fn start_networking(config: &AgentConfig) -> Option<Arc<Wiring>> {
+    let backend = match NetlinkBackend::new() {
+        Ok(b) => Arc::new(b),
+        Err(e) => {
+            tracing::warn!(error = %e, "no netlink: this node wires no networks");
+            return None;
+        }
+    };
+    let underlay = match config.underlay {
+        Some(std::net::IpAddr::V4(v4)) => Some(v4),
+        _ => None,
+    };
+    let support = crate::network::probe::probe_support(&*backend, underlay).await;
+    Some(Arc::new(Wiring::new(backend, underlay, support)))
 }
 
 impl<R: ContainerRuntime + ?Sized> LoopState<'_, R> {
@@ -273,6 +358,12 @@ impl<R: ContainerRuntime + ?Sized> LoopState<'_, R> {
             }
         };
         self.statuses = outcome.statuses.clone();
+        // A view that is not authoritative keeps everything, devices included.
+        if desired.authoritative {
+            self.networks = NetworkUse::of(&desired);
+            self.ever_passed = true;
+            self.sync_networks().await;
+        }
         for (key, status) in self.statuses.iter_mut() {
             status.health = self.health.get(key);
         }
@@ -328,6 +419,30 @@ impl<R: ContainerRuntime + ?Sized> LoopState<'_, R> {
                     }
                 }
             }
+        }
+    }
+
+    /// The node-wide network pass: follow the networks in use, program the remote endpoints,
+    /// remove unused devices, replace the firewall table.
+    async fn sync_networks(&mut self) {
+        let Some(wiring) = self.wiring.clone() else {
+            return;
+        };
+        let wanted = self.networks.refs.keys().cloned().collect();
+        self.remote.follow(&wanted).await;
+        let (remote, complete) = self.remote.view(&self.networks.refs);
+        let nets = NodeNetworks {
+            local: self.networks.local.clone(),
+            remote,
+            complete,
+        };
+        match wiring.sync(&nets).await {
+            Ok(report) => {
+                if report != Default::default() {
+                    tracing::info!(?report, "network pass");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "network pass failed; will retry"),
         }
     }
 

@@ -56,12 +56,16 @@ pub enum LastErrorCode {
     AppFatal,
     /// The agent failed at something of its own (e.g. packing a tar).
     Internal,
+    /// The node's kernel cannot wire a network the workload joins (e.g. no VXLAN).
+    NetworkUnsupported,
+    /// Wiring an interface failed (a netlink or nftables error); retried.
+    NetworkFailed,
     /// The container engine failed or refused.
     Engine(EngineCode),
 }
 
 impl LastErrorCode {
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 15] = [
         Self::InvalidSpec,
         Self::InvalidAssignment,
         Self::WrongPool,
@@ -70,6 +74,8 @@ impl LastErrorCode {
         Self::DataMissing,
         Self::AppFatal,
         Self::Internal,
+        Self::NetworkUnsupported,
+        Self::NetworkFailed,
         Self::Engine(EngineCode::Unavailable),
         Self::Engine(EngineCode::ContainerNotFound),
         Self::Engine(EngineCode::ImageNotFound),
@@ -88,6 +94,8 @@ impl LastErrorCode {
             Self::DataMissing => "data-missing",
             Self::AppFatal => "app-fatal",
             Self::Internal => "internal",
+            Self::NetworkUnsupported => "network-unsupported",
+            Self::NetworkFailed => "network-failed",
             Self::Engine(code) => code.as_str(),
         }
     }
@@ -102,9 +110,11 @@ impl LastErrorCode {
             | Self::NotRichImage
             | Self::VolumesChanged
             | Self::DataMissing
+            | Self::NetworkUnsupported
             | Self::Engine(EngineCode::ImageNotFound | EngineCode::NameConflict) => true,
             Self::AppFatal
             | Self::Internal
+            | Self::NetworkFailed
             | Self::Engine(
                 EngineCode::Unavailable | EngineCode::ContainerNotFound | EngineCode::Refused,
             ) => false,
@@ -251,6 +261,8 @@ mod tests {
             ("data-missing", true),
             ("app-fatal", false),
             ("internal", false),
+            ("network-unsupported", true),
+            ("network-failed", false),
             ("engine-unavailable", false),
             ("container-not-found", false),
             ("image-not-found", true),

@@ -134,7 +134,20 @@ impl AgentConfig {
             }
             None => FileConfig::default(),
         };
-        Self::merge(flags, file)
+        let config = Self::merge(flags, file)?;
+        config.check_underlay()?;
+        Ok(config)
+    }
+
+    /// The underlay must be an address of this machine (of the agent's network namespace): a
+    /// VTEP on an address nobody owns would break every tunnel without a word.
+    pub fn check_underlay(&self) -> Result<(), ConfigError> {
+        match self.underlay {
+            Some(ip) => crate::network::probe::check_underlay(ip)
+                .map(|_| ())
+                .map_err(|message| invalid("underlay", message)),
+            None => Ok(()),
+        }
     }
 
     /// Parses config file text (for tests and `--config`).

@@ -10,6 +10,7 @@ pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod naming;
+pub mod network;
 pub mod node_info;
 pub mod reconcile;
 pub mod rich;

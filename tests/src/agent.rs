@@ -102,6 +102,12 @@ impl AgentProcess {
         c.wait()
     }
 
+    /// Waits for the agent to exit by itself; returns its exit code.
+    pub fn wait_exit(&mut self) -> anyhow::Result<Option<i32>> {
+        let mut c = self.child.take().context("agent not running")?;
+        c.wait()
+    }
+
     /// Starts the agent again with the same config.
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.kill9();

@@ -65,6 +65,8 @@ pub struct Reconciler<R: ?Sized> {
     backoff: tokio::sync::Mutex<BTreeMap<WorkloadKey, Backoff>>,
     /// SSH keys last written into each rich app container (by container id).
     keys_written: std::sync::Mutex<BTreeMap<String, String>>,
+    /// Wires sandboxes into their networks (None: this node wires nothing).
+    network: Option<Arc<crate::network::Wiring>>,
 }
 
 impl<R: ContainerRuntime + ?Sized> Reconciler<R> {
@@ -74,7 +76,14 @@ impl<R: ContainerRuntime + ?Sized> Reconciler<R> {
             config,
             backoff: tokio::sync::Mutex::new(BTreeMap::new()),
             keys_written: std::sync::Mutex::new(BTreeMap::new()),
+            network: None,
         }
+    }
+
+    /// Wires workloads' sandboxes into their networks through `wiring`.
+    pub fn with_network(mut self, wiring: Arc<crate::network::Wiring>) -> Self {
+        self.network = Some(wiring);
+        self
     }
 
     pub fn config(&self) -> &ReconcilerConfig {
@@ -207,6 +216,8 @@ impl<R: ContainerRuntime + ?Sized> Reconciler<R> {
             rich: false,
             keys: Vec::new(),
             keys_written: &self.keys_written,
+            network: self.network.as_deref(),
+            interfaces: Vec::new(),
         };
         match assignment {
             Err(message) => step.report_unreadable(message).await,

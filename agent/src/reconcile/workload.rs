@@ -103,6 +103,26 @@ pub struct WorkloadStep<'a, R: ?Sized> {
     pub keys: Vec<String>,
     /// Fingerprint of the SSH keys last put into each rich app container, by container id.
     pub keys_written: &'a std::sync::Mutex<BTreeMap<String, String>>,
+    /// Wires the sandbox into the spec's networks.
+    pub network: Option<&'a crate::network::Wiring>,
+    /// The sandbox's interfaces as the kernel showed them after wiring.
+    pub interfaces: Vec<caas_api::network::InterfaceStatus>,
+}
+
+impl From<crate::network::WiringError> for StepError {
+    fn from(e: crate::network::WiringError) -> Self {
+        use crate::network::WiringError;
+        match e {
+            WiringError::Unsupported(message) => Self {
+                code: LastErrorCode::NetworkUnsupported,
+                message,
+            },
+            WiringError::Failed(message) => Self {
+                code: LastErrorCode::NetworkFailed,
+                message: format!("wiring the sandbox's network: {message}"),
+            },
+        }
+    }
 }
 
 fn unix_now() -> u64 {
@@ -263,8 +283,21 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
         self.rich = rich_image;
         self.keys = assignment.ssh_authorized_keys.clone();
 
+        // A node that cannot carry the spec's networks says so before anything is created.
+        if !spec.networks.is_empty() {
+            match self.network {
+                Some(wiring) => wiring.check(&spec.networks)?,
+                None => {
+                    return Err(StepError {
+                        code: LastErrorCode::NetworkUnsupported,
+                        message: "this agent wires no networks".into(),
+                    })
+                }
+            }
+        }
         let data_id = self.ensure_data(spec, created).await?;
         let (sandbox_id, sandbox_fresh) = self.ensure_sandbox(spec, created).await?;
+        self.ensure_network(spec, &sandbox_id).await?;
         self.ensure_app(
             spec,
             &limits,
@@ -277,6 +310,34 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
         if self.rich {
             self.ensure_keys().await?;
         }
+        Ok(())
+    }
+
+    /// Wires the running sandbox into the spec's networks (before the app starts in it); a pass
+    /// that finds everything right changes nothing.
+    async fn ensure_network(
+        &mut self,
+        spec: &WorkloadSpec,
+        sandbox_id: &str,
+    ) -> Result<(), StepError> {
+        let Some(wiring) = self.network.filter(|_| !spec.networks.is_empty()) else {
+            return Ok(());
+        };
+        let details = self.runtime.inspect(sandbox_id).await?;
+        let pid = details
+            .pid
+            .and_then(|p| u32::try_from(p).ok())
+            .filter(|p| *p > 0)
+            .ok_or_else(|| StepError {
+                code: LastErrorCode::NetworkFailed,
+                message: format!(
+                    "the sandbox {} has no running process to wire",
+                    details.name
+                ),
+            })?;
+        self.interfaces = wiring
+            .wire(&self.key.to_string(), sandbox_id, pid, &spec.networks)
+            .await?;
         Ok(())
     }
 
@@ -553,6 +614,7 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
             status.state = WorkloadState::Failed;
         }
         status.containers = self.ids.clone();
+        status.interfaces = self.interfaces.clone();
         let error = error.or_else(|| fatal_app(&status.programs));
         status.last_error = error.map(StepError::into_status_error);
         status

@@ -1,0 +1,233 @@
+//! Container networks on the node: the `NetworkBackend` seam (the kernel through rtnetlink, or an
+//! in-memory fake for unit tests), the device names the agent owns, and the wiring logic on top
+//! of it (`wiring`), the nftables table (`firewall`), what ZooKeeper says about other nodes'
+//! endpoints (`remote`) and the start-up checks (`probe`).
+
+pub mod fake;
+pub mod firewall;
+pub mod netlink;
+pub mod probe;
+pub mod remote;
+pub mod wiring;
+
+use std::net::Ipv4Addr;
+
+use async_trait::async_trait;
+use ipnet::Ipv4Net;
+
+pub use wiring::{Wiring, WiringError};
+
+/// A MAC address.
+pub type Mac = [u8; 6];
+
+/// The all-zero MAC of head-end replication entries (broadcast and unknown unicast go to every
+/// remote VTEP listed with it).
+pub const ZERO_MAC: Mac = [0; 6];
+
+/// Parses `02:ca:...`; `None` when it is not six hex bytes.
+pub fn parse_mac(text: &str) -> Option<Mac> {
+    let mut mac = [0u8; 6];
+    let mut parts = text.split(':');
+    for byte in mac.iter_mut() {
+        *byte = u8::from_str_radix(parts.next()?, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
+}
+
+pub fn format_mac(mac: &Mac) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// The bridge of the network with this VNI (`cb<vni>`, at most 10 characters).
+pub fn bridge_name(vni: u32) -> String {
+    format!("cb{vni}")
+}
+
+/// The VXLAN device of the network with this VNI (`cv<vni>`).
+pub fn vxlan_name(vni: u32) -> String {
+    format!("cv{vni}")
+}
+
+/// The VNI a device name of ours carries, if it is one (`cb<vni>` or `cv<vni>`).
+pub fn owned_vni(name: &str) -> Option<u32> {
+    let digits = name
+        .strip_prefix("cb")
+        .or_else(|| name.strip_prefix("cv"))?;
+    if digits.is_empty() || digits.starts_with('0') {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Host-side veth name of a workload's interface: `cw` + 10 hex digits of a hash of the
+/// workload key, the sandbox and the interface (unique on the node, 12 characters). The peer is
+/// created as `cp...` and renamed to `ethN` inside the sandbox.
+pub fn veth_names(workload: &str, sandbox: &str, interface: &str) -> (String, String) {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{workload}\n{sandbox}\n{interface}").as_bytes());
+    let tag = hex::encode(&digest[..5]);
+    (format!("cw{tag}"), format!("cp{tag}"))
+}
+
+/// What kind of device a link is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkKind {
+    Bridge,
+    Vxlan(VxlanInfo),
+    Veth,
+    Other(String),
+}
+
+/// The VXLAN settings the agent relies on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VxlanInfo {
+    pub vni: u32,
+    pub local: Option<Ipv4Addr>,
+    pub port: u16,
+    pub learning: bool,
+    pub proxy: bool,
+}
+
+/// A device as the kernel reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkState {
+    pub index: u32,
+    pub name: String,
+    pub kind: LinkKind,
+    pub mtu: u32,
+    pub mac: Option<Mac>,
+    pub up: bool,
+    /// Index of the bridge it is enslaved to.
+    pub master: Option<u32>,
+    pub addresses: Vec<Ipv4Net>,
+}
+
+/// The interfaces of a sandbox's network namespace and its default gateway.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SandboxState {
+    pub links: Vec<LinkState>,
+    pub default_gateway: Option<Ipv4Addr>,
+}
+
+/// How a container's interface must look inside its sandbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InterfaceConfig {
+    /// `ethN`.
+    pub name: String,
+    pub mac: Mac,
+    pub mtu: u32,
+    pub address: Ipv4Net,
+    /// The default route goes via this gateway on this interface (eth0 only).
+    pub default_gateway: Option<Ipv4Addr>,
+}
+
+/// A remote endpoint's entries on a VXLAN device: FDB MAC -> VTEP and neighbour IP -> MAC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FdbEntry {
+    pub mac: Mac,
+    pub vtep: Ipv4Addr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NeighbourEntry {
+    pub ip: Ipv4Addr,
+    pub mac: Mac,
+}
+
+/// Why a kernel operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NetError {
+    /// The kernel lacks a feature (e.g. no `vxlan` module): retrying does not help.
+    #[error("{0}")]
+    Unsupported(String),
+    /// The sandbox's namespace is gone (its process exited).
+    #[error("sandbox process {0} has no network namespace (it exited)")]
+    SandboxGone(u32),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// The agent's interface to the kernel's networking: devices, addresses, FDB and neighbour
+/// entries in the agent's own namespace, and interfaces inside sandboxes (by their process id).
+/// Implemented on rtnetlink (`netlink::NetlinkBackend`) and in memory (`fake::FakeNetwork`).
+#[async_trait]
+pub trait NetworkBackend: Send + Sync + 'static {
+    /// Devices of the agent's namespace, with their IPv4 addresses.
+    async fn links(&self) -> Result<Vec<LinkState>, NetError>;
+    /// Creates a bridge (down).
+    async fn add_bridge(&self, name: &str) -> Result<(), NetError>;
+    /// Creates a VXLAN device (down): id `vni`, source `local`, UDP `port`, learning off, ARP
+    /// proxy on.
+    async fn add_vxlan(
+        &self,
+        name: &str,
+        vni: u32,
+        local: Ipv4Addr,
+        port: u16,
+    ) -> Result<(), NetError>;
+    /// Creates a veth pair `host`/`peer` and moves `peer` into the namespace of process `pid`.
+    async fn add_veth(&self, host: &str, peer: &str, pid: u32) -> Result<(), NetError>;
+    /// Sets what is given: MAC, MTU, bridge, up. Unchanged fields are `None`.
+    async fn set_link(&self, name: &str, change: &LinkChange) -> Result<(), NetError>;
+    async fn add_address(&self, name: &str, address: Ipv4Net) -> Result<(), NetError>;
+    async fn del_address(&self, name: &str, address: Ipv4Net) -> Result<(), NetError>;
+    async fn del_link(&self, name: &str) -> Result<(), NetError>;
+    /// Static FDB entries of a VXLAN device (the all-zero ones included).
+    async fn fdb(&self, device: &str) -> Result<Vec<FdbEntry>, NetError>;
+    async fn add_fdb(&self, device: &str, entry: FdbEntry) -> Result<(), NetError>;
+    async fn del_fdb(&self, device: &str, entry: FdbEntry) -> Result<(), NetError>;
+    /// Permanent neighbour entries of a device.
+    async fn neighbours(&self, device: &str) -> Result<Vec<NeighbourEntry>, NetError>;
+    async fn add_neighbour(&self, device: &str, entry: NeighbourEntry) -> Result<(), NetError>;
+    async fn del_neighbour(&self, device: &str, entry: NeighbourEntry) -> Result<(), NetError>;
+    /// The interfaces inside the sandbox of process `pid`.
+    async fn sandbox(&self, pid: u32) -> Result<SandboxState, NetError>;
+    /// Makes interface `current` inside the sandbox look like `config` (renamed, MAC, MTU, the
+    /// one address, up, loopback up, the default route), changing only what differs.
+    async fn configure_sandbox(
+        &self,
+        pid: u32,
+        current: &str,
+        config: &InterfaceConfig,
+    ) -> Result<(), NetError>;
+    /// Deletes an interface inside the sandbox (its veth peer goes with it).
+    async fn del_sandbox_link(&self, pid: u32, name: &str) -> Result<(), NetError>;
+    /// Enables IPv4 forwarding in the agent's namespace; returns whether it was off.
+    async fn enable_forwarding(&self) -> Result<bool, NetError>;
+    /// Replaces the agent's nftables table with `ruleset` (one transaction), or deletes it.
+    async fn apply_firewall(&self, ruleset: Option<&str>) -> Result<(), NetError>;
+}
+
+/// Changes to one device.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkChange {
+    pub mac: Option<Mac>,
+    pub mtu: Option<u32>,
+    pub master: Option<u32>,
+    pub up: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_fit_and_parse_back() {
+        assert_eq!(bridge_name(16_777_215), "cb16777215");
+        assert_eq!(owned_vni("cv42"), Some(42));
+        assert_eq!(owned_vni("cb42"), Some(42));
+        assert_eq!(owned_vni("cb"), None);
+        assert_eq!(owned_vni("cb042"), None);
+        assert_eq!(owned_vni("docker0"), None);
+        let (h, p) = veth_names("p.web", "abc", "eth0");
+        assert!(h.len() <= 15 && p.len() <= 15 && h[2..] == p[2..]);
+        assert_ne!(veth_names("p.web", "abc", "eth1").0, h);
+        let mac = parse_mac("02:ca:c0:a8:1f:03").unwrap();
+        assert_eq!(format_mac(&mac), "02:ca:c0:a8:1f:03");
+        assert!(parse_mac("02:ca:c0").is_none());
+        assert!(parse_mac("02:ca:c0:a8:1f:03:00").is_none());
+    }
+}

@@ -1,0 +1,338 @@
+//! The wiring logic against the in-memory kernel.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use caas_api::network::{mac_for, Endpoint, NetworkDriver, NetworkSupport, GATEWAY_MAC};
+
+use super::{NetworkDesc, NodeNetworks, RemoteEndpoint, Wiring, WiringError};
+use crate::network::fake::FakeNetwork;
+use crate::network::{format_mac, parse_mac, FdbEntry, NeighbourEntry, ZERO_MAC};
+
+const UNDERLAY: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 11);
+
+fn support() -> NetworkSupport {
+    NetworkSupport {
+        bridge: true,
+        vxlan: true,
+        missing: None,
+    }
+}
+
+fn wiring(fake: &Arc<FakeNetwork>) -> Wiring {
+    Wiring::new(fake.clone(), Some(UNDERLAY), support())
+}
+
+fn endpoint(i: usize, network: &str, vni: u32, ip: &str) -> Endpoint {
+    let third: u8 = (vni % 200) as u8;
+    Endpoint {
+        interface: format!("eth{i}"),
+        network: network.into(),
+        driver: NetworkDriver::Vxlan,
+        vni,
+        subnet: format!("10.{third}.0.0/24"),
+        gateway: format!("10.{third}.0.1"),
+        ip: ip.into(),
+        mac: mac_for(ip.parse().unwrap()),
+        service: None,
+    }
+}
+
+fn local(endpoints: &[&Endpoint]) -> BTreeMap<u32, NetworkDesc> {
+    endpoints
+        .iter()
+        .map(|e| (e.vni, NetworkDesc::from_endpoint(e).unwrap()))
+        .collect()
+}
+
+fn remote(ip: &str, vtep: [u8; 4]) -> RemoteEndpoint {
+    RemoteEndpoint {
+        ip: ip.parse().unwrap(),
+        mac: parse_mac(&mac_for(ip.parse().unwrap())).unwrap(),
+        vtep: vtep.into(),
+    }
+}
+
+#[tokio::test]
+async fn wires_bridge_vxlan_and_the_sandbox_interface() {
+    let fake = Arc::new(FakeNetwork::new());
+    fake.add_sandbox(100);
+    let w = wiring(&fake);
+    let e = endpoint(0, "blue", 100, "10.100.0.5");
+    let ifs = w.wire("p.web", "sb1", 100, &[e.clone()]).await.unwrap();
+    assert_eq!(ifs.len(), 1);
+    assert_eq!(ifs[0].name, "eth0");
+    assert_eq!(ifs[0].ip, "10.100.0.5");
+    assert_eq!(ifs[0].mac, e.mac);
+    assert_eq!(ifs[0].network, "blue");
+
+    let bridge = fake.host_link("cb100").unwrap();
+    assert_eq!(
+        bridge.mac.map(|m| format_mac(&m)).as_deref(),
+        Some(GATEWAY_MAC)
+    );
+    assert_eq!(bridge.mtu, 1450);
+    assert!(bridge.up);
+    assert_eq!(bridge.addresses, ["10.100.0.1/24".parse().unwrap()]);
+    let vxlan = fake.host_link("cv100").unwrap();
+    assert_eq!(vxlan.master, Some(bridge.index));
+    assert!(vxlan.up);
+    match vxlan.kind {
+        crate::network::LinkKind::Vxlan(v) => {
+            assert_eq!(
+                (v.vni, v.local, v.port, v.learning, v.proxy),
+                (100, Some(UNDERLAY), 4789, false, true)
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let host = fake
+        .host_names()
+        .into_iter()
+        .find(|n| n.starts_with("cw"))
+        .unwrap();
+    assert_eq!(fake.host_link(&host).unwrap().master, Some(bridge.index));
+    let sandbox = fake.sandbox_state(100).unwrap();
+    assert_eq!(sandbox.default_gateway, Some(Ipv4Addr::new(10, 100, 0, 1)));
+    assert!(sandbox.links.iter().any(|l| l.name == "lo" && l.up));
+}
+
+#[tokio::test]
+async fn second_pass_touches_nothing() {
+    let fake = Arc::new(FakeNetwork::new());
+    fake.add_sandbox(100);
+    let e0 = endpoint(0, "blue", 100, "10.100.0.5");
+    let e1 = endpoint(1, "red", 101, "10.101.0.5");
+    let w = wiring(&fake);
+    w.wire("p.web", "sb1", 100, &[e0.clone(), e1.clone()])
+        .await
+        .unwrap();
+    let nets = NodeNetworks {
+        local: local(&[&e0, &e1]),
+        remote: BTreeMap::from([(100, vec![remote("10.100.0.9", [198, 18, 0, 12])])]),
+        complete: BTreeSet::from([100, 101]),
+    };
+    w.sync(&nets).await.unwrap();
+    fake.clear_calls();
+    // A restarted agent: a new Wiring with no memory but the kernel's state.
+    let again = wiring(&fake);
+    let ifs = again
+        .wire("p.web", "sb1", 100, &[e0.clone(), e1.clone()])
+        .await
+        .unwrap();
+    assert_eq!(ifs.len(), 2);
+    let report = again.sync(&nets).await.unwrap();
+    // The new instance re-applies the table once (an atomic replace keeps conntrack), and
+    // nothing else.
+    assert_eq!(fake.calls(), ["apply_firewall set"]);
+    assert!(report.removed_devices.is_empty());
+    fake.clear_calls();
+    again.sync(&nets).await.unwrap();
+    again.wire("p.web", "sb1", 100, &[e0, e1]).await.unwrap();
+    assert!(fake.calls().is_empty(), "{:?}", fake.calls());
+}
+
+#[tokio::test]
+async fn wrong_state_is_fixed_and_a_new_sandbox_is_rewired() {
+    let fake = Arc::new(FakeNetwork::new());
+    fake.add_sandbox(100);
+    let e = endpoint(0, "blue", 100, "10.100.0.5");
+    let w = wiring(&fake);
+    w.wire("p.web", "sb1", 100, &[e.clone()]).await.unwrap();
+    // Someone removed the gateway address from the bridge.
+    use crate::network::NetworkBackend;
+    fake.del_address("cb100", "10.100.0.1/24".parse().unwrap())
+        .await
+        .unwrap();
+    fake.clear_calls();
+    w.wire("p.web", "sb1", 100, &[e.clone()]).await.unwrap();
+    assert_eq!(fake.calls(), ["add_address cb100 10.100.0.1/24"]);
+    // The sandbox is recreated: a new process, its old veth gone with its namespace.
+    fake.remove_sandbox(100);
+    fake.add_sandbox(200);
+    let ifs = w.wire("p.web", "sb2", 200, &[e]).await.unwrap();
+    assert_eq!(ifs[0].ip, "10.100.0.5");
+    assert_eq!(
+        fake.host_names()
+            .iter()
+            .filter(|n| n.starts_with("cw"))
+            .count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn remote_endpoints_come_and_go() {
+    let fake = Arc::new(FakeNetwork::new());
+    fake.add_sandbox(100);
+    let e = endpoint(0, "blue", 100, "10.100.0.5");
+    let w = wiring(&fake);
+    w.wire("p.web", "sb1", 100, &[e.clone()]).await.unwrap();
+    let a = remote("10.100.0.7", [198, 18, 0, 12]);
+    let b = remote("10.100.0.8", [198, 18, 0, 13]);
+    let mut nets = NodeNetworks {
+        local: local(&[&e]),
+        remote: BTreeMap::from([(100, vec![a, b])]),
+        complete: BTreeSet::from([100]),
+    };
+    w.sync(&nets).await.unwrap();
+    let vtep = |v: [u8; 4]| Ipv4Addr::from(v);
+    assert_eq!(
+        fake.fdb_of("cv100"),
+        BTreeSet::from([
+            FdbEntry {
+                mac: a.mac,
+                vtep: a.vtep
+            },
+            FdbEntry {
+                mac: b.mac,
+                vtep: b.vtep
+            },
+            FdbEntry {
+                mac: ZERO_MAC,
+                vtep: vtep([198, 18, 0, 12])
+            },
+            FdbEntry {
+                mac: ZERO_MAC,
+                vtep: vtep([198, 18, 0, 13])
+            },
+        ])
+    );
+    assert_eq!(
+        fake.neighbours_of("cv100"),
+        BTreeSet::from([
+            NeighbourEntry {
+                ip: a.ip,
+                mac: a.mac
+            },
+            NeighbourEntry {
+                ip: b.ip,
+                mac: b.mac
+            },
+        ])
+    );
+    let rules = fake.firewall().unwrap();
+    assert!(
+        rules.contains("@th,96,24 100 ip saddr { 198.18.0.12, 198.18.0.13 } accept"),
+        "{rules}"
+    );
+    assert!(fake.forwarding());
+
+    // b leaves, a moves to another node.
+    let moved = RemoteEndpoint {
+        vtep: vtep([198, 18, 0, 14]),
+        ..a
+    };
+    nets.remote.insert(100, vec![moved]);
+    let report = w.sync(&nets).await.unwrap();
+    assert_eq!(
+        fake.fdb_of("cv100"),
+        BTreeSet::from([
+            FdbEntry {
+                mac: a.mac,
+                vtep: moved.vtep
+            },
+            FdbEntry {
+                mac: ZERO_MAC,
+                vtep: moved.vtep
+            },
+        ])
+    );
+    assert_eq!(
+        fake.neighbours_of("cv100"),
+        BTreeSet::from([NeighbourEntry {
+            ip: a.ip,
+            mac: a.mac
+        }])
+    );
+    assert!(report.entries_removed >= 4, "{report:?}");
+    assert!(fake.firewall().unwrap().contains("saddr { 198.18.0.14 }"));
+
+    // An incomplete listing adds but never removes.
+    nets.remote.insert(100, vec![]);
+    nets.complete.clear();
+    w.sync(&nets).await.unwrap();
+    assert_eq!(fake.fdb_of("cv100").len(), 2);
+}
+
+#[tokio::test]
+async fn last_endpoint_leaving_removes_devices_and_the_table() {
+    let fake = Arc::new(FakeNetwork::new());
+    fake.add_sandbox(100);
+    let e = endpoint(0, "blue", 100, "10.100.0.5");
+    let w = wiring(&fake);
+    w.wire("p.web", "sb1", 100, &[e.clone()]).await.unwrap();
+    let nets = NodeNetworks {
+        local: local(&[&e]),
+        remote: BTreeMap::from([(100, vec![remote("10.100.0.9", [198, 18, 0, 12])])]),
+        complete: BTreeSet::from([100]),
+    };
+    w.sync(&nets).await.unwrap();
+    fake.remove_sandbox(100);
+    let report = w.sync(&NodeNetworks::default()).await.unwrap();
+    assert_eq!(report.removed_devices, ["cv100", "cb100"]);
+    assert!(fake.host_names().is_empty(), "{:?}", fake.host_names());
+    assert!(fake.fdb_of("cv100").is_empty());
+    assert_eq!(fake.firewall(), None);
+    assert!(report.firewall_applied);
+}
+
+#[tokio::test]
+async fn missing_vxlan_is_a_clear_error_and_leaves_nothing() {
+    let fake = Arc::new(FakeNetwork::new());
+    fake.add_sandbox(100);
+    // The node knew at start: nothing is even tried.
+    let w = Wiring::new(
+        fake.clone(),
+        Some(UNDERLAY),
+        NetworkSupport {
+            bridge: true,
+            vxlan: false,
+            missing: Some("vxlan: module vxlan missing".into()),
+        },
+    );
+    let e = endpoint(0, "blue", 100, "10.100.0.5");
+    match w.wire("p.web", "sb1", 100, &[e.clone()]).await {
+        Err(WiringError::Unsupported(m)) => assert!(m.contains("vxlan"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(fake.calls().is_empty());
+    // The kernel says so only when asked: the bridge made for it is removed again.
+    fake.without_vxlan();
+    let w = wiring(&fake);
+    match w.wire("p.web", "sb1", 100, &[e]).await {
+        Err(WiringError::Unsupported(m)) => assert!(m.contains("VXLAN"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(fake.host_names().is_empty(), "{:?}", fake.host_names());
+}
+
+#[tokio::test]
+async fn failure_midway_removes_what_the_attempt_created() {
+    let fake = Arc::new(FakeNetwork::new());
+    fake.add_sandbox(100);
+    fake.fail_configure(true);
+    let w = wiring(&fake);
+    let e = endpoint(0, "blue", 100, "10.100.0.5");
+    assert!(matches!(
+        w.wire("p.web", "sb1", 100, &[e.clone()]).await,
+        Err(WiringError::Failed(_))
+    ));
+    assert!(fake.host_names().is_empty(), "{:?}", fake.host_names());
+    assert_eq!(fake.sandbox_state(100).unwrap().links.len(), 1, "only lo");
+    fake.fail_configure(false);
+    assert!(w.wire("p.web", "sb1", 100, &[e]).await.is_ok());
+}
+
+#[tokio::test]
+async fn bridge_network_has_no_vxlan_device() {
+    let fake = Arc::new(FakeNetwork::new());
+    fake.add_sandbox(100);
+    let w = wiring(&fake);
+    let mut e = endpoint(0, "local", 7, "10.7.0.5");
+    e.driver = NetworkDriver::Bridge;
+    w.wire("p.web", "sb1", 100, &[e]).await.unwrap();
+    assert!(fake.host_link("cv7").is_none());
+    assert_eq!(fake.host_link("cb7").unwrap().mtu, 1500);
+}
