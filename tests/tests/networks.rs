@@ -155,7 +155,7 @@ async fn overlay_network_end_to_end() {
             "--",
             "sh",
             "-c",
-            "nc -l -p 5001 > /tmp/got & while true; do echo hello | nc -l -p 5000; done",
+            "(sleep 100000 | nc -l -p 5001 > /tmp/got) & while true; do echo hello | nc -l -p 5000; done",
         ],
     )
     .await;
@@ -289,8 +289,18 @@ async fn overlay_network_end_to_end() {
     }
 
     // A TCP connection held open across restarts of both agents.
-    let (ok, out) = exec(&core_c, &["sh", "-c", "(while true; do echo tick; sleep 0.2; done | nc 192.168.31.4 5001) >/dev/null 2>&1 & echo started"]);
-    assert!(ok, "{out}");
+    let streamer = Command::new("docker")
+        .args([
+            "exec",
+            "-d",
+            &core_c,
+            "sh",
+            "-c",
+            "while true; do echo tick; sleep 0.2; done | nc 192.168.31.4 5001",
+        ])
+        .status()
+        .unwrap();
+    assert!(streamer.success());
     let lines = |peer_c: &str| -> usize {
         exec(peer_c, &["sh", "-c", "wc -l < /tmp/got"])
             .1
