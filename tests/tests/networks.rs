@@ -188,6 +188,42 @@ async fn overlay_network_end_to_end() {
         ("eth0", "192.168.31.3", "02:ca:c0:a8:1f:03")
     );
     assert_eq!(exec(&core_c, &["hostname"]).1.trim(), "core-1");
+    // The node's side, as the kernel has it: bridge and VXLAN device of the network, and the
+    // remote peer's neighbour and FDB entries (programmed from ZooKeeper, not learnt).
+    let net: serde_json::Value = serde_json::from_str(
+        &cli_ok(
+            &c,
+            &token,
+            &["--pool", POOL, "network", "inspect", "myvxlan"],
+        )
+        .await,
+    )
+    .unwrap();
+    let vni = net["vni"].as_u64().unwrap();
+    assert_eq!(net["endpoints"].as_array().unwrap().len(), 2, "{net}");
+    let core_ns = c.topo.node(node_index(&c, &core.node)).to_string();
+    let links = ns_run(&core_ns, &["ip", "-o", "link", "show"]);
+    assert!(
+        links.contains(&format!(" cb{vni}:")) && links.contains(&format!(" cv{vni}:")),
+        "{links}"
+    );
+    let neigh = ns_run(
+        &core_ns,
+        &["ip", "neigh", "show", "dev", &format!("cv{vni}")],
+    );
+    assert!(
+        neigh.contains("192.168.31.4") && neigh.contains("02:ca:c0:a8:1f:04"),
+        "{neigh}"
+    );
+    let fdb = ns_run(
+        &core_ns,
+        &["bridge", "fdb", "show", "dev", &format!("cv{vni}")],
+    );
+    let peer_underlay = node_ip(node_index(&c, &peer.node)).to_string();
+    assert!(
+        fdb.contains(&format!("02:ca:c0:a8:1f:04 dst {peer_underlay}")),
+        "{fdb}"
+    );
 
     // Ping and TCP across nodes at the addresses asked for.
     let (ok, out) = exec(&core_c, &["ping", "-c", "3", "-W", "2", "192.168.31.4"]);
@@ -444,7 +480,7 @@ async fn overlay_network_end_to_end() {
                 let links = ns_run(&ns, &["ip", "-o", "link", "show"]);
                 let devices: Vec<&str> = links
                     .lines()
-                    .filter(|l| l.contains(" cb") || l.contains(" cv") || l.contains(" ve"))
+                    .filter(|l| [" cb", " cv", " cw", " cp"].iter().any(|p| l.contains(p)))
                     .collect();
                 let fdb = ns_run(&ns, &["bridge", "fdb", "show"]);
                 let remote_fdb = fdb.lines().filter(|l| l.contains(" dst ")).count();
