@@ -13,7 +13,9 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use caas_api::network::{mac_for, Endpoint, IpAllocation, NetworkDriver};
 use caas_api::{Assignment, WorkloadKey, WorkloadSpec, WorkloadState, ZkLayout};
-use caas_tests::agent::{container_prefix, test_node_id, AgentOptions, AgentProcess, ContainerSweeper};
+use caas_tests::agent::{
+    container_prefix, test_node_id, AgentOptions, AgentProcess, ContainerSweeper,
+};
 use caas_tests::netns::{node_ip, NetnsExecutor, Topology, FABRIC_IP};
 use caas_tests::zk_server::ZkServer;
 use caas_zk::zookeeper_client::{Client, Error as ZkError};
@@ -50,7 +52,10 @@ fn endpoint(net: &Net, ip: &str) -> Endpoint {
         subnet: net.subnet.into(),
         gateway: net.gateway.into(),
         ip: ip.into(),
-        mac: mac_for(ip.parse().unwrap()),
+        mac: mac_for(
+            ip.parse()
+                .unwrap_or_else(|e| panic!("test address {ip}: {e}")),
+        ),
         service: None,
     }
 }
@@ -136,7 +141,7 @@ impl World {
             "pool": POOL, "name": name, "image": self.busybox,
             "command": ["sleep", "3600"],
         }))
-        .unwrap();
+        .unwrap_or_else(|e| panic!("test spec: {e}"));
         spec.hostname = hostname.map(str::to_string);
         spec.networks = endpoints;
         spec
@@ -181,14 +186,24 @@ impl World {
         Ok(())
     }
 
-    async fn wait_running(&self, node: usize, name: &str) -> anyhow::Result<caas_api::WorkloadStatus> {
+    async fn wait_running(
+        &self,
+        node: usize,
+        name: &str,
+    ) -> anyhow::Result<caas_api::WorkloadStatus> {
         let key = WorkloadKey::new(POOL, name);
-        let result = caas_tests::wait::until(&format!("{name} running and wired"), WAIT, || async {
-            let s = caas_tests::zk_io::status(&self.zk_client, &self.layout, &self.nodes[node], &key)
+        let result =
+            caas_tests::wait::until(&format!("{name} running and wired"), WAIT, || async {
+                let s = caas_tests::zk_io::status(
+                    &self.zk_client,
+                    &self.layout,
+                    &self.nodes[node],
+                    &key,
+                )
                 .await?;
-            Ok(s.filter(|s| s.state == WorkloadState::Running && !s.interfaces.is_empty()))
-        })
-        .await;
+                Ok(s.filter(|s| s.state == WorkloadState::Running && !s.interfaces.is_empty()))
+            })
+            .await;
         result.with_context(|| format!("agent log:\n{}", tail(&self.agents[node].log(), 40)))
     }
 
@@ -203,8 +218,15 @@ impl World {
         run("docker", &args)
     }
 
+    /// `docker exec -d`: starts `script` in the app container and returns at once.
+    fn spawn(&self, node: usize, name: &str, script: &str) -> anyhow::Result<()> {
+        let app = self.app(node, name);
+        run("docker", &["exec", "-d", app.as_str(), "sh", "-c", script]).map(|_| ())
+    }
+
     fn ping(&self, node: usize, name: &str, ip: &str) -> bool {
-        self.exec(node, name, &["ping", "-c", "1", "-W", "1", ip]).is_ok()
+        self.exec(node, name, &["ping", "-c", "1", "-W", "1", ip])
+            .is_ok()
     }
 
     fn ns(&self, node: usize) -> &str {
@@ -238,13 +260,19 @@ async fn vxlan_network_between_two_agents() -> anyhow::Result<()> {
     // Both nodes say what they can wire.
     for node in &w.nodes {
         let info = caas_tests::wait::until("registration with network support", WAIT, || async {
-            Ok(caas_tests::zk_io::registration(&w.zk_client, &w.layout, node)
-                .await?
-                .map(|(info, _)| info)
-                .filter(|i| i.engine_ready))
+            Ok(
+                caas_tests::zk_io::registration(&w.zk_client, &w.layout, node)
+                    .await?
+                    .map(|(info, _)| info)
+                    .filter(|i| i.engine_ready),
+            )
         })
         .await?;
-        assert!(info.networks.vxlan && info.networks.bridge, "{:?}", info.networks);
+        assert!(
+            info.networks.vxlan && info.networks.bridge,
+            "{:?}",
+            info.networks
+        );
     }
 
     let a = w.spec("a", Some("core-1"), vec![endpoint(&BLUE, "10.42.0.10")]);
@@ -261,8 +289,18 @@ async fn vxlan_network_between_two_agents() -> anyhow::Result<()> {
     assert_eq!(status_a.interfaces.len(), 1);
     let i = &status_a.interfaces[0];
     assert_eq!(
-        (i.name.as_str(), i.network.as_str(), i.ip.as_str(), i.mac.as_str()),
-        ("eth0", "blue", "10.42.0.10", mac_for("10.42.0.10".parse()?).as_str())
+        (
+            i.name.as_str(),
+            i.network.as_str(),
+            i.ip.as_str(),
+            i.mac.as_str()
+        ),
+        (
+            "eth0",
+            "blue",
+            "10.42.0.10",
+            mac_for("10.42.0.10".parse()?).as_str()
+        )
     );
     assert_eq!(w.exec(0, "a", &["hostname"])?.trim(), "core-1");
 
@@ -270,50 +308,91 @@ async fn vxlan_network_between_two_agents() -> anyhow::Result<()> {
     eventually("a pings b across nodes", || w.ping(0, "a", "10.42.0.20")).await?;
     eventually("b pings a across nodes", || w.ping(1, "b", "10.42.0.10")).await?;
     // The node's underlay through the gateway.
-    assert!(w.ping(0, "a", &node_ip(1).to_string()), "a reaches its node's underlay");
+    assert!(
+        w.ping(0, "a", &node_ip(1).to_string()),
+        "a reaches its node's underlay"
+    );
 
     // The kernel of node 2 knows a's endpoint statically.
     let neigh = in_ns(w.ns(1), "ip", &["neigh", "show", "dev", "cv4242"])?;
     assert!(
-        neigh.contains("10.42.0.10") && neigh.contains(&mac_for("10.42.0.10".parse()?)) && neigh.contains("PERMANENT"),
+        neigh.contains("10.42.0.10")
+            && neigh.contains(&mac_for("10.42.0.10".parse()?))
+            && neigh.contains("PERMANENT"),
         "{neigh}"
     );
     let fdb = in_ns(w.ns(1), "bridge", &["fdb", "show", "dev", "cv4242"])?;
     assert!(
-        fdb.contains(&format!("{} dst {}", mac_for("10.42.0.10".parse()?), node_ip(1))),
+        fdb.contains(&format!(
+            "{} dst {}",
+            mac_for("10.42.0.10".parse()?),
+            node_ip(1)
+        )),
         "{fdb}"
     );
-    assert!(fdb.contains(&format!("00:00:00:00:00:00 dst {}", node_ip(1))), "{fdb}");
+    assert!(
+        fdb.contains(&format!("00:00:00:00:00:00 dst {}", node_ip(1))),
+        "{fdb}"
+    );
     let table = in_ns(w.ns(1), "nft", &["list", "table", "inet", "caas"])?;
     // nft prints the VNI in hex: 4242 = 0x1092; only node 1's VTEP may send it.
     assert!(
-        table.contains(&format!("udp dport 4789 @th,96,24 0x1092 ip saddr {} accept", node_ip(1))),
+        table.contains(&format!(
+            "udp dport 4789 @th,96,24 0x1092 ip saddr {} accept",
+            node_ip(1)
+        )),
         "{table}"
     );
 
     // Two networks cannot reach each other, on one node or across nodes (ICMP and TCP).
-    assert!(!w.ping(1, "c", "10.42.0.20"), "red reached blue on the same node");
-    assert!(!w.ping(1, "c", "10.42.0.10"), "red reached blue on another node");
-    w.exec(0, "a", &["sh", "-c", "nc -l -p 7000 -e cat </dev/null >/dev/null 2>&1 &"])?;
     assert!(
-        w.exec(1, "c", &["sh", "-c", "echo hi | nc -w 2 10.42.0.10 7000"]).is_err(),
+        !w.ping(1, "c", "10.42.0.20"),
+        "red reached blue on the same node"
+    );
+    assert!(
+        !w.ping(1, "c", "10.42.0.10"),
+        "red reached blue on another node"
+    );
+    w.spawn(0, "a", "sleep 100000 | nc -l -p 7000 >/dev/null 2>&1")?;
+    assert!(
+        w.exec(1, "c", &["sh", "-c", "echo hi | nc -w 2 10.42.0.10 7000"])
+            .is_err(),
         "red opened a TCP connection into blue"
     );
 
     // A TCP connection between a and b survives restarting both agents.
-    w.exec(0, "a", &["sh", "-c", "nc -l -p 5000 > /tmp/recv 2>&1 &"])?;
+    // busybox nc closes the connection at EOF on its stdin: give it one that never ends.
+    w.spawn(0, "a", "sleep 100000 | nc -l -p 5000 > /tmp/recv")?;
     let lines = |w: &World| -> usize {
         w.exec(0, "a", &["cat", "/tmp/recv"])
             .map(|s| s.lines().count())
             .unwrap_or(0)
     };
-    eventually("b connects to a", || {
-        w.exec(1, "b", &["sh", "-c",
-            "pidof nc >/dev/null || (i=0; while true; do i=$((i+1)); echo $i; sleep 0.2; done | nc 10.42.0.10 5000 &)"])
-            .is_ok()
-            && lines(&w) > 2
+    eventually("a listens on 5000", || {
+        w.exec(0, "a", &["netstat", "-ltn"])
+            .is_ok_and(|out| out.contains(":5000"))
     })
     .await?;
+    w.spawn(
+        1,
+        "b",
+        "i=0; while true; do i=$((i+1)); echo $i; sleep 0.2; done | nc 10.42.0.10 5000",
+    )?;
+    if let Err(e) = eventually("b's data arrives at a", || lines(&w) > 2).await {
+        let debug = [
+            w.exec(1, "b", &["ps"]),
+            w.exec(0, "a", &["ps"]),
+            w.exec(0, "a", &["netstat", "-tn"]),
+            w.exec(1, "b", &["netstat", "-tn"]),
+            w.exec(
+                1,
+                "b",
+                &["sh", "-c", "echo hi | nc -w 3 10.42.0.10 7000; echo rc=$?"],
+            ),
+            w.exec(0, "a", &["cat", "/tmp/recv"]),
+        ];
+        panic!("{e:#}: {debug:#?}");
+    }
     let before_restart = lines(&w);
     w.agents[0].restart()?;
     w.agents[1].restart()?;
@@ -322,13 +401,25 @@ async fn vxlan_network_between_two_agents() -> anyhow::Result<()> {
     for (node, name) in [(0, "a"), (1, "b")] {
         w.wait_running(node, name).await?;
     }
-    caas_tests::wait::until("both agents past a network pass after restart", WAIT, || async {
-        let done = w.agents.iter().all(|a| a.log().matches("network drivers this node can wire").count() >= 2);
-        Ok(done.then_some(()))
-    })
+    caas_tests::wait::until(
+        "both agents past a network pass after restart",
+        WAIT,
+        || async {
+            let done = w.agents.iter().all(|a| {
+                a.log()
+                    .matches("network drivers this node can wire")
+                    .count()
+                    >= 2
+            });
+            Ok(done.then_some(()))
+        },
+    )
     .await?;
     let after_restart = lines(&w);
-    eventually("data still flows on the old connection", || lines(&w) > after_restart + 5).await?;
+    eventually("data still flows on the old connection", || {
+        lines(&w) > after_restart + 5
+    })
+    .await?;
     assert!(after_restart >= before_restart);
     // One server accept: the data arrives on the same connection.
     assert!(w.exec(0, "a", &["sh", "-c", "pidof nc"]).is_ok());
@@ -339,12 +430,21 @@ async fn vxlan_network_between_two_agents() -> anyhow::Result<()> {
     }
     for node in 0..2 {
         let ns = w.ns(node).to_string();
-        eventually("no caas devices left", || {
-            in_ns(&ns, "ip", &["-o", "link", "show"])
-                .map(|out| !out.lines().any(|l| l.contains(": cb") || l.contains(": cv") || l.contains(": cw")))
-                .unwrap_or(false)
+        let ours = |out: &str| {
+            out.lines()
+                .any(|l| l.contains(": cb") || l.contains(": cv") || l.contains(": cw"))
+        };
+        if let Err(e) = eventually("no caas devices left", || {
+            in_ns(&ns, "ip", &["-o", "link", "show"]).is_ok_and(|out| !ours(&out))
         })
-        .await?;
+        .await
+        {
+            panic!(
+                "{e:#}\n{:?}\nagent log:\n{}",
+                in_ns(&ns, "ip", &["-o", "link", "show"]),
+                tail(&w.agents[node].log(), 30)
+            );
+        }
         eventually("no nftables table left", || {
             in_ns(&ns, "nft", &["list", "tables"])
                 .map(|out| !out.contains("caas"))
@@ -352,7 +452,10 @@ async fn vxlan_network_between_two_agents() -> anyhow::Result<()> {
         })
         .await?;
         let neigh = in_ns(&ns, "ip", &["neigh", "show"])?;
-        assert!(!neigh.contains("10.42.") && !neigh.contains("10.43."), "{neigh}");
+        assert!(
+            !neigh.contains("10.42.") && !neigh.contains("10.43."),
+            "{neigh}"
+        );
         let fdb = in_ns(&ns, "bridge", &["fdb", "show"])?;
         assert!(!fdb.contains("dst 198.18."), "{fdb}");
     }
