@@ -64,7 +64,10 @@ pub async fn run_with<R: ContainerRuntime>(
         view.clone(),
         runtime.clone(),
         config.node_id.clone(),
-        config.control_token.clone(),
+        crate::control::ControlOptions {
+            token: config.control_token.clone(),
+            max_unpacked: config.deploy_max_unpacked,
+        },
     );
     let http_stop = work.clone();
     tracker.spawn(

@@ -14,28 +14,11 @@ use serde::Deserialize;
 /// Where the packaged agent reads its configuration.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/caas/agent.toml";
 
-/// Exit code for invalid configuration (EX_USAGE from sysexits.h).
-pub const EXIT_CONFIG: i32 = 64;
+/// Largest `deploy_max_unpacked_mib` accepted (64 GiB): beyond that it is surely a typo.
+const MAX_UNPACKED_MIB_LIMIT: u64 = 64 << 10;
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("config file {path}: {message}")]
-    Parse { path: PathBuf, message: String },
-    #[error("invalid configuration: {field}: {message}")]
-    Invalid { field: String, message: String },
-}
-
-fn invalid(field: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        field: field.to_string(),
-        message: message.into(),
-    }
-}
+use caas_daemon::invalid;
+pub use caas_daemon::{ConfigError, EXIT_CONFIG};
 
 /// Command line of `caas-agent`. Every flag can also be set through its environment variable;
 /// flags win over the environment, the environment wins over the config file.
@@ -112,6 +95,7 @@ struct FileConfig {
     zk_session_timeout_ms: Option<u64>,
     resync_interval_ms: Option<u64>,
     stop_grace_secs: Option<u64>,
+    deploy_max_unpacked_mib: Option<u64>,
     #[serde(default)]
     labels: BTreeMap<String, String>,
 }
@@ -135,6 +119,8 @@ pub struct AgentConfig {
     pub stop_grace: Duration,
     /// Bearer token the control endpoints (exec, deploy) require; they are off without it.
     pub control_token: Option<String>,
+    /// The most a deploy package may unpack to, in bytes (a bigger one is refused unread).
+    pub deploy_max_unpacked: u64,
 }
 
 impl AgentConfig {
@@ -269,14 +255,28 @@ impl AgentConfig {
         if resync_interval < Duration::from_millis(100) {
             return Err(invalid("resync_interval_ms", "must be at least 100"));
         }
+        let max_mib = file
+            .deploy_max_unpacked_mib
+            .unwrap_or(crate::rich::DEFAULT_MAX_UNPACKED_MIB);
+        if !(1..=MAX_UNPACKED_MIB_LIMIT).contains(&max_mib) {
+            return Err(invalid(
+                "deploy_max_unpacked_mib",
+                format!(
+                    "must be between 1 and {MAX_UNPACKED_MIB_LIMIT} (MiB a deploy package may \
+                     unpack to; default {})",
+                    crate::rich::DEFAULT_MAX_UNPACKED_MIB
+                ),
+            ));
+        }
         let control_token = flags
             .control_token_file
             .clone()
             .or(file.control_token_file)
-            .map(|path| read_token(&path))
+            .map(|path| caas_daemon::read_token(&path, "control_token_file"))
             .transpose()?;
         Ok(Self {
             control_token,
+            deploy_max_unpacked: max_mib << 20,
             node_id,
             pool,
             zk_servers,
@@ -298,38 +298,12 @@ impl AgentConfig {
     }
 }
 
-fn read_token(path: &Path) -> Result<String, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let token = text.trim().to_string();
-    if token.len() < 16 || token.chars().any(char::is_whitespace) {
-        return Err(invalid(
-            "control_token_file",
-            format!(
-                "{}: the token must be one word of at least 16 characters, e.g. from \
-                 `openssl rand -hex 32`",
-                path.display()
-            ),
-        ));
-    }
-    Ok(token)
-}
-
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    parse_file(&text, path)
+    caas_daemon::read_toml(path)
 }
 
 fn parse_file(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
-    toml::from_str(text).map_err(|e| ConfigError::Parse {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })
+    caas_daemon::parse_toml(text, path)
 }
 
 fn parse_labels(items: &[String]) -> Result<BTreeMap<String, String>, ConfigError> {
@@ -382,6 +356,7 @@ mod tests {
         assert_eq!(c.pool, "p1");
         assert_eq!(c.labels["rack"], "r1");
         assert_eq!(c.layout.root(), "/caas");
+        assert_eq!(c.deploy_max_unpacked, 512 << 20);
         let mut f = flags();
         f.pool = Some("p2".into());
         f.labels = vec!["rack=r2".into()];
@@ -411,6 +386,10 @@ mod tests {
             (
                 "pool = \"p\"\nzk = \"h:1\"\nzk_root = \"caas\"\n",
                 "zk_root",
+            ),
+            (
+                "pool = \"p\"\nzk = \"h:1\"\ndeploy_max_unpacked_mib = 0\n",
+                "deploy_max_unpacked_mib",
             ),
         ] {
             match AgentConfig::from_toml(&flags(), text, Path::new("x.toml")) {

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use caas_api::central::{DeployResult, ExecRequest, ExecResult, MAX_EXEC_OUTPUT};
 use caas_api::{ProgramStatus, WorkloadKey};
 
+use crate::codes::HttpErrorCode;
 use crate::rich::{self, APP_PROGRAM, MONITOR_STATUS};
 use crate::runtime::{self, ContainerRuntime};
 use crate::view::AgentView;
@@ -28,10 +29,7 @@ impl DeploySlot {
     fn take(key: &WorkloadKey) -> Result<Self, ControlError> {
         let mut set = DEPLOYING.lock().unwrap_or_else(|p| p.into_inner());
         if !set.insert(key.clone()) {
-            return Err(ControlError::new(
-                "busy",
-                format!("a deploy to {key} is already under way; wait for it to finish"),
-            ));
+            return Err(ControlError::Busy(key.clone()));
         }
         Ok(Self(key.clone()))
     }
@@ -46,27 +44,75 @@ impl Drop for DeploySlot {
     }
 }
 
-/// Why a control operation was refused; `code` is what the HTTP answer carries.
+/// What the control endpoints take from the configuration.
+#[derive(Debug, Clone)]
+pub struct ControlOptions {
+    /// Bearer token central must send; exec and deploy are off without one.
+    pub token: Option<String>,
+    /// The most a deploy package may unpack to, in bytes.
+    pub max_unpacked: u64,
+}
+
+/// Why a control operation was refused; `code()` is what the HTTP answer carries.
 #[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct ControlError {
-    pub code: &'static str,
-    pub message: String,
+pub enum ControlError {
+    #[error("no workload {0} on this node")]
+    NotFound(WorkloadKey),
+    #[error("the app container of {key} is not running ({status})")]
+    NotRunning { key: WorkloadKey, status: String },
+    /// The request does not validate.
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Package(#[from] rich::PackageError),
+    #[error("a deploy to {0} is already under way; wait for it to finish")]
+    Busy(WorkloadKey),
+    #[error(
+        "{key} runs image {image}, which is not a rich image: there is no supervisord to \
+         restart the app in; build the image FROM caas/sofa-base"
+    )]
+    NotRich { key: WorkloadKey, image: String },
+    #[error("{0}")]
+    Engine(#[from] runtime::RuntimeError),
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl ControlError {
-    fn new(code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
+    /// The code of the HTTP answer (which decides its status).
+    pub fn code(&self) -> HttpErrorCode {
+        match self {
+            Self::NotFound(_) => HttpErrorCode::NotFound,
+            Self::NotRunning { .. } => HttpErrorCode::NotRunning,
+            Self::Invalid(_) => HttpErrorCode::Invalid,
+            Self::Package(rich::PackageError::TooLarge { .. }) => HttpErrorCode::PackageTooLarge,
+            Self::Package(_) => HttpErrorCode::InvalidPackage,
+            Self::Busy(_) => HttpErrorCode::Busy,
+            Self::NotRich { .. } => HttpErrorCode::NotRich,
+            Self::Engine(_) => HttpErrorCode::EngineError,
+            Self::Internal(_) => HttpErrorCode::Internal,
         }
     }
 }
 
-impl From<runtime::RuntimeError> for ControlError {
-    fn from(e: runtime::RuntimeError) -> Self {
-        Self::new("engine-error", e.to_string())
-    }
+/// Package work running at once: more deploys than cores would only slow each other down
+/// and crowd the async workers off the CPU; the others wait their turn.
+static PACKAGE_WORK: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+/// Runs CPU-bound work (gunzip, sha256, copying a package) on the blocking pool, so the
+/// agent's two async workers keep serving ZooKeeper, reconcile passes and `/healthz`.
+async fn blocking<T, F>(what: &str, work: F) -> Result<T, ControlError>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let _turn = PACKAGE_WORK
+        .acquire()
+        .await
+        .map_err(|e| ControlError::Internal(format!("{what}: {e}")))?;
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ControlError::Internal(format!("{what} did not finish: {e}")))
 }
 
 /// The running app container of a workload on this node.
@@ -81,16 +127,13 @@ async fn running_app<R: ContainerRuntime + ?Sized>(
         .statuses
         .get(key)
         .and_then(|s| s.containers.app.clone())
-        .ok_or_else(|| ControlError::new("not-found", format!("no workload {key} on this node")))?;
+        .ok_or_else(|| ControlError::NotFound(key.clone()))?;
     let details = runtime.inspect(&app).await?;
     if !details.running {
-        return Err(ControlError::new(
-            "not-running",
-            format!(
-                "the app container of {key} is not running ({})",
-                details.status
-            ),
-        ));
+        return Err(ControlError::NotRunning {
+            key: key.clone(),
+            status: details.status,
+        });
     }
     Ok(details)
 }
@@ -104,7 +147,7 @@ pub async fn exec<R: ContainerRuntime + ?Sized>(
 ) -> Result<ExecResult, ControlError> {
     request
         .validate()
-        .map_err(|e| ControlError::new("invalid", e.to_string()))?;
+        .map_err(|e| ControlError::Invalid(e.to_string()))?;
     let app = running_app(view, runtime, key).await?;
     let output = runtime
         .exec(
@@ -137,34 +180,38 @@ async fn app_program<R: ContainerRuntime + ?Sized>(runtime: &R, id: &str) -> Opt
 }
 
 /// Copies `package` into the rich app container and restarts only the app program; waits
-/// until the app runs again (or supervisord gave up) and reports its state.
+/// until the app runs again (or supervisord gave up) and reports its state. A package that
+/// unpacks to more than `max_unpacked` bytes is refused before anything is copied.
 pub async fn deploy<R: ContainerRuntime + ?Sized>(
     view: &AgentView,
     runtime: &R,
     key: &WorkloadKey,
-    package: &[u8],
+    package: bytes::Bytes,
+    max_unpacked: u64,
 ) -> Result<DeployResult, ControlError> {
-    let info = rich::inspect_package(package)
-        .map_err(|e| ControlError::new("invalid-package", e.to_string()))?;
+    let checked = package.clone();
+    let info = blocking("checking the package", move || {
+        rich::inspect_package(&checked, max_unpacked)
+    })
+    .await??;
     let _slot = DeploySlot::take(key)?;
     let app = running_app(view, runtime, key).await?;
     let labels = runtime.image_labels(&app.image).await?.unwrap_or_default();
     if !rich::is_rich_image(&labels) {
-        return Err(ControlError::new(
-            "not-rich",
-            format!(
-                "{key} runs image {}, which is not a rich image: there is no supervisord to \
-                 restart the app in; build the image FROM caas/sofa-base",
-                app.image
-            ),
-        ));
+        return Err(ControlError::NotRich {
+            key: key.clone(),
+            image: app.image,
+        });
     }
     let before = app_program(runtime, &app.id).await;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let tar = rich::package_tar(package, now)
-        .map_err(|e| ControlError::new("internal", format!("packing the package: {e}")))?;
+    let tar = blocking("packing the package", move || {
+        rich::package_tar(&package, now)
+    })
+    .await?
+    .map_err(|e| ControlError::Internal(format!("packing the package: {e}")))?;
     runtime.upload(&app.id, "/", tar).await?;
     let restart = runtime
         .exec(

@@ -11,6 +11,8 @@ use sha2::Digest;
 use warp::http::StatusCode;
 use warp::{Filter, Reply};
 
+use crate::codes::HttpErrorCode;
+use crate::control::ControlOptions;
 use crate::runtime::ContainerRuntime;
 use crate::view::AgentView;
 
@@ -38,9 +40,13 @@ struct ErrorBody {
     message: String,
 }
 
-fn error(status: StatusCode, code: &'static str, message: String) -> warp::reply::Response {
-    let body = warp::reply::json(&ErrorBody { code, message });
-    warp::reply::with_status(body, status).into_response()
+/// An error answer: the code decides the HTTP status (`HttpErrorCode::status`).
+fn error(code: HttpErrorCode, message: String) -> warp::reply::Response {
+    let body = warp::reply::json(&ErrorBody {
+        code: code.as_str(),
+        message,
+    });
+    warp::reply::with_status(body, code.status()).into_response()
 }
 
 async fn workload_views(view: &AgentView) -> Vec<WorkloadView> {
@@ -74,11 +80,12 @@ pub fn routes<R: ContainerRuntime + ?Sized>(
     view: AgentView,
     runtime: Arc<R>,
     node_id: String,
-    control_token: Option<String>,
+    control: ControlOptions,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone {
     let with_view = warp::any().map(move || view.clone());
     let with_runtime = warp::any().map(move || runtime.clone());
-    let control_token = Arc::new(control_token);
+    let max_unpacked = control.max_unpacked;
+    let control_token = Arc::new(control.token);
     // Checked before the body is read: nobody without the token makes the agent buffer a
     // package.
     let authorized = warp::header::optional::<String>("authorization")
@@ -136,8 +143,7 @@ pub fn routes<R: ContainerRuntime + ?Sized>(
             {
                 Some(w) => warp::reply::json(&w).into_response(),
                 None => error(
-                    StatusCode::NOT_FOUND,
-                    "not-found",
+                    HttpErrorCode::NotFound,
                     format!("no workload {pool}/{name} on this node"),
                 ),
             }
@@ -152,12 +158,12 @@ pub fn routes<R: ContainerRuntime + ?Sized>(
             let key = WorkloadKey::new(&pool, &name);
             let app = view.read().await.statuses.get(&key).and_then(|s| s.containers.app.clone());
             let Some(app) = app else {
-                return error(StatusCode::NOT_FOUND, "not-found", format!("no app container for {pool}/{name} on this node"));
+                return error(HttpErrorCode::NotFound, format!("no app container for {pool}/{name} on this node"));
             };
             let tail = query.tail.unwrap_or(200).min(MAX_LOG_LINES);
             match runtime.logs(&app, tail).await {
                 Ok(text) => warp::reply::with_header(text, "content-type", "text/plain; charset=utf-8").into_response(),
-                Err(e) => error(StatusCode::BAD_GATEWAY, e.code(), e.to_string()),
+                Err(e) => error(HttpErrorCode::Engine(e.code()), e.to_string()),
             }
         });
 
@@ -190,8 +196,7 @@ pub fn routes<R: ContainerRuntime + ?Sized>(
                             Ok(r) => r,
                             Err(e) => {
                                 return error(
-                                    StatusCode::BAD_REQUEST,
-                                    "invalid",
+                                    HttpErrorCode::Invalid,
                                     format!("not an exec request: {e}"),
                                 )
                             }
@@ -204,28 +209,27 @@ pub fn routes<R: ContainerRuntime + ?Sized>(
                 },
             );
 
-    let deploy =
-        warp::path!("v1" / "containers" / String / String / "deploy")
-            .and(warp::post())
-            .and(authorized)
-            .and(warp::body::content_length_limit(MAX_PACKAGE))
-            .and(warp::body::bytes())
-            .and(with_view.clone())
-            .and(with_runtime.clone())
-            .then(
-                |pool: String,
-                 name: String,
+    let deploy = warp::path!("v1" / "containers" / String / String / "deploy")
+        .and(warp::post())
+        .and(authorized)
+        .and(warp::body::content_length_limit(MAX_PACKAGE))
+        .and(warp::body::bytes())
+        .and(with_view.clone())
+        .and(with_runtime.clone())
+        .then(
+            move |pool: String,
+                  name: String,
 
-                 body: bytes::Bytes,
-                 view: AgentView,
-                 runtime: Arc<R>| async move {
-                    let key = WorkloadKey::new(&pool, &name);
-                    match crate::control::deploy(&view, &*runtime, &key, &body).await {
-                        Ok(result) => warp::reply::json(&result).into_response(),
-                        Err(e) => control_error(e),
-                    }
-                },
-            );
+                  body: bytes::Bytes,
+                  view: AgentView,
+                  runtime: Arc<R>| async move {
+                let key = WorkloadKey::new(&pool, &name);
+                match crate::control::deploy(&view, &*runtime, &key, body, max_unpacked).await {
+                    Ok(result) => warp::reply::json(&result).into_response(),
+                    Err(e) => control_error(e),
+                }
+            },
+        );
 
     let read = healthz
         .or(list)
@@ -243,36 +247,28 @@ pub fn routes<R: ContainerRuntime + ?Sized>(
         .recover(|rejection: warp::Rejection| async move {
             let reply = if rejection.is_not_found() {
                 error(
-                    StatusCode::NOT_FOUND,
-                    "not-found",
+                    HttpErrorCode::NotFound,
                     "no such endpoint; see /healthz, /v1/containers".into(),
                 )
             } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
                 error(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "method-not-allowed",
+                    HttpErrorCode::MethodNotAllowed,
                     "method not allowed on this path".into(),
                 )
             } else if let Some(denied) = rejection.find::<Denied>() {
-                error(denied.status, denied.code, denied.message.clone())
+                error(denied.code, denied.message.clone())
             } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
                 error(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "too-large",
+                    HttpErrorCode::TooLarge,
                     format!("packages are limited to {MAX_PACKAGE} bytes"),
                 )
             } else if rejection.find::<warp::reject::InvalidQuery>().is_some() {
                 error(
-                    StatusCode::BAD_REQUEST,
-                    "bad-query",
+                    HttpErrorCode::BadQuery,
                     "tail must be a non-negative integer".into(),
                 )
             } else {
-                error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    format!("{rejection:?}"),
-                )
+                error(HttpErrorCode::Internal, format!("{rejection:?}"))
             };
             Ok::<_, Infallible>(reply)
         })
@@ -282,8 +278,7 @@ pub fn routes<R: ContainerRuntime + ?Sized>(
 /// A refused control request (a warp rejection, so it happens before the body is read).
 #[derive(Debug)]
 struct Denied {
-    status: StatusCode,
-    code: &'static str,
+    code: HttpErrorCode,
     message: String,
 }
 
@@ -294,8 +289,7 @@ impl warp::reject::Reject for Denied {}
 fn authorize(token: Option<&str>, header: Option<&str>) -> Option<Denied> {
     let Some(token) = token else {
         return Some(Denied {
-            status: StatusCode::FORBIDDEN,
-            code: "forbidden",
+            code: HttpErrorCode::Forbidden,
             message: "exec and deploy are off on this agent: start it with --control-token-file"
                 .into(),
         });
@@ -308,19 +302,86 @@ fn authorize(token: Option<&str>, header: Option<&str>) -> Option<Denied> {
     match sent {
         Some(sent) if digest(sent) == digest(token) => None,
         _ => Some(Denied {
-            status: StatusCode::UNAUTHORIZED,
-            code: "unauthorized",
+            code: HttpErrorCode::Unauthorized,
             message: "exec and deploy need central's agent token as a bearer token".into(),
         }),
     }
 }
 
 fn control_error(e: crate::control::ControlError) -> warp::reply::Response {
-    let status = match e.code {
-        "not-found" => StatusCode::NOT_FOUND,
-        "invalid" | "invalid-package" => StatusCode::UNPROCESSABLE_ENTITY,
-        "not-rich" | "not-running" | "busy" => StatusCode::CONFLICT,
-        _ => StatusCode::BAD_GATEWAY,
-    };
-    error(status, e.code, e.message)
+    error(e.code(), e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::runtime::fake::FakeRuntime;
+    use std::io::Read;
+
+    const TOKEN: &str = "0123456789abcdef0123";
+
+    /// A package with a start script and `size` zero bytes, streamed through gzip.
+    fn package(size: u64) -> Vec<u8> {
+        let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let mut b = tar::Builder::new(gz);
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o755);
+        h.set_size(10);
+        h.set_cksum();
+        b.append_data(&mut h, "bin/start.sh", &b"#!/bin/sh\n"[..])
+            .unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o644);
+        h.set_size(size);
+        h.set_cksum();
+        b.append_data(&mut h, "lib/zeros", std::io::repeat(0).take(size))
+            .unwrap();
+        b.into_inner().unwrap().finish().unwrap()
+    }
+
+    async fn deploy(runtime: Arc<FakeRuntime>, body: Vec<u8>) -> (u16, serde_json::Value) {
+        let routes = routes(
+            AgentView::default(),
+            runtime,
+            "n1".into(),
+            ControlOptions {
+                token: Some(TOKEN.into()),
+                max_unpacked: 1 << 20,
+            },
+        );
+        let reply = warp::test::request()
+            .method("POST")
+            .path("/v1/containers/p1/web/deploy")
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .body(body)
+            .reply(&routes)
+            .await;
+        let status = reply.status().as_u16();
+        (status, serde_json::from_slice(reply.body()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_package_over_the_unpacked_cap_is_refused_before_anything_is_touched() {
+        let runtime = Arc::new(FakeRuntime::with_images(&[]));
+        let (status, body) = deploy(runtime.clone(), package(2 << 20)).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (413, Some("package-too-large"))
+        );
+        let message = body["message"].as_str().unwrap();
+        assert!(
+            message.contains("1 MiB") && message.contains("deploy_max_unpacked_mib"),
+            "{message}"
+        );
+        assert!(runtime.calls().is_empty(), "{:?}", runtime.calls());
+        // Under the cap the package passes the check, and the next refusal is the workload's.
+        let (status, body) = deploy(runtime.clone(), package(1000)).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (404, Some("not-found")),
+            "{body}"
+        );
+        assert!(runtime.calls().is_empty(), "{:?}", runtime.calls());
+    }
 }

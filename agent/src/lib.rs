@@ -3,6 +3,7 @@
 //! `main.rs` only parses flags and calls [`agent::run`].
 
 pub mod agent;
+pub mod codes;
 pub mod config;
 pub mod control;
 pub mod health;

@@ -21,6 +21,8 @@ pub const PACKAGE_DIR: &str = "home/admin/release/run";
 pub const START_SCRIPTS: [&str; 4] = ["bin/start.sh", "bin/startup.sh", "start.sh", "run.sh"];
 /// The supervisord program running the app.
 pub const APP_PROGRAM: &str = "app";
+/// Default of the most a deploy package may unpack to (`deploy_max_unpacked_mib`).
+pub const DEFAULT_MAX_UNPACKED_MIB: u64 = 512;
 /// uid and gid of `admin` in every rich image.
 const ADMIN_ID: u64 = 1000;
 
@@ -87,6 +89,33 @@ pub enum PackageError {
     NoStartScript,
     #[error("the start script {0} is not executable; `chmod +x {0}` before packing")]
     NotExecutable(String),
+    #[error(
+        "the package unpacks to more than {} MiB, the most this agent accepts \
+         (deploy_max_unpacked_mib in its agent.toml); leave logs, caches and build output out of \
+         the package, or raise deploy_max_unpacked_mib on the agents",
+        limit >> 20
+    )]
+    TooLarge { limit: u64 },
+}
+
+/// A reader that counts what came through it into `read` and fails once that is more than
+/// `limit`.
+struct Capped<R> {
+    inner: R,
+    read: std::rc::Rc<std::cell::Cell<u64>>,
+    limit: u64,
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let total = self.read.get().saturating_add(n as u64);
+        self.read.set(total);
+        if total > self.limit {
+            return Err(std::io::Error::other("more than the unpacked size limit"));
+        }
+        Ok(n)
+    }
 }
 
 /// What a valid package holds.
@@ -98,22 +127,56 @@ pub struct PackageInfo {
 }
 
 /// Checks a package the way the image's `sofa-app` will use it: a gzip tarball with an
-/// executable start script at its root or in its single top-level directory.
-pub fn inspect_package(package: &[u8]) -> Result<PackageInfo, PackageError> {
+/// executable start script at its root or in its single top-level directory, unpacking to at
+/// most `max_unpacked` bytes. The archive is only streamed through (nothing is written), and the
+/// size is counted as it goes: an entry whose header claims more than is left is refused before
+/// its content is read, so a zip bomb costs at most `max_unpacked` bytes of decompression.
+/// CPU-bound (gunzip and sha256 of up to hundreds of MiB): call it from a blocking thread.
+pub fn inspect_package(package: &[u8], max_unpacked: u64) -> Result<PackageInfo, PackageError> {
     if !package.starts_with(&[0x1f, 0x8b]) {
         return Err(PackageError::NotGzip);
     }
+    let too_large = PackageError::TooLarge {
+        limit: max_unpacked,
+    };
+    // Everything gunzip produces counts (headers too: a million empty files is a bomb as well);
+    // the entries' own sizes count separately, since sparse entries expand beyond the stream.
+    let streamed = std::rc::Rc::new(std::cell::Cell::new(0u64));
+    let stream = Capped {
+        inner: flate2::read::MultiGzDecoder::new(package),
+        read: streamed.clone(),
+        limit: max_unpacked,
+    };
+    let mut archive = tar::Archive::new(stream);
     let mut entries: Vec<(String, u32, bool)> = Vec::new();
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(package));
-    let corrupt = |e: std::io::Error| PackageError::Corrupt(e.to_string());
+    let mut unpacked: u64 = 0;
+    // The tar reader wraps the errors of the stream, so the cap is told apart by the count.
+    let corrupt = |e: std::io::Error| {
+        if streamed.get() > max_unpacked {
+            PackageError::TooLarge {
+                limit: max_unpacked,
+            }
+        } else {
+            PackageError::Corrupt(e.to_string())
+        }
+    };
     for entry in archive.entries().map_err(corrupt)? {
         let mut entry = entry.map_err(corrupt)?;
+        let left = max_unpacked.saturating_sub(unpacked);
+        if entry.size() > left {
+            return Err(too_large);
+        }
         let path = entry.path().map_err(corrupt)?.to_string_lossy().to_string();
         let path = path.trim_start_matches("./").to_string();
         let mode = entry.header().mode().map_err(corrupt)?;
         let is_file = entry.header().entry_type().is_file();
         // Reading to the end checks the compressed data, not only the headers.
-        std::io::copy(&mut entry.by_ref().take(u64::MAX), &mut std::io::sink()).map_err(corrupt)?;
+        let read = std::io::copy(&mut entry.by_ref().take(left + 1), &mut std::io::sink())
+            .map_err(corrupt)?;
+        unpacked += read;
+        if unpacked > max_unpacked {
+            return Err(too_large);
+        }
         if !path.is_empty() {
             entries.push((path, mode, is_file));
         }
@@ -193,6 +256,127 @@ pub fn parse_monitor(bytes: &[u8]) -> Result<Vec<ProgramStatus>, serde_json::Err
 mod tests {
     use super::*;
 
+    const MIB: u64 = 1 << 20;
+
+    /// A tar.gz with a start script and one file of `size` zero bytes, streamed (never held
+    /// unpacked in memory): it compresses about a thousand to one.
+    fn zeros_tgz(size: u64) -> Vec<u8> {
+        let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let mut b = tar::Builder::new(gz);
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o755);
+        h.set_size(10);
+        h.set_cksum();
+        b.append_data(&mut h, "app/bin/start.sh", &b"#!/bin/sh\n"[..])
+            .unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o644);
+        h.set_size(size);
+        h.set_cksum();
+        b.append_data(&mut h, "app/lib/zeros", std::io::repeat(0).take(size))
+            .unwrap();
+        b.into_inner().unwrap().finish().unwrap()
+    }
+
+    /// A tar.gz of `count` files of `size` zero bytes each (no start script needed: the cap
+    /// refuses it first).
+    fn many_tgz(count: usize, size: u64) -> Vec<u8> {
+        let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let mut b = tar::Builder::new(gz);
+        for i in 0..count {
+            let mut h = tar::Header::new_gnu();
+            h.set_mode(0o644);
+            h.set_size(size);
+            h.set_cksum();
+            b.append_data(&mut h, format!("app/f{i}"), std::io::repeat(0).take(size))
+                .unwrap();
+        }
+        b.into_inner().unwrap().finish().unwrap()
+    }
+
+    #[test]
+    fn the_unpacked_size_is_capped_while_streaming() {
+        // Within the cap: fine, and the sha256 is of the package as sent.
+        let fits = zeros_tgz(3 * MIB);
+        let info = inspect_package(&fits, 4 * MIB).unwrap();
+        assert_eq!(info.start_script, "app/bin/start.sh");
+        assert_eq!(info.sha256, hex::encode(Sha256::digest(&fits)));
+        // One entry larger than the cap: refused on its header.
+        let bomb = zeros_tgz(8 * MIB);
+        assert!(bomb.len() < 64 << 10, "{} bytes compressed", bomb.len());
+        assert_eq!(
+            inspect_package(&bomb, 4 * MIB),
+            Err(PackageError::TooLarge { limit: 4 * MIB })
+        );
+        // Many entries that each fit but together do not.
+        assert_eq!(
+            inspect_package(&many_tgz(10, MIB / 2), 4 * MIB),
+            Err(PackageError::TooLarge { limit: 4 * MIB })
+        );
+        // Many empty files: the headers count too.
+        assert_eq!(
+            inspect_package(&many_tgz(20_000, 0), 4 * MIB),
+            Err(PackageError::TooLarge { limit: 4 * MIB })
+        );
+        let message = PackageError::TooLarge { limit: 512 * MIB }.to_string();
+        assert!(
+            message.contains("512 MiB") && message.contains("deploy_max_unpacked_mib"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_header_claiming_a_huge_entry_is_refused_before_reading_it() {
+        // A 1 TiB entry of which only the header exists: refused at once, not read as corrupt.
+        let mut h = tar::Header::new_gnu();
+        h.set_path("app/huge").unwrap();
+        h.set_mode(0o644);
+        h.set_size(1 << 40);
+        h.set_cksum();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, h.as_bytes()).unwrap();
+        let package = gz.finish().unwrap();
+        assert_eq!(
+            inspect_package(&package, 512 * MIB),
+            Err(PackageError::TooLarge { limit: 512 * MIB })
+        );
+    }
+
+    #[test]
+    fn a_second_gzip_member_is_checked_too() {
+        // gzip(1) in the container reads every member; so does the check. A first member with
+        // a start script and a second one with more data than the cap must not pass.
+        let mut first = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o755);
+        h.set_size(10);
+        h.set_cksum();
+        first
+            .append_data(&mut h, "bin/start.sh", &b"#!/bin/sh\n"[..])
+            .unwrap();
+        let mut first = first.into_inner().unwrap();
+        first.truncate(first.len() - 1024); // without the end-of-archive blocks
+        let mut second = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o644);
+        h.set_size(2 * MIB);
+        h.set_cksum();
+        second
+            .append_data(&mut h, "lib/zeros", std::io::repeat(0).take(2 * MIB))
+            .unwrap();
+        let second = second.into_inner().unwrap();
+        let mut package = Vec::new();
+        for part in [first, second] {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            std::io::Write::write_all(&mut gz, &part).unwrap();
+            package.extend(gz.finish().unwrap());
+        }
+        assert_eq!(
+            inspect_package(&package, MIB),
+            Err(PackageError::TooLarge { limit: MIB })
+        );
+    }
+
     fn tgz(entries: &[(&str, u32, &str)]) -> Vec<u8> {
         let mut b = tar::Builder::new(Vec::new());
         for (path, mode, body) in entries {
@@ -215,27 +399,27 @@ mod tests {
             ("app-1.0/conf/a", 0o644, ""),
         ]);
         assert_eq!(
-            inspect_package(&ok).unwrap().start_script,
+            inspect_package(&ok, MIB).unwrap().start_script,
             "app-1.0/bin/start.sh"
         );
         let root = tgz(&[("./run.sh", 0o755, "x"), ("./lib/a.jar", 0o644, "")]);
-        assert_eq!(inspect_package(&root).unwrap().start_script, "run.sh");
+        assert_eq!(inspect_package(&root, MIB).unwrap().start_script, "run.sh");
         assert_eq!(
-            inspect_package(&tgz(&[("bin/start.sh", 0o644, "x")])),
+            inspect_package(&tgz(&[("bin/start.sh", 0o644, "x")]), MIB),
             Err(PackageError::NotExecutable("bin/start.sh".into()))
         );
         assert_eq!(
-            inspect_package(&tgz(&[("README", 0o644, "x")])),
+            inspect_package(&tgz(&[("README", 0o644, "x")]), MIB),
             Err(PackageError::NoStartScript)
         );
         assert_eq!(
-            inspect_package(b"PK\x03\x04 a zip"),
+            inspect_package(b"PK\x03\x04 a zip", MIB),
             Err(PackageError::NotGzip)
         );
         let mut truncated = ok.clone();
         truncated.truncate(ok.len() / 2);
         assert!(matches!(
-            inspect_package(&truncated),
+            inspect_package(&truncated, MIB),
             Err(PackageError::Corrupt(_))
         ));
     }

@@ -84,6 +84,9 @@ pub struct CreateContainerRequest {
     pub rich: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<crate::HealthCheck>,
+    /// Networks to join, one interface each (`eth0`, `eth1`, ... in this order).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<crate::network::NetworkAttachment>,
 }
 
 /// Where a container stands as far as central is concerned.

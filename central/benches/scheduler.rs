@@ -59,6 +59,7 @@ fn fleet(rng: &mut StdRng) -> Vec<NodeView> {
                 allocated: Resources::default(),
                 labels,
                 apps: BTreeMap::new(),
+                drivers: Vec::new(),
             }
         })
         .collect()
@@ -116,6 +117,8 @@ fn requests(rng: &mut StdRng, count: usize) -> Result<Vec<PlacementRequest>, Con
                 .collect::<Result<_, _>>()?,
             app,
             strategy: Strategy::Spread,
+            drivers: Vec::new(),
+            pinned: None,
         });
     }
     Ok(out)

@@ -2,35 +2,15 @@
 //! < flags, validated before anything binds or connects.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use caas_api::ZkLayout;
 use clap::Parser;
 use serde::Deserialize;
 
-/// Exit code for invalid configuration (EX_USAGE).
-pub const EXIT_CONFIG: i32 = 64;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("config file {path}: {message}")]
-    Parse { path: PathBuf, message: String },
-    #[error("invalid configuration: {field}: {message}")]
-    Invalid { field: String, message: String },
-}
-
-fn invalid(field: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        field: field.into(),
-        message: message.into(),
-    }
-}
+use caas_daemon::invalid;
+pub use caas_daemon::{ConfigError, EXIT_CONFIG};
 
 #[derive(Debug, Clone, Default, Parser)]
 #[command(
@@ -97,16 +77,7 @@ pub struct CentralConfig {
 impl CentralConfig {
     pub fn load(flags: &Flags) -> Result<Self, ConfigError> {
         let file = match &flags.config {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                    path: path.clone(),
-                    source,
-                })?;
-                toml::from_str::<FileConfig>(&text).map_err(|e| ConfigError::Parse {
-                    path: path.clone(),
-                    message: e.to_string(),
-                })?
-            }
+            Some(path) => caas_daemon::read_toml::<FileConfig>(path)?,
             None => FileConfig::default(),
         };
         let zk_servers = flags.zk.clone().or(file.zk).ok_or_else(|| {
@@ -140,12 +111,12 @@ impl CentralConfig {
                  create one with e.g. `openssl rand -hex 32 > /etc/caas/admin.token`",
             )
         })?;
-        let admin_token = read_token(&token_file, "admin_token_file")?;
+        let admin_token = caas_daemon::read_token(&token_file, "admin_token_file")?;
         let agent_token = flags
             .agent_token_file
             .clone()
             .or(file.agent_token_file)
-            .map(|path| read_token(&path, "agent_token_file"))
+            .map(|path| caas_daemon::read_token(&path, "agent_token_file"))
             .transpose()?;
         let lost_grace =
             Duration::from_secs(flags.lost_grace.or(file.lost_grace_secs).unwrap_or(30));
@@ -163,22 +134,4 @@ impl CentralConfig {
             zk_session_timeout,
         })
     }
-}
-
-fn read_token(path: &Path, field: &'static str) -> Result<String, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.into(),
-        source,
-    })?;
-    let token = text.trim().to_string();
-    if token.len() < 16 || token.chars().any(char::is_whitespace) {
-        return Err(invalid(
-            field,
-            format!(
-                "{}: the token must be one word of at least 16 characters",
-                path.display()
-            ),
-        ));
-    }
-    Ok(token)
 }

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use caas_api::central::{Liveness, NodeRecord};
+use caas_api::network::NetworkDriver;
 use caas_api::NodeInfo;
 use caas_zk::{ChildEntry, ChildMap};
 
@@ -123,6 +124,10 @@ pub fn view_of(
         },
         labels: info.labels.clone(),
         apps,
+        drivers: [NetworkDriver::Vxlan, NetworkDriver::Bridge]
+            .into_iter()
+            .filter(|d| info.networks.carries(*d))
+            .collect(),
     }
 }
 

@@ -19,6 +19,12 @@ pub enum ConflictKind {
     NodeReady,
     /// A pool (or network) that still holds objects.
     NotEmpty,
+    /// A requested address is used by another container of the network.
+    AddressTaken,
+    /// A requested VNI belongs to another network.
+    VniTaken,
+    /// No address (or VNI) is left.
+    Exhausted,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]

@@ -8,6 +8,7 @@ pub mod config;
 pub mod decoded;
 pub mod error;
 pub mod leader;
+pub mod networks;
 pub mod placement;
 pub mod scheduler;
 pub mod server;

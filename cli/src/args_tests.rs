@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use caas_api::central::CreateContainerRequest;
+use caas_api::network::{CreateNetworkRequest, NetworkAttachment};
 use caas_api::{Resources, RestartPolicy};
 use clap::CommandFactory;
 
@@ -124,6 +125,7 @@ fn full_create_maps_every_flag() {
             strategy: Some("binpack".into()),
             rich: false,
             health_check: None,
+            networks: vec![],
         }
     );
 }
@@ -159,12 +161,301 @@ fn hostname_label_sets_the_hostname_in_any_case() {
     assert!(msg.contains("disagree"), "{msg}");
 }
 
-#[test]
-fn ip_label_is_refused_until_networks_exist() {
-    for key in ["Ip", "ip", "IP"] {
-        let msg = refused(&["-l", &format!("{key}=192.168.31.3")]);
-        assert!(msg.contains("not supported yet"), "{msg}");
+fn attach(network: &str, service: Option<&str>, ip: Option<&str>) -> NetworkAttachment {
+    NetworkAttachment {
+        network: network.into(),
+        service: service.map(String::from),
+        ip: ip.map(String::from),
     }
+}
+
+#[test]
+fn public_services_join_networks_in_order() {
+    let req = request(&["--public-service=web.myvxlan", "--public-service", ".back"]);
+    assert_eq!(
+        req.networks,
+        [
+            attach("myvxlan", Some("web"), None),
+            attach("back", None, None)
+        ]
+    );
+    assert_eq!(
+        serde_json::to_value(&req).unwrap()["networks"],
+        serde_json::json!([{"network": "myvxlan", "service": "web"}, {"network": "back"}])
+    );
+    assert!(request(&[]).networks.is_empty());
+}
+
+#[test]
+fn ip_label_in_any_case_sets_the_address_of_the_one_network() {
+    for key in ["Ip", "ip", "IP"] {
+        let req = request(&[
+            "--public-service=.myvxlan",
+            "-l",
+            &format!("{key}=192.168.31.3"),
+            "-l",
+            "Hostname=core-1",
+        ]);
+        assert_eq!(
+            req.networks,
+            [attach("myvxlan", None, Some("192.168.31.3"))]
+        );
+        assert_eq!(req.hostname.as_deref(), Some("core-1"));
+        assert!(req.labels.is_empty(), "Ip is no container label: {req:?}");
+    }
+    // The seed writes both spellings; they agree.
+    let req = request(&[
+        "--public-service=.n",
+        "-l",
+        "Ip=10.0.0.3",
+        "-l",
+        "ip=10.0.0.3",
+        "--instances",
+        "1",
+    ]);
+    assert_eq!(req.networks, [attach("n", None, Some("10.0.0.3"))]);
+    // NETWORK:IP works with one network too.
+    let req = request(&["--public-service=.n", "-l", "Ip=n:10.0.0.3"]);
+    assert_eq!(req.networks, [attach("n", None, Some("10.0.0.3"))]);
+}
+
+#[test]
+fn ip_label_names_the_network_when_there_are_several() {
+    let req = request(&[
+        "--public-service=web.front",
+        "--public-service=.back",
+        "-l",
+        "ip=back:10.2.0.5",
+        "-l",
+        "Ip=front:10.1.0.5",
+    ]);
+    assert_eq!(
+        req.networks,
+        [
+            attach("front", Some("web"), Some("10.1.0.5")),
+            attach("back", None, Some("10.2.0.5"))
+        ]
+    );
+    // One of several may be left to central.
+    let req = request(&[
+        "--public-service=.a",
+        "--public-service=.b",
+        "-l",
+        "Ip=b:10.0.0.9",
+    ]);
+    assert_eq!(
+        req.networks,
+        [attach("a", None, None), attach("b", None, Some("10.0.0.9"))]
+    );
+}
+
+#[test]
+fn bad_networks_and_addresses_are_refused_with_the_fix() {
+    let cases: &[(&[&str], &[&str])] = &[
+        (
+            &["--public-service=myvxlan"],
+            &["[SERVICE].NETWORK", "--public-service=.myvxlan"],
+        ),
+        (&["--public-service=web."], &["network", "is empty"]),
+        (&["--public-service=a.b.c"], &["network", "'.'"]),
+        (&["--public-service=Web.n"], &["service", "'W'"]),
+        (
+            &["--public-service=.n", "--public-service=x.n"],
+            &["given twice", "one interface per network"],
+        ),
+        (
+            &["-l", "Ip=10.0.0.3"],
+            &["needs a network", "--public-service=.NETWORK"],
+        ),
+        (
+            &[
+                "--public-service=.a",
+                "--public-service=.b",
+                "-l",
+                "Ip=10.0.0.3",
+            ],
+            &["2 networks (a, b)", "-l Ip=NETWORK:10.0.0.3"],
+        ),
+        (
+            &["--public-service=.a", "-l", "Ip=c:10.0.0.3"],
+            &["does not join network c", "it joins a"],
+        ),
+        (
+            &["--public-service=.a", "-l", "Ip=10.0.0.300"],
+            &["\"10.0.0.300\" is not an IPv4 address"],
+        ),
+        (
+            &[
+                "--public-service=.a",
+                "-l",
+                "Ip=10.0.0.3",
+                "-l",
+                "ip=10.0.0.4",
+            ],
+            &["two addresses for network a", "10.0.0.3 and 10.0.0.4"],
+        ),
+        (
+            &[
+                "--public-service=.a",
+                "-l",
+                "Ip=10.0.0.3",
+                "--instances",
+                "3",
+            ],
+            &["--instances 3", "leave out -l Ip"],
+        ),
+        (
+            &["-l", "Hostname=a", "-l", "hostname=b"],
+            &["-l Hostname is given twice (a and b)"],
+        ),
+    ];
+    for (extra, words) in cases {
+        let msg = refused(extra);
+        for w in *words {
+            assert!(msg.contains(w), "{extra:?}: {w:?} missing from {msg:?}");
+        }
+    }
+    let nine: Vec<String> = (0..9).map(|i| format!("--public-service=.n{i}")).collect();
+    let nine: Vec<&str> = nine.iter().map(String::as_str).collect();
+    assert!(refused(&nine).contains("at most 8 networks"));
+}
+
+fn network_create(extra: &[&str]) -> Result<CreateNetworkRequest, CliError> {
+    let mut args = vec!["network", "create", "myvxlan"];
+    args.extend_from_slice(extra);
+    match parse(&args).command {
+        Command::Network(NetworkCommand::Create(args)) => args.to_request(),
+        other => panic!("parsed as {other:?}"),
+    }
+}
+
+#[test]
+fn network_create_takes_options_in_any_case_and_a_bare_subnet() {
+    let want = CreateNetworkRequest {
+        name: "myvxlan".into(),
+        driver: "vxlan".into(),
+        subnet: "192.168.0.0/19".into(),
+        gateway: "192.168.31.254".into(),
+        vni: None,
+    };
+    let ops = network_create(&[
+        "-d",
+        "vxlan",
+        "-l",
+        "Subnet=192.168.0.0/19",
+        "-l",
+        "Gateway=192.168.31.254",
+    ])
+    .unwrap();
+    assert_eq!(ops, want);
+    let terse = network_create(&[
+        "-l",
+        "192.168.0.0/19",
+        "--label",
+        "GATEWAY=192.168.31.254",
+        "-l",
+        "subnet=192.168.0.0/19",
+    ])
+    .unwrap();
+    assert_eq!(terse, want, "vxlan by default; an agreeing repeat is fine");
+    let bridge = network_create(&[
+        "-d",
+        "Bridge",
+        "-l",
+        "subnet=10.9.0.0/24",
+        "-l",
+        "gateway=10.9.0.1",
+        "-l",
+        "vni=4200",
+    ])
+    .unwrap();
+    assert_eq!(bridge.driver, "bridge");
+    assert_eq!(bridge.vni, Some(4200));
+    assert_eq!(
+        serde_json::to_value(&bridge).unwrap(),
+        serde_json::json!({"name": "myvxlan", "driver": "bridge", "subnet": "10.9.0.0/24",
+                           "gateway": "10.9.0.1", "vni": 4200})
+    );
+}
+
+#[test]
+fn network_create_refuses_locally_naming_the_flag_and_the_fix() {
+    let gw = "Gateway=10.0.0.1";
+    let cases: &[(&[&str], &[&str])] = &[
+        (&["-l", gw], &["needs a subnet", "-l Subnet=CIDR"]),
+        (
+            &["-l", "10.0.0.0/24"],
+            &["needs a gateway", "-l Gateway=IP"],
+        ),
+        (
+            &["-l", "10.0.0.0/24", "-l", gw, "-l", "Mtu=1400"],
+            &["unknown key \"Mtu\"", "Subnet=CIDR", "Vni=N"],
+        ),
+        (&["-l", "vxlan", "-l", gw], &["-l \"vxlan\"", "KEY=VALUE"]),
+        (
+            &["-l", "10.0.0.0/24", "-l", "Subnet=10.1.0.0/24", "-l", gw],
+            &["-l Subnet is given twice"],
+        ),
+        (
+            &["-l", "10.0.0.1/24", "-l", gw],
+            &["-l Subnet=10.0.0.1/24", "host bits"],
+        ),
+        (
+            &["-l", "10.0.0.0/24", "-l", "Gateway=10.0.1.1"],
+            &["-l Gateway=10.0.1.1", "outside"],
+        ),
+        (
+            &["-l", "10.0.0.0/24", "-l", gw, "-l", "Vni=0"],
+            &["-l Vni=0", "out of range"],
+        ),
+        (
+            &["-l", "10.0.0.0/24", "-l", gw, "-l", "Vni=x"],
+            &["-l Vni=x", "not a number", "leave -l Vni out"],
+        ),
+    ];
+    for (extra, words) in cases {
+        let err = network_create(extra).unwrap_err();
+        assert_eq!(err.exit_code(), 64, "{extra:?}");
+        let msg = err.to_string();
+        for w in *words {
+            assert!(msg.contains(w), "{extra:?}: {w:?} missing from {msg:?}");
+        }
+    }
+    let mut cli = parse(&["network", "create", "My_Net", "-l", "10.0.0.0/24", "-l", gw]);
+    let Command::Network(NetworkCommand::Create(args)) = &mut cli.command else {
+        panic!("{cli:?}")
+    };
+    assert!(args
+        .to_request()
+        .unwrap_err()
+        .to_string()
+        .starts_with("network name: "));
+    let err = Cli::try_parse_from(["caas", "network", "create", "n", "-d", "macvlan"]).unwrap_err();
+    assert_eq!(err.exit_code(), 2, "clap refuses an unknown driver");
+}
+
+#[test]
+fn network_commands_parse_with_their_aliases() {
+    for (args, want) in [
+        (&["network", "ls"][..], "ls"),
+        (&["network", "list"], "ls"),
+        (&["network", "inspect", "myvxlan"], "inspect"),
+        (&["network", "rm", "myvxlan"], "rm"),
+        (&["network", "remove", "myvxlan"], "rm"),
+    ] {
+        let got = match parse(args).command {
+            Command::Network(NetworkCommand::Ls) => "ls",
+            Command::Network(NetworkCommand::Inspect { name }) if name == "myvxlan" => "inspect",
+            Command::Network(NetworkCommand::Rm { name }) if name == "myvxlan" => "rm",
+            other => panic!("{args:?}: {other:?}"),
+        };
+        assert_eq!(got, want, "{args:?}");
+    }
+    let err = parse(&["network", "ls"]).require_pool().unwrap_err();
+    assert!(
+        err.to_string().contains("network commands need a pool"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -326,8 +617,55 @@ fn help_teaches_with_examples() {
         .unwrap()
         .render_long_help()
         .to_string();
-    for needle in ["Examples:", "Hostname=", "Ip=", "--purge-data", "-- sh -c"] {
+    for needle in [
+        "Examples:",
+        "Hostname=",
+        "Ip=NETWORK:ADDRESS",
+        "--public-service=.myvxlan",
+        "--purge-data",
+        "-- sh -c",
+    ] {
         assert!(create.contains(needle), "{needle} missing from:\n{create}");
+    }
+    assert!(
+        !create.contains("not supported yet"),
+        "networks are supported now:\n{create}"
+    );
+    // Every continued example line ends in a backslash the shell sees.
+    let examples: Vec<&str> = create
+        .split_once("Examples:\n")
+        .and_then(|(_, rest)| rest.split("\n\n").next())
+        .unwrap()
+        .lines()
+        .collect();
+    assert!(examples.len() > 6, "{examples:?}");
+    for pair in examples.windows(2) {
+        let continued = !pair[1].trim_start().starts_with("caas ");
+        assert_eq!(
+            pair[0].ends_with(" \\"),
+            continued,
+            "{:?} then {:?}",
+            pair[0],
+            pair[1]
+        );
+    }
+    let network = cmd
+        .find_subcommand_mut("network")
+        .and_then(|c| c.find_subcommand_mut("create"))
+        .unwrap()
+        .render_long_help()
+        .to_string();
+    for needle in [
+        "Examples:",
+        "-d vxlan",
+        "Subnet=CIDR",
+        "Gateway=IP",
+        "Vni=N",
+    ] {
+        assert!(
+            network.contains(needle),
+            "{needle} missing from:\n{network}"
+        );
     }
 }
 

@@ -7,7 +7,10 @@ use caas_api::central::{CreatePoolRequest, ExecRequest, TokenResponse};
 use caas_client::CentralClient;
 
 use super::render;
-use super::{Cli, CliError, Command, ContainerCommand, NodeCommand, OutputFormat, PoolCommand};
+use super::{
+    Cli, CliError, Command, ContainerCommand, NetworkCommand, NodeCommand, OutputFormat,
+    PoolCommand,
+};
 
 /// Runs `cli`, writing results to `out`; returns the exit status (0, or the exit code of a
 /// command run by `container exec`). Errors are returned for the caller to print
@@ -26,6 +29,10 @@ pub async fn run(cli: &Cli, out: &mut dyn Write) -> Result<u8, CliError> {
         Command::Container(cmd) => {
             let pool = cli.require_pool()?;
             container(&client()?, &ctx, pool, cmd, out).await
+        }
+        Command::Network(cmd) => {
+            let pool = cli.require_pool()?;
+            network(&client()?, &ctx, pool, cmd, out).await.map(|()| 0)
         }
     }
 }
@@ -293,6 +300,56 @@ async fn container(
         }
     }
     Ok(0)
+}
+
+async fn network(
+    client: &CentralClient,
+    ctx: &Ctx,
+    pool: &str,
+    cmd: &NetworkCommand,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    match cmd {
+        NetworkCommand::Create(args) => {
+            let request = args.to_request()?;
+            let spec = client.create_network(pool, &request).await?;
+            if ctx.json() {
+                write!(out, "{}", render::json(&spec))?;
+            } else {
+                writeln!(
+                    out,
+                    "network {} created in pool {pool}: {} {}, gateway {}, VNI {}",
+                    spec.name,
+                    spec.driver.as_str(),
+                    spec.subnet,
+                    spec.gateway,
+                    spec.vni
+                )?;
+            }
+        }
+        NetworkCommand::Ls => {
+            let networks = client.list_networks(pool).await?;
+            if ctx.json() {
+                write!(out, "{}", render::json(&networks))?;
+            } else {
+                write!(out, "{}", render::networks_table(&networks))?;
+            }
+        }
+        NetworkCommand::Inspect { name } => {
+            write!(
+                out,
+                "{}",
+                render::json(&client.get_network(pool, name).await?)
+            )?;
+        }
+        NetworkCommand::Rm { name } => {
+            client.delete_network(pool, name).await?;
+            if !ctx.json() {
+                writeln!(out, "network {name} removed")?;
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use clap::Parser;
 use serde_json::{json, Value};
 
 use crate::render::error_text;
-use crate::render::tests::{containers, nodes};
+use crate::render::tests::{containers, networks, nodes};
 use crate::{Cli, CliError};
 
 async fn fake(handler: impl Fn(&Seen) -> (u16, String) + Send + Sync + 'static) -> FakeCentral {
@@ -134,7 +134,29 @@ async fn local_mistakes_send_nothing() {
     )
     .await
     .unwrap_err();
-    assert!(err.to_string().contains("not supported yet"), "{err}");
+    assert!(err.to_string().contains("needs a network"), "{err}");
+    for args in [
+        &["network", "ls"][..],
+        &[
+            "--pool=p",
+            "network",
+            "create",
+            "n",
+            "-l",
+            "Subnet=10.0.0.0/24",
+        ],
+        &[
+            "--pool=p",
+            "network",
+            "create",
+            "n",
+            "-l",
+            "Net=10.0.0.0/24",
+        ],
+    ] {
+        let err = caas(&fake, args).await.unwrap_err();
+        assert_eq!(err.exit_code(), 64, "{args:?}: {err}");
+    }
     assert!(fake.seen().is_empty());
 }
 
@@ -215,4 +237,129 @@ async fn unreachable_central_and_bad_urls() {
     .unwrap();
     let err = crate::run(&cli, &mut Vec::new()).await.unwrap_err();
     assert_eq!(err.exit_code(), 64);
+}
+
+#[tokio::test]
+async fn network_commands_send_and_print() {
+    let fake = fake(|s| match (s.method.as_str(), s.path.as_str()) {
+        ("POST", "/v1/pools/pool2/networks") => {
+            let body = s.body.clone().unwrap_or_default();
+            let mut spec = json!({"version": 1, "pool": "pool2", "vni": 4097, "created_at": 1});
+            for key in ["name", "driver", "subnet", "gateway"] {
+                spec[key] = body[key].clone();
+            }
+            ok(201, spec)
+        }
+        ("GET", "/v1/pools/pool2/networks") => ok(200, networks()),
+        ("GET", "/v1/pools/pool2/networks/myvxlan") => ok(200, &networks()[0]),
+        ("DELETE", "/v1/pools/pool2/networks/back") => (204, String::new()),
+        ("DELETE", "/v1/pools/pool2/networks/myvxlan") => ok(
+            409,
+            json!({"code": "not-empty", "message": "network myvxlan has 2 endpoints"}),
+        ),
+        ("POST", "/v1/pools/pool2/containers") => ok(
+            409,
+            json!({"code": "address-taken", "field": "networks[0].ip",
+                   "message": "192.168.31.3 is used by web-1"}),
+        ),
+        _ => ok(404, json!({"code": "not-found", "message": "nope"})),
+    })
+    .await;
+    let p = "--pool=pool2";
+
+    let created = caas(
+        &fake,
+        &[
+            p,
+            "network",
+            "create",
+            "myvxlan",
+            "-d",
+            "vxlan",
+            "-l",
+            "Subnet=192.168.0.0/19",
+            "-l",
+            "Gateway=192.168.31.254",
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        created,
+        "network myvxlan created in pool pool2: vxlan 192.168.0.0/19, gateway 192.168.31.254, \
+         VNI 4097\n"
+    );
+    let table = caas(&fake, &[p, "network", "ls"]).await.unwrap();
+    assert!(table.starts_with("NAME      DRIVER"), "{table}");
+    let list: Value = serde_json::from_str(
+        &caas(&fake, &[p, "network", "list", "-o", "json"])
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(list.as_array().map(Vec::len), Some(2), "an array for ls");
+    let one: Value = serde_json::from_str(
+        &caas(&fake, &[p, "network", "inspect", "myvxlan"])
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(one["vni"], 4097, "the spec is flattened into the view");
+    assert_eq!(one["endpoints"][0]["workload"], "web-1");
+    assert_eq!(
+        caas(&fake, &[p, "network", "rm", "back"]).await.unwrap(),
+        "network back removed\n"
+    );
+    let err = caas(&fake, &[p, "network", "remove", "myvxlan"])
+        .await
+        .unwrap_err();
+    assert_eq!((err.exit_code(), err.code()), (1, Some("not-empty")));
+    assert!(
+        err.hint().unwrap().contains("caas network inspect"),
+        "{err:?}"
+    );
+
+    let err = caas(
+        &fake,
+        &[
+            p,
+            "container",
+            "create",
+            "core",
+            "--public-service=.myvxlan",
+            "-l",
+            "ip=192.168.31.3",
+            "-l",
+            "Hostname=core-1",
+            "--image",
+            "caas/app:1.0",
+        ],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        error_text(&err),
+        "caas: 192.168.31.3 is used by web-1 (field: networks[0].ip)\nhint: leave out -l Ip to \
+         get the lowest free address, or pick one that `caas network inspect NETWORK` does not \
+         list"
+    );
+
+    let seen = fake.seen();
+    assert_eq!(
+        seen[0].body,
+        Some(
+            json!({"name": "myvxlan", "driver": "vxlan", "subnet": "192.168.0.0/19",
+                    "gateway": "192.168.31.254"})
+        )
+    );
+    let create = seen.last().unwrap().body.clone().unwrap();
+    assert_eq!(
+        create["networks"],
+        json!([{"network": "myvxlan", "ip": "192.168.31.3"}])
+    );
+    assert_eq!(create["hostname"], "core-1");
+    assert!(
+        create.get("labels").is_none(),
+        "Ip and Hostname are no labels: {create}"
+    );
 }

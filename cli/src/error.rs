@@ -91,7 +91,9 @@ impl CliError {
             ClientError::Protocol { url, .. } => Some(format!(
                 "is {url} really caas central? set --url or CAAS_URL to its address"
             )),
-            ClientError::Api { status, url, .. } => api_hint(*status, e.from_central(), url),
+            ClientError::Api { status, url, .. } => api_hint(*status, e.from_central(), url)
+                .or_else(|| e.code().and_then(code_hint))
+                .or_else(|| e.field().and_then(field_hint)),
             _ => None,
         }
     }
@@ -113,8 +115,8 @@ fn api_hint(status: u16, from_central: bool, url: &str) -> Option<String> {
             "{url} does not look like caas central; set --url or CAAS_URL to its address"
         )),
         404 => Some(
-            "check the name and the pool (--pool / CAAS_POOL); `caas pool ls`, `caas node ls` \
-             and `caas container ls` list what exists"
+            "check the name and the pool (--pool / CAAS_POOL); `caas pool ls`, `caas node ls`, \
+             `caas container ls` and `caas network ls` list what exists"
                 .to_string(),
         ),
         500..=599 => Some(
@@ -123,4 +125,56 @@ fn api_hint(status: u16, from_central: bool, url: &str) -> Option<String> {
         ),
         _ => None,
     }
+}
+
+/// `ErrorBody.code`s (the API's stable, machine-readable codes) that have a next step.
+const CODE_NOT_EMPTY: &str = "not-empty";
+const CODE_VNI_TAKEN: &str = "vni-taken";
+const CODE_ADDRESS_TAKEN: &str = "address-taken";
+const CODE_EXHAUSTED: &str = "exhausted";
+
+fn code_hint(code: &str) -> Option<String> {
+    let hint = match code {
+        CODE_NOT_EMPTY => {
+            "remove what it still holds first: `caas network inspect NAME` lists a network's \
+             containers, `caas container ls` a pool's"
+        }
+        CODE_VNI_TAKEN => "leave out -l Vni and central picks a free VNI",
+        CODE_ADDRESS_TAKEN => {
+            "leave out -l Ip to get the lowest free address, or pick one that `caas network \
+             inspect NETWORK` does not list"
+        }
+        CODE_EXHAUSTED => {
+            "no address (or VNI) is left: remove containers from the network, or create a \
+             network with a larger subnet"
+        }
+        _ => return None,
+    };
+    Some(hint.to_string())
+}
+
+/// A field of a container's network attachments (`networks[1].ip`) in the flags' words.
+fn field_hint(field: &str) -> Option<String> {
+    let (index, rest) = field.strip_prefix("networks[")?.split_once(']')?;
+    let i: usize = index.parse().ok()?;
+    let from = if rest == ".ip" {
+        "; its ip is the one -l Ip asked for"
+    } else {
+        ""
+    };
+    Some(format!(
+        "networks[{i}] is the {} --public-service (interface eth{i}){from}",
+        ordinal(i + 1)
+    ))
+}
+
+fn ordinal(n: usize) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
 }

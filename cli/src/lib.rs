@@ -8,6 +8,7 @@ pub mod format;
 pub mod render;
 
 mod create;
+mod network;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -36,6 +37,8 @@ Examples:
   caas container create web --image caas/app:1.0 --cpu 500m --memory 256Mi --instances 3
   caas container ls
   caas container inspect web-1
+  caas network create myvxlan -d vxlan -l Subnet=192.168.0.0/19 -l Gateway=192.168.31.254
+  caas container create core --image caas/app:1.0 --public-service=.myvxlan -l Ip=192.168.31.3
   caas --pool=pool2 container rm web-1 --purge-data
   caas node ls -o json | jq -r '.[] | select(.liveness != \"ready\") | .id'
 
@@ -49,13 +52,25 @@ Examples:
   caas --pool=pool2 container create web --image caas/app:1.0
   caas --pool=pool2 container create web --image caas/app:1.0 --instances 3 --strategy spread \\
       --cpu 1.5 --memory 2Gi -e JAVA_OPTS=-Xmx1g -v /home/admin/logs -c 'rack!=r3' -l team=pay
-  caas --pool=pool2 container create core-1 --image caas/sofa-jdk17:latest --rich \
+  caas --pool=pool2 container create core-1 --image caas/sofa-jdk17:latest --rich \\
       --health-http 8080/health -- java -jar /home/admin/app.jar
   caas --pool=pool2 container create job --image busybox:1 --restart never -- sh -c 'echo hi'
+  caas --pool=pool2 container create core --image caas/app:1.0 --public-service=.myvxlan \\
+      -l Ip=192.168.31.3 -l Hostname=core-1
+  caas --pool=pool2 container create api --image caas/app:1.0 --public-service=web.front \\
+      --public-service=.back -l Ip=front:10.1.0.5 -l Ip=back:10.2.0.5
 
-Labels: -l key=value sets a container label, except these keys:
-  Hostname=NAME   the container's hostname (same as --hostname)
-  Ip=ADDRESS      a static address on a container network (networks are not supported yet)
+Labels: -l key=value sets a container label, except these keys (in any case: ip=, IP=):
+  Hostname=NAME        the container's hostname (same as --hostname)
+  Ip=ADDRESS           the container's address on its one --public-service network
+  Ip=NETWORK:ADDRESS   the address on NETWORK, when it joins several; repeat per network
+
+Networks: each --public-service=[SERVICE].NETWORK joins a network of the pool (`caas network
+ls`) with one interface: eth0 for the first, eth1 for the next, ... The default route goes
+through the first network's gateway. SERVICE (optional: `.myvxlan` joins without one) is the
+name the container publishes on that network. Without -l Ip central gives the lowest free
+address of the subnet; a requested address must be inside the subnet and free (409
+address-taken otherwise). -l Ip names one container, so it cannot go with --instances N > 1.
 
 Replicas: --instances N (N > 1) creates NAME-1 .. NAME-N, kept on different nodes while enough
 nodes can take them. Creating again with the same spec changes nothing; with a different spec
@@ -94,6 +109,22 @@ Examples:
 With replicas, give the instance name (web-2). Output is printed as the command ends (up to 1 MiB
 per stream); the exit status is the command's, 124 when it timed out.";
 
+const NETWORK_CREATE_AFTER_HELP: &str = "\
+Examples:
+  caas --pool=pool2 network create myvxlan -d vxlan -l Subnet=192.168.0.0/19 \\
+      -l Gateway=192.168.31.254
+  caas --pool=pool2 network create back -d vxlan -l 10.2.0.0/24 -l gateway=10.2.0.1 -l Vni=4200
+  caas --pool=pool2 network create local -d bridge -l Subnet=10.9.0.0/24 -l Gateway=10.9.0.1
+
+Options (-l KEY=VALUE, keys in any case):
+  Subnet=CIDR   the network's IPv4 subnet, without host bits (a bare -l CIDR says the same)
+  Gateway=IP    an address inside the subnet; every node's bridge answers for it
+  Vni=N         the VXLAN id, 1..=16777215, unique in the cluster [default: central picks one]
+
+Containers join with `caas container create ... --public-service=[SERVICE].NETWORK [-l Ip=IP]`.
+`caas network inspect NAME` lists the addresses in use; `caas network rm NAME` is refused while
+containers are attached.";
+
 /// Help heading of the options every command takes.
 const GLOBAL: &str = "Global options";
 
@@ -128,7 +159,7 @@ pub struct Cli {
           help_heading = GLOBAL)]
     pub token: Option<String>,
 
-    /// Pool for container commands.
+    /// Pool for container and network commands.
     #[arg(long, env = "CAAS_POOL", global = true, help_heading = GLOBAL)]
     pub pool: Option<String>,
 
@@ -152,6 +183,9 @@ pub enum Command {
     /// Create, list, inspect, remove and reschedule containers of a pool (needs --pool).
     #[command(subcommand)]
     Container(ContainerCommand),
+    /// Create, list, inspect and remove container networks of a pool (needs --pool).
+    #[command(subcommand)]
+    Network(NetworkCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -301,6 +335,11 @@ pub struct CreateArgs {
     #[arg(short = 'l', long = "label", value_name = "KEY=VALUE")]
     pub labels: Vec<String>,
 
+    /// Join a network of the pool, optionally publishing SERVICE on it; repeat for more
+    /// (eth0, eth1, ... in this order).
+    #[arg(long = "public-service", value_name = "[SERVICE].NETWORK")]
+    pub networks: Vec<String>,
+
     /// Run on a rich (sofa) image: supervisord keeps the app alive, sshd takes the pool's keys.
     #[arg(long)]
     pub rich: bool,
@@ -349,6 +388,45 @@ pub struct CreateArgs {
     pub command: Vec<String>,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum NetworkCommand {
+    /// Create a network: a VXLAN overlay across the pool's nodes, or a bridge on one node.
+    #[command(after_help = NETWORK_CREATE_AFTER_HELP)]
+    Create(NetworkCreateArgs),
+    /// List the pool's networks.
+    #[command(visible_alias = "list")]
+    Ls,
+    /// Show one network as JSON: subnet, gateway, VNI and its endpoints (IP, MAC, container,
+    /// node).
+    Inspect { name: String },
+    /// Remove a network; central refuses while containers are attached to it.
+    #[command(visible_alias = "remove")]
+    Rm { name: String },
+}
+
+/// `caas network create`.
+#[derive(Debug, Clone, Args)]
+pub struct NetworkCreateArgs {
+    /// Network name (lowercase letters, digits and '-').
+    pub name: String,
+
+    /// vxlan: an overlay across nodes; bridge: the same without the VXLAN device, one node.
+    #[arg(short = 'd', long, value_enum, ignore_case = true, default_value_t = DriverArg::Vxlan)]
+    pub driver: DriverArg,
+
+    /// Subnet=CIDR, Gateway=IP, Vni=N (keys in any case; a bare CIDR is the subnet); repeat.
+    #[arg(short = 'l', long = "label", value_name = "KEY=VALUE")]
+    pub options: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DriverArg {
+    /// An overlay across nodes (a bridge and a VXLAN device on each node that needs it).
+    Vxlan,
+    /// A bridge on one node: its containers are all placed on that node.
+    Bridge,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum RestartArg {
     Never,
@@ -370,7 +448,7 @@ impl Cli {
         match self.pool.as_deref().map(str::trim) {
             Some(pool) if !pool.is_empty() => Ok(pool),
             _ => Err(CliError::bad_argument(
-                "container commands need a pool: pass --pool=POOL or set CAAS_POOL",
+                "container and network commands need a pool: pass --pool=POOL or set CAAS_POOL",
             )),
         }
     }

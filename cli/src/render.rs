@@ -2,6 +2,7 @@
 //! `caas: ...` error text.
 
 use caas_api::central::{ContainerView, Liveness, NodeView, Placement, PoolView};
+use caas_api::network::NetworkView;
 use caas_api::WorkloadState;
 use comfy_table::{ContentArrangement, Table, TableComponent};
 use serde::Serialize;
@@ -108,6 +109,11 @@ pub fn containers_table(containers: &[ContainerView], now: u64) -> String {
             vec![
                 c.name.clone(),
                 c.node.clone(),
+                // eth0's address; `container inspect` shows every interface.
+                c.spec
+                    .networks
+                    .first()
+                    .map_or_else(|| NONE.to_string(), |e| e.ip.clone()),
                 placement(c.placement).to_string(),
                 container_state(c),
                 c.spec.image.clone(),
@@ -121,6 +127,7 @@ pub fn containers_table(containers: &[ContainerView], now: u64) -> String {
         &[
             "NAME",
             "NODE",
+            "IP",
             "PLACEMENT",
             "STATE",
             "IMAGE",
@@ -128,6 +135,28 @@ pub fn containers_table(containers: &[ContainerView], now: u64) -> String {
             "MEMORY",
             "STARTED",
         ],
+        rows,
+    )
+}
+
+pub fn networks_table(networks: &[NetworkView]) -> String {
+    let mut networks: Vec<&NetworkView> = networks.iter().collect();
+    networks.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+    let rows = networks
+        .iter()
+        .map(|n| {
+            vec![
+                n.spec.name.clone(),
+                n.spec.driver.as_str().to_string(),
+                n.spec.subnet.clone(),
+                n.spec.gateway.clone(),
+                n.spec.vni.to_string(),
+                n.endpoints.len().to_string(),
+            ]
+        })
+        .collect();
+    table(
+        &["NAME", "DRIVER", "SUBNET", "GATEWAY", "VNI", "ENDPOINTS"],
         rows,
     )
 }

@@ -3,6 +3,7 @@
 use serde_json::json;
 
 use super::*;
+use caas_api::network::NetworkView;
 use caas_client::{ClientError, ErrorBody, NetworkKind};
 
 /// 2024-05-01T10:20:30Z
@@ -42,11 +43,20 @@ pub(crate) fn containers() -> Vec<ContainerView> {
             "started_at": "2024-05-01T10:20:30.5Z", "exit_code": 3, "observed_at": STARTED
         })
     };
+    let mut web_1 = spec("web-1", 1);
+    web_1["networks"] = json!([
+        {"interface": "eth0", "network": "myvxlan", "driver": "vxlan", "vni": 4097,
+         "subnet": "192.168.0.0/19", "gateway": "192.168.31.254", "ip": "192.168.31.3",
+         "mac": "02:ca:c0:a8:1f:03", "service": "web"},
+        {"interface": "eth1", "network": "back", "driver": "bridge", "vni": 4098,
+         "subnet": "10.2.0.0/24", "gateway": "10.2.0.1", "ip": "10.2.0.2",
+         "mac": "02:ca:0a:02:00:02"}
+    ]);
     serde_json::from_value(json!([
         {"pool": "pool2", "name": "web-2", "node": "n2", "placement": "lost", "app": "web",
          "spec": spec("web-2", 1)},
         {"pool": "pool2", "name": "web-1", "node": "n1", "placement": "placed", "app": "web",
-         "spec": spec("web-1", 1), "status": status("web-1", "running", 1)},
+         "spec": web_1, "status": status("web-1", "running", 1)},
         {"pool": "pool2", "name": "job", "node": "n1", "placement": "placed", "app": "job",
          "spec": {"pool": "pool2", "name": "job", "image": "busybox:1", "generation": 2},
          "status": status("job", "exited", 1)}
@@ -73,11 +83,44 @@ fn container_table_shows_placement_state_and_age() {
     assert_eq!(
         text,
         "\
-NAME    NODE   PLACEMENT   STATE                  IMAGE          CPU    MEMORY   STARTED
-job     n1     placed      exited(3) (updating)   busybox:1      -      -        -
-web-1   n1     placed      running                caas/app:1.0   500m   256Mi    3h ago
-web-2   n2     lost        -                      caas/app:1.0   500m   256Mi    -
+NAME    NODE   IP             PLACEMENT   STATE                  IMAGE          CPU    MEMORY   STARTED
+job     n1     -              placed      exited(3) (updating)   busybox:1      -      -        -
+web-1   n1     192.168.31.3   placed      running                caas/app:1.0   500m   256Mi    3h ago
+web-2   n2     -              lost        -                      caas/app:1.0   500m   256Mi    -
 "
+    );
+}
+
+pub(crate) fn networks() -> Vec<NetworkView> {
+    serde_json::from_value(json!([
+        {"version": 1, "pool": "pool2", "name": "myvxlan", "driver": "vxlan",
+         "subnet": "192.168.0.0/19", "gateway": "192.168.31.254", "vni": 4097,
+         "created_at": STARTED,
+         "endpoints": [
+             {"ip": "192.168.31.3", "mac": "02:ca:c0:a8:1f:03", "workload": "web-1",
+              "node": "n1", "service": "web"},
+             {"ip": "192.168.0.1", "mac": "02:ca:c0:a8:00:01", "workload": "core",
+              "node": "n2"}
+         ]},
+        {"pool": "pool2", "name": "back", "driver": "bridge", "subnet": "10.2.0.0/24",
+         "gateway": "10.2.0.1", "vni": 4098, "endpoints": []}
+    ]))
+    .unwrap()
+}
+
+#[test]
+fn network_table_counts_endpoints() {
+    assert_eq!(
+        networks_table(&networks()),
+        "\
+NAME      DRIVER   SUBNET           GATEWAY          VNI    ENDPOINTS
+back      bridge   10.2.0.0/24      10.2.0.1         4098   0
+myvxlan   vxlan    192.168.0.0/19   192.168.31.254   4097   2
+"
+    );
+    assert_eq!(
+        networks_table(&[]),
+        "NAME   DRIVER   SUBNET   GATEWAY   VNI   ENDPOINTS\n"
     );
 }
 
@@ -150,6 +193,30 @@ fn api_errors_show_message_field_and_hint() {
     assert!(text.contains("does not look like caas central"), "{text}");
     assert!(error_text(&api_error(503, "unavailable", None)).contains("retry"));
     assert!(!error_text(&api_error(409, "conflict", None)).contains("hint"));
+}
+
+#[test]
+fn network_conflicts_and_fields_get_a_next_step() {
+    let hint = |status, code, field| api_error(status, code, field).hint().unwrap_or_default();
+    assert!(hint(409, "not-empty", None).contains("caas network inspect"));
+    assert!(hint(409, "vni-taken", None).contains("leave out -l Vni"));
+    assert!(hint(409, "address-taken", None).contains("leave out -l Ip"));
+    assert!(hint(409, "exhausted", None).contains("larger subnet"));
+    assert_eq!(
+        hint(400, "invalid", Some("networks[1].ip")),
+        "networks[1] is the 2nd --public-service (interface eth1); its ip is the one -l Ip \
+         asked for"
+    );
+    assert_eq!(
+        hint(400, "invalid", Some("networks[0]")),
+        "networks[0] is the 1st --public-service (interface eth0)"
+    );
+    assert_eq!(hint(400, "invalid", Some("subnet")), "");
+    let text = error_text(&api_error(409, "address-taken", Some("networks[0].ip")));
+    assert!(
+        text.starts_with("caas: something is wrong (field: networks[0].ip)\nhint: leave out"),
+        "{text}"
+    );
 }
 
 #[test]

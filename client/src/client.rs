@@ -7,6 +7,7 @@ use caas_api::central::{
     ContainerView, CreateContainerRequest, CreatePoolRequest, DeployResult, ErrorBody, ExecRequest,
     ExecResult, NodeView, PoolView, RescheduleRequest, SshKeysRequest, SshKeysView, TokenResponse,
 };
+use caas_api::network::{CreateNetworkRequest, NetworkSpec, NetworkView};
 use reqwest::header::{HeaderValue, AUTHORIZATION};
 use reqwest::{Method, RequestBuilder, StatusCode, Url};
 use serde::de::DeserializeOwned;
@@ -248,6 +249,35 @@ impl CentralClient {
             url: self.base_url().to_string(),
             detail: format!("{e}; body: {}", quote(&bytes)),
         })
+    }
+
+    // ---- networks ----
+
+    /// Creates a network in a pool; central allocates the VNI when `req.vni` is `None`.
+    pub async fn create_network(
+        &self,
+        pool: &str,
+        req: &CreateNetworkRequest,
+    ) -> Result<NetworkSpec, ClientError> {
+        let (_, spec) = self
+            .send(Method::POST, &["v1", "pools", pool, "networks"], Some(req))
+            .await?;
+        Ok(spec)
+    }
+
+    /// The pool's networks with their endpoints.
+    pub async fn list_networks(&self, pool: &str) -> Result<Vec<NetworkView>, ClientError> {
+        self.get(&["v1", "pools", pool, "networks"]).await
+    }
+
+    pub async fn get_network(&self, pool: &str, name: &str) -> Result<NetworkView, ClientError> {
+        self.get(&["v1", "pools", pool, "networks", name]).await
+    }
+
+    /// Removes a network; central refuses (409 `not-empty`) while containers are attached.
+    pub async fn delete_network(&self, pool: &str, name: &str) -> Result<(), ClientError> {
+        self.delete(self.url(&["v1", "pools", pool, "networks", name])?)
+            .await
     }
 
     // ---- plumbing ----

@@ -369,3 +369,116 @@ fn bad_urls_and_tokens_are_refused_locally() {
     // Surrounding whitespace (a token read from a file) is not part of the token.
     assert!(CentralClient::new("http://c", Some(" tok\n")).is_ok());
 }
+
+/// A vxlan network with one endpoint, as central shows it.
+fn network() -> NetworkView {
+    serde_json::from_value(json!({
+        "version": 1, "pool": "pool2", "name": "myvxlan", "driver": "vxlan",
+        "subnet": "192.168.0.0/19", "gateway": "192.168.31.254", "vni": 4097,
+        "created_at": 1_714_558_830,
+        "endpoints": [{"version": 1, "ip": "192.168.31.3", "mac": "02:ca:c0:a8:1f:03",
+                       "workload": "core", "node": "n1"}]
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn network_calls_use_the_documented_paths_and_bodies() {
+    let view = network();
+    let answer = view.clone();
+    let fake = fake(move |s| match (s.method.as_str(), s.path.as_str()) {
+        ("POST", "/v1/pools/pool2/networks") => match s.body.as_ref().and_then(|b| b.get("vni")) {
+            Some(_) => ok(
+                409,
+                json!({"code": "vni-taken", "message": "VNI 7 belongs to network other"}),
+            ),
+            None => ok(201, &answer.spec),
+        },
+        ("GET", "/v1/pools/pool2/networks") => ok(200, vec![answer.clone()]),
+        ("GET", "/v1/pools/pool2/networks/myvxlan") => ok(200, answer.clone()),
+        ("DELETE", "/v1/pools/pool2/networks/myvxlan") => ok(
+            409,
+            json!({"code": "not-empty", "message": "network myvxlan has 1 endpoint"}),
+        ),
+        ("DELETE", "/v1/pools/pool2/networks/empty") => (204, String::new()),
+        _ => ok(
+            404,
+            json!({"code": "not-found", "message": "no such network"}),
+        ),
+    })
+    .await;
+    let client = client(&fake);
+    let mut req = CreateNetworkRequest {
+        name: "myvxlan".into(),
+        driver: "vxlan".into(),
+        subnet: "192.168.0.0/19".into(),
+        gateway: "192.168.31.254".into(),
+        vni: None,
+    };
+    assert_eq!(
+        client.create_network("pool2", &req).await.unwrap(),
+        view.spec
+    );
+    req.vni = Some(7);
+    let err = client.create_network("pool2", &req).await.unwrap_err();
+    assert_eq!((err.status(), err.code()), (Some(409), Some("vni-taken")));
+
+    assert_eq!(
+        client.list_networks("pool2").await.unwrap(),
+        vec![view.clone()]
+    );
+    let one = client.get_network("pool2", "myvxlan").await.unwrap();
+    assert_eq!(one.endpoints[0].workload, "core");
+    assert_eq!(one, view);
+    let err = client.get_network("pool2", "nope").await.unwrap_err();
+    assert_eq!(err.code(), Some("not-found"));
+
+    let err = client.delete_network("pool2", "myvxlan").await.unwrap_err();
+    assert_eq!(err.code(), Some("not-empty"));
+    client.delete_network("pool2", "empty").await.unwrap();
+    let err = client.delete_network("pool2", "..").await.unwrap_err();
+    assert!(err.is_local(), "{err:?}");
+
+    let seen = fake.seen();
+    assert_eq!(
+        seen[0].body,
+        Some(
+            json!({"name": "myvxlan", "driver": "vxlan", "subnet": "192.168.0.0/19",
+                    "gateway": "192.168.31.254"})
+        ),
+        "no vni: central allocates one"
+    );
+    assert_eq!(seen[1].body.as_ref().unwrap()["vni"], 7);
+    assert_eq!(seen.len(), 7, "the refused name was never sent");
+}
+
+#[tokio::test]
+async fn container_create_sends_its_network_attachments() {
+    let fake = fake(|_| ok(201, vec![container()])).await;
+    let req = CreateContainerRequest {
+        name: "core".into(),
+        image: "caas/app:1.0".into(),
+        networks: vec![
+            NetworkAttachment {
+                network: "myvxlan".into(),
+                service: None,
+                ip: Some("192.168.31.3".into()),
+            },
+            NetworkAttachment {
+                network: "backend".into(),
+                service: Some("web".into()),
+                ip: None,
+            },
+        ],
+        ..Default::default()
+    };
+    client(&fake)
+        .create_containers("pool2", &req)
+        .await
+        .unwrap();
+    assert_eq!(
+        fake.seen()[0].body.as_ref().unwrap()["networks"],
+        json!([{"network": "myvxlan", "ip": "192.168.31.3"},
+               {"network": "backend", "service": "web"}])
+    );
+}

@@ -13,6 +13,10 @@ pub use caas_api::central::{
     ExecResult, Liveness, NodeView, Placement, PoolView, RescheduleRequest, SshKeysRequest,
     SshKeysView, TokenResponse,
 };
+pub use caas_api::network::{
+    CreateNetworkRequest, Endpoint, InterfaceStatus, IpAllocation, NetworkAttachment,
+    NetworkDriver, NetworkSpec, NetworkView,
+};
 pub use client::{CentralClient, CreateOutcome};
 pub use error::{ClientError, NetworkKind};
 

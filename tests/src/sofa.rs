@@ -74,6 +74,34 @@ pub fn tgz(entries: &[(&str, u32, &str)]) -> anyhow::Result<Vec<u8>> {
     Ok(gz.finish()?)
 }
 
+/// A deploy package `dir/<name>.tgz` holding `app/bin/start.sh` (runs `start`) and
+/// `app/lib/zeros`, `size` zero bytes. The big file is sparse and the tarball is made by tar and
+/// `gzip -1`, so nothing big is written or held in memory: 1 GiB packs to a few MB in seconds.
+pub fn zeros_package(dir: &Path, name: &str, size: u64, start: &str) -> anyhow::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let tree = dir.join(format!("{name}.tree"));
+    std::fs::create_dir_all(tree.join("app/bin"))?;
+    std::fs::create_dir_all(tree.join("app/lib"))?;
+    let script = tree.join("app/bin/start.sh");
+    std::fs::write(&script, format!("#!/bin/sh\n{start}\n"))?;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))?;
+    std::fs::File::create(tree.join("app/lib/zeros"))?.set_len(size)?;
+    let out = dir.join(format!("{name}.tgz"));
+    let status = Command::new("bash")
+        .arg("-c")
+        .arg(r#"set -o pipefail; tar -C "$1" -cf - app | gzip -1 > "$2""#)
+        .args([
+            "bash",
+            &tree.display().to_string(),
+            &out.display().to_string(),
+        ])
+        .status()
+        .context("running tar | gzip")?;
+    std::fs::remove_dir_all(&tree)?;
+    anyhow::ensure!(status.success(), "tar | gzip for {name} failed: {status}");
+    Ok(out)
+}
+
 /// Runs `args` inside the network namespace of process `pid` (a container's).
 pub fn in_netns_of(pid: i64, args: &[&str]) -> anyhow::Result<std::process::Output> {
     Command::new("nsenter")

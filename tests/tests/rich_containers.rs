@@ -681,3 +681,229 @@ async fn bad_rich_requests_explain_themselves() {
         out.stderr
     );
 }
+
+/// The agents' ZooKeeper session timeout in the harness (`tests/src/agent.rs`).
+const AGENT_SESSION_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What a watcher saw of agent 0 while some work ran.
+#[derive(Debug, Default)]
+struct Watched {
+    /// `/healthz` polls made, and those that were not a 200 with ZooKeeper `registered`
+    /// within the session timeout.
+    polls: usize,
+    misses: Vec<String>,
+    /// Reads of the node's ephemeral registration, and the sessions that owned it.
+    registration_reads: usize,
+    owners: std::collections::BTreeSet<i64>,
+    registration_gone: usize,
+}
+
+/// Runs `work` while polling agent 0's `/healthz` (from the fabric, each poll allowed the
+/// session timeout) and its ephemeral registration in ZooKeeper, one after the other with
+/// 100 ms between polls, until `work` is done.
+async fn watch_agent<T>(r: &Rich, work: impl std::future::Future<Output = T>) -> (T, Watched) {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let url = format!("{}/healthz", r.c.agents[0].url());
+    let health_stop = stop.clone();
+    let health = r.c.fabric.run(async move {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(AGENT_SESSION_TIMEOUT)
+            .build()
+            .unwrap();
+        let (mut polls, mut misses) = (0, Vec::new());
+        while !health_stop.is_cancelled() {
+            polls += 1;
+            match client.get(&url).send().await {
+                Ok(resp) => {
+                    let status = resp.status();
+                    let body: serde_json::Value = resp.json().await.unwrap_or_default();
+                    if status != 200 || body["zookeeper"] != "registered" {
+                        misses.push(format!("poll {polls}: {status} {body}"));
+                    }
+                }
+                Err(e) => misses.push(format!("poll {polls}: {e}")),
+            }
+            tokio::select! {
+                _ = health_stop.cancelled() => {}
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+        }
+        (polls, misses)
+    });
+    let registration = async {
+        let mut watched = Watched::default();
+        while !stop.is_cancelled() {
+            watched.registration_reads += 1;
+            match caas_tests::zk_io::registration(&r.c.zk_client, &r.c.layout, &r.c.node_ids[0])
+                .await
+                .unwrap()
+            {
+                Some((_, stat)) => {
+                    watched.owners.insert(stat.ephemeral_owner);
+                }
+                None => watched.registration_gone += 1,
+            }
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+        }
+        watched
+    };
+    let work = async {
+        let out = work.await;
+        stop.cancel();
+        out
+    };
+    let (out, health, mut watched) = tokio::join!(work, health, registration);
+    let (polls, misses) = health.unwrap();
+    watched.polls = polls;
+    watched.misses = misses;
+    (out, watched)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_500mb_deploy_leaves_the_agent_responsive_and_a_zip_bomb_is_refused_unread() {
+    let r = Rich::start("rbig").await;
+    for name in ["big1", "big2"] {
+        r.create(name, &["--image", BASE]).await;
+    }
+    for name in ["big1", "big2"] {
+        r.wait_for(name, "app FATAL without a package", |v| {
+            app_state(v) == Some("FATAL")
+        })
+        .await;
+    }
+    let owner = caas_tests::zk_io::registration(&r.c.zk_client, &r.c.layout, &r.c.node_ids[0])
+        .await
+        .unwrap()
+        .unwrap()
+        .1
+        .ephemeral_owner;
+
+    // 1 GiB of zeros unpacked, a few MB packed: refused with the typed error, nothing copied.
+    let bomb = sofa::zeros_package(r.dir.path(), "bomb", 1 << 30, "exec sleep 100000").unwrap();
+    let bomb_bytes = std::fs::read(&bomb).unwrap();
+    assert!(bomb_bytes.len() < 16 << 20, "{} bytes", bomb_bytes.len());
+    let out = r
+        .cli(&["container", "deploy", "big1", &bomb.display().to_string()])
+        .await;
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(
+        out.stderr.contains("unpacks to more than 512 MiB")
+            && out.stderr.contains("deploy_max_unpacked_mib"),
+        "{}",
+        out.stderr
+    );
+    // The agent's own answer: 413 with its code (central relays the status and message).
+    let token = std::fs::read_to_string(r.c.dir.path().join("agent.token")).unwrap();
+    let url = format!("{}/v1/containers/{POOL}/big1/deploy", r.c.agents[0].url());
+    let (status, body) =
+        r.c.fabric
+            .run(async move {
+                let resp = reqwest::Client::builder()
+                    .no_proxy()
+                    .build()
+                    .unwrap()
+                    .post(url)
+                    .bearer_auth(token.trim())
+                    .body(bomb_bytes)
+                    .send()
+                    .await
+                    .unwrap();
+                (
+                    resp.status().as_u16(),
+                    resp.json::<serde_json::Value>().await.unwrap(),
+                )
+            })
+            .await
+            .unwrap();
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (413, Some("package-too-large")),
+        "{body}"
+    );
+    let out = r
+        .exec("big1", &["sh", "-c", "ls -A /home/admin/release/run 2>&1"])
+        .await;
+    assert!(
+        !out.stdout.contains("app.tgz"),
+        "a refused package was copied: {out:?}"
+    );
+
+    // ~500 MB unpacked (under the cap) to two containers of the node at once: the agent's
+    // two async workers would both be stuck in gunzip and sha256 if that ran on them. It runs
+    // on the blocking pool, so /healthz answers every poll and the ZooKeeper session holds.
+    let package = sofa::zeros_package(
+        r.dir.path(),
+        "big",
+        500_000_000,
+        "echo big starting; exec sleep 100000",
+    )
+    .unwrap();
+    let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+        std::fs::read(&package).unwrap(),
+    ));
+    let path = package.display().to_string();
+    let deploy = |name: &'static str| {
+        let path = path.clone();
+        let r = &r;
+        async move {
+            r.cli(&["container", "deploy", name, &path, "-o", "json"])
+                .await
+        }
+    };
+    let (outs, watched) =
+        watch_agent(&r, async { tokio::join!(deploy("big1"), deploy("big2")) }).await;
+    eprintln!(
+        "during the deploys: {} /healthz polls, {} registration reads",
+        watched.polls, watched.registration_reads
+    );
+    for out in [outs.0, outs.1] {
+        assert_eq!(
+            out.code,
+            Some(0),
+            "{out:?}\nagent log:\n{}",
+            r.c.agents[0].log()
+        );
+        let results: Vec<caas_api::central::DeployResult> =
+            serde_json::from_str(&out.stdout).unwrap();
+        assert_eq!(results[0].program.state, "RUNNING", "{results:?}");
+        assert_eq!(results[0].package_sha256, sha256);
+    }
+    assert!(
+        watched.polls > 0 && watched.registration_reads > 0,
+        "{watched:?}"
+    );
+    assert!(
+        watched.misses.is_empty(),
+        "/healthz missed polls during the deploys: {watched:?}"
+    );
+    assert_eq!(
+        (
+            watched.registration_gone,
+            watched.owners.iter().copied().collect::<Vec<_>>()
+        ),
+        (0, vec![owner]),
+        "the node's registration was lost or re-created during the deploys"
+    );
+    // Reconcile passes went on: the status shows the new apps running.
+    for name in ["big1", "big2"] {
+        r.wait_for(name, "the deployed app RUNNING in the status", |v| {
+            app_state(v) == Some("RUNNING")
+        })
+        .await;
+        let out = r
+            .exec(
+                name,
+                &["stat", "-c", "%s", "/home/admin/release/run/app.tgz"],
+            )
+            .await;
+        assert_eq!(
+            out.stdout.trim(),
+            std::fs::metadata(&package).unwrap().len().to_string(),
+            "{out:?}"
+        );
+    }
+}

@@ -11,6 +11,7 @@ use caas_api::{
 };
 
 use super::ReconcilerConfig;
+use crate::codes::LastErrorCode;
 use crate::naming::{container_name, labels, spec_hash, LABEL_GENERATION, LABEL_SPEC_HASH};
 use crate::runtime::{
     ContainerRuntime, CreateRequest, ManagedContainer, RestartMode, Role, RuntimeError,
@@ -61,32 +62,29 @@ pub enum Converged {
 
 /// Why converging stopped; becomes `last_error` in the status.
 struct StepError {
-    code: &'static str,
+    code: LastErrorCode,
     message: String,
 }
 
 impl StepError {
     /// Errors that retrying cannot fix until the spec or the node changes.
     fn permanent(&self) -> bool {
-        matches!(
-            self.code,
-            "invalid-spec"
-                | "image-not-found"
-                | "invalid-assignment"
-                | "name-conflict"
-                | "volumes-changed"
-                | "data-missing"
-                | "wrong-pool"
-                | "not-rich-image"
-                | "network-unsupported"
-        )
+        self.code.permanent()
+    }
+
+    fn into_status_error(self) -> StatusError {
+        StatusError {
+            code: self.code.as_str().to_string(),
+            message: self.message,
+            at: unix_now(),
+        }
     }
 }
 
 impl From<RuntimeError> for StepError {
     fn from(e: RuntimeError) -> Self {
         Self {
-            code: e.code(),
+            code: LastErrorCode::Engine(e.code()),
             message: e.to_string(),
         }
     }
@@ -116,11 +114,11 @@ impl From<crate::network::WiringError> for StepError {
         use crate::network::WiringError;
         match e {
             WiringError::Unsupported(message) => Self {
-                code: "network-unsupported",
+                code: LastErrorCode::NetworkUnsupported,
                 message,
             },
             WiringError::Failed(message) => Self {
-                code: "network-failed",
+                code: LastErrorCode::NetworkFailed,
                 message: format!("wiring the sandbox's network: {message}"),
             },
         }
@@ -145,7 +143,7 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
         let (error, healthy) = match result {
             Ok(()) => (None, true),
             Err(e) => {
-                tracing::warn!(workload = %self.key, code = e.code, error = %e.message, "converging failed");
+                tracing::warn!(workload = %self.key, code = %e.code, error = %e.message, "converging failed");
                 // A first attempt that failed leaves nothing behind; an existing workload keeps
                 // what runs (nothing is torn down because a new spec is bad).
                 if !existed {
@@ -228,7 +226,7 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
             networks: Vec::new(),
         };
         let error = StepError {
-            code: "invalid-assignment",
+            code: LastErrorCode::InvalidAssignment,
             message,
         };
         let status = self.observe(&spec, Some(error)).await;
@@ -246,7 +244,7 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
         let spec = &assignment.spec;
         if spec.pool != self.config.pool {
             return Err(StepError {
-                code: "wrong-pool",
+                code: LastErrorCode::WrongPool,
                 message: format!(
                     "{} belongs to pool {} but this node serves pool {}; nothing is run",
                     self.key, spec.pool, self.config.pool
@@ -255,7 +253,7 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
         }
         if spec.pool != self.key.pool || spec.name != self.key.name {
             return Err(StepError {
-                code: "invalid-spec",
+                code: LastErrorCode::InvalidSpec,
                 message: format!(
                     "spec names {}.{} but is assigned as {}; the znode name and the spec must agree",
                     spec.pool, spec.name, self.key
@@ -263,7 +261,7 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
             });
         }
         let limits = spec.validate().map_err(|e| StepError {
-            code: "invalid-spec",
+            code: LastErrorCode::InvalidSpec,
             message: e.to_string(),
         })?;
         let Some(image_labels) = self.runtime.image_labels(&spec.image).await? else {
@@ -272,7 +270,7 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
         let rich_image = crate::rich::is_rich_image(&image_labels);
         if spec.rich && !rich_image {
             return Err(StepError {
-                code: "not-rich-image",
+                code: LastErrorCode::NotRichImage,
                 message: format!(
                     "the spec says rich: true but image {} is not a rich image (no label {}={}...); \
                      build it FROM caas/sofa-base (or sofa-jdk17/sofa-tomcat), or drop rich",
@@ -291,7 +289,7 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
                 Some(wiring) => wiring.check(&spec.networks)?,
                 None => {
                     return Err(StepError {
-                        code: "network-unsupported",
+                        code: LastErrorCode::NetworkUnsupported,
                         message: "this agent wires no networks".into(),
                     })
                 }
@@ -331,7 +329,7 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
             .and_then(|p| u32::try_from(p).ok())
             .filter(|p| *p > 0)
             .ok_or_else(|| StepError {
-                code: "network-failed",
+                code: LastErrorCode::NetworkFailed,
                 message: format!(
                     "the sandbox {} has no running process to wire",
                     details.name
@@ -360,7 +358,7 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
             return Ok(());
         }
         let tar = crate::rich::authorized_keys_tar(keys).map_err(|e| StepError {
-            code: "internal",
+            code: LastErrorCode::Internal,
             message: format!("packing the authorized keys: {e}"),
         })?;
         self.runtime.upload(&app, "/", tar).await?;
@@ -381,7 +379,7 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
         if let Some(existing) = self.containers.data.first() {
             if spec_hash(existing) != hash && !volumes.is_empty() {
                 return Err(StepError {
-                    code: "volumes-changed",
+                    code: LastErrorCode::VolumesChanged,
                     message: format!(
                         "the spec's volumes differ from those of the existing data container {}; \
                          data is never dropped implicitly: delete the workload with purge to change volumes",
@@ -401,7 +399,7 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
             // The app exists, so a data container existed and was removed behind our back (e.g.
             // `docker container prune`). A fresh, empty one would silently replace the data.
             return Err(StepError {
-                code: "data-missing",
+                code: LastErrorCode::DataMissing,
                 message: format!(
                     "the data container of {} is gone while its app exists; refusing to create an \
                      empty one. Recover the volumes, or delete the workload with purge to start empty",
@@ -618,11 +616,7 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
         status.containers = self.ids.clone();
         status.interfaces = self.interfaces.clone();
         let error = error.or_else(|| fatal_app(&status.programs));
-        status.last_error = error.map(|e| StatusError {
-            code: e.code.to_string(),
-            message: e.message,
-            at: unix_now(),
-        });
+        status.last_error = error.map(StepError::into_status_error);
         status
     }
 
@@ -643,11 +637,7 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
             containers: ContainerIds::default(),
             started_at: None,
             exit_code: None,
-            last_error: error.map(|e| StatusError {
-                code: e.code.to_string(),
-                message: e.message,
-                at: unix_now(),
-            }),
+            last_error: error.map(StepError::into_status_error),
             programs: Vec::new(),
             health: None,
             interfaces: Vec::new(),
@@ -689,7 +679,7 @@ fn fatal_app(programs: &[caas_api::ProgramStatus]) -> Option<StepError> {
         .cloned()
         .unwrap_or_else(|| app.description.clone());
     Some(StepError {
-        code: "app-fatal",
+        code: LastErrorCode::AppFatal,
         message: format!(
             "supervisord gave up starting the app after {} restarts: {reason}",
             app.restarts

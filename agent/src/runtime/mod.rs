@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::codes::EngineCode;
+
 pub use docker::DockerRuntime;
 pub use lazy::LazyDocker;
 
@@ -35,14 +37,14 @@ pub enum RuntimeError {
 }
 
 impl RuntimeError {
-    /// A short machine-readable code, used in status znodes.
-    pub fn code(&self) -> &'static str {
+    /// The machine-readable class of the failure (its wire string goes into status znodes).
+    pub fn code(&self) -> EngineCode {
         match self {
-            Self::Unavailable(_) => "engine-unavailable",
-            Self::ContainerNotFound(_) => "container-not-found",
-            Self::ImageNotFound(_) => "image-not-found",
-            Self::NameConflict(_) => "name-conflict",
-            Self::Refused { .. } => "engine-refused",
+            Self::Unavailable(_) => EngineCode::Unavailable,
+            Self::ContainerNotFound(_) => EngineCode::ContainerNotFound,
+            Self::ImageNotFound(_) => EngineCode::ImageNotFound,
+            Self::NameConflict(_) => EngineCode::NameConflict,
+            Self::Refused { .. } => EngineCode::Refused,
         }
     }
 }

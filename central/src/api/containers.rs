@@ -53,6 +53,7 @@ fn plan(
     pool_keys: &[String],
 ) -> Result<Vec<Want>, CentralError> {
     validate_dns_label("name", &request.name)?;
+    crate::networks::validate_attachments(request)?;
     if request.rich && pool_keys.is_empty() {
         return Err(CentralError::invalid(
             "rich",
@@ -136,6 +137,7 @@ fn plan(
             }
         })?;
         wants.push(Want {
+            pinned: None,
             spec,
             app: request.name.clone(),
             ssh_keys: if request.rich {
@@ -150,11 +152,32 @@ fn plan(
     Ok(wants)
 }
 
+/// Whether an existing workload's endpoints are what the request's attachments ask for: the
+/// same networks in order, the same service names, and every requested address.
+fn same_networks(existing: &ContainerRecord, request: &CreateContainerRequest) -> bool {
+    existing.spec.networks.len() == request.networks.len()
+        && existing
+            .spec
+            .networks
+            .iter()
+            .zip(&request.networks)
+            .all(|(e, a)| {
+                e.network == a.network
+                    && e.service == a.service
+                    && a.ip.as_ref().is_none_or(|ip| *ip == e.ip)
+            })
+}
+
 /// Fields that differ between an existing record and a wanted one (generation excluded).
-fn differences(existing: &ContainerRecord, want: &Want) -> Vec<&'static str> {
+fn differences(
+    existing: &ContainerRecord,
+    want: &Want,
+    request: &CreateContainerRequest,
+) -> Vec<&'static str> {
     let (a, b) = (&existing.spec, &want.spec);
     let mut diff = Vec::new();
-    let checks: [(&'static str, bool); 11] = [
+    let checks: [(&'static str, bool); 12] = [
+        ("networks", !same_networks(existing, request)),
         ("rich", a.rich != b.rich),
         ("health_check", a.health_check != b.health_check),
         ("image", a.image != b.image),
@@ -189,13 +212,14 @@ async fn existing(
     ctx: &Ctx,
     pool: &str,
     wants: &[Want],
+    request: &CreateContainerRequest,
 ) -> Result<(Vec<ContainerRecord>, Vec<Want>), CentralError> {
     let mut found = Vec::new();
     let mut missing = Vec::new();
     for want in wants {
         match ctx.central.store.container(pool, &want.spec.name).await? {
             Some((record, _)) => {
-                let diff = differences(&record, want);
+                let diff = differences(&record, want, request);
                 if !diff.is_empty() {
                     return Err(CentralError::conflict(
                         ConflictKind::ExistsDifferent,
@@ -235,7 +259,7 @@ pub async fn create(ctx: Ctx, pool: String, body: Bytes) -> Result<Response, Cen
         let (done, missing) = if attempt == 0 {
             (Vec::new(), wants.clone())
         } else {
-            existing(&ctx, &pool, &wants).await?
+            existing(&ctx, &pool, &wants, &request).await?
         };
         if missing.is_empty() {
             let mut views = Vec::new();
@@ -245,6 +269,16 @@ pub async fn create(ctx: Ctx, pool: String, body: Bytes) -> Result<Response, Cen
             return Ok(json(StatusCode::OK, &views));
         }
         let mut missing = missing;
+        if !request.networks.is_empty() {
+            // Addresses are chosen for the replicas still missing; their allocation znodes are
+            // created in the placement's commit, so a lost race allocates nothing.
+            let resolved =
+                crate::networks::resolve(&ctx.central, &pool, &request, missing.len()).await?;
+            for (want, endpoints) in missing.iter_mut().zip(resolved.endpoints) {
+                want.spec.networks = endpoints;
+                want.pinned = resolved.pinned.clone();
+            }
+        }
         let mut extra_ops = Vec::new();
         if request.rich {
             // The keys go into the assignments; the commit checks the pool record is still the

@@ -4,6 +4,7 @@
 
 mod access;
 mod containers;
+mod networks;
 mod nodes;
 mod openapi;
 mod pools;
@@ -184,6 +185,34 @@ pub fn routes(
         .and(c.clone())
         .then(|id: String, ctx: Ctx| async move { finish(nodes::get(ctx, id).await) });
 
+    let networks_list = v1
+        .and(warp::path!("pools" / String / "networks"))
+        .and(warp::get())
+        .and(c.clone())
+        .then(|pool: String, ctx: Ctx| async move { finish(networks::list(ctx, pool).await) });
+    let networks_create = v1
+        .and(warp::path!("pools" / String / "networks"))
+        .and(warp::post())
+        .and(c.clone())
+        .and(body())
+        .then(|pool: String, ctx: Ctx, body: Bytes| async move {
+            finish(networks::create(ctx, pool, body).await)
+        });
+    let network_get = v1
+        .and(warp::path!("pools" / String / "networks" / String))
+        .and(warp::get())
+        .and(c.clone())
+        .then(|pool: String, name: String, ctx: Ctx| async move {
+            finish(networks::get(ctx, pool, name).await)
+        });
+    let network_delete = v1
+        .and(warp::path!("pools" / String / "networks" / String))
+        .and(warp::delete())
+        .and(c.clone())
+        .then(|pool: String, name: String, ctx: Ctx| async move {
+            finish(networks::delete(ctx, pool, name).await)
+        });
+
     let containers_list = v1
         .and(warp::path!("pools" / String / "containers"))
         .and(warp::get())
@@ -290,6 +319,14 @@ pub fn routes(
         .unify()
         .boxed();
     let access_routes = container_exec.or(container_deploy).unify().boxed();
+    let network_routes = networks_list
+        .or(networks_create)
+        .unify()
+        .or(network_get)
+        .unify()
+        .or(network_delete)
+        .unify()
+        .boxed();
     meta.or(pool_routes)
         .unify()
         .or(node_routes)
@@ -297,6 +334,8 @@ pub fn routes(
         .or(container_routes)
         .unify()
         .or(access_routes)
+        .unify()
+        .or(network_routes)
         .unify()
         .recover(|rejection: warp::Rejection| async move {
             let err = if let Some(reply::Refused(refused)) = rejection.find::<reply::Refused>() {

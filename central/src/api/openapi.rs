@@ -56,7 +56,38 @@ pub fn document() -> Value {
         "interval_seconds": {"type": "integer", "minimum": 1, "maximum": 3600},
         "timeout_seconds": {"type": "integer", "minimum": 1},
         "failure_threshold": {"type": "integer", "minimum": 1, "maximum": 100}}});
+    create["networks"] = json!({"type": "array", "maxItems": caas_api::network::MAX_ENDPOINTS,
+        "description": "networks to join, one interface each (eth0, eth1, ... in order)",
+        "items": {"type": "object", "additionalProperties": false, "required": ["network"], "properties": {
+            "network": {"type": "string"},
+            "service": {"type": "string", "description": "service name published on the network"},
+            "ip": {"type": "string", "format": "ipv4", "description": "a requested address; the lowest free one when absent (not with instances > 1)"}}}});
+    networks(&mut doc);
     doc
+}
+
+/// The network routes and their schemas.
+fn networks(doc: &mut Value) {
+    let paths = &mut doc["paths"];
+    paths["/v1/pools/{pool}/networks"] = json!({
+        "get": op("List the pool's networks with their endpoints", None, "200"),
+        "post": op("Create a network (vxlan overlay or single-node bridge); 409 exists / vni-taken", Some("CreateNetworkRequest"), "201")
+    });
+    paths["/v1/pools/{pool}/networks/{name}"] = json!({
+        "get": op("Inspect a network: subnet, gateway, VNI, endpoints (IP, MAC, workload, node)", None, "200"),
+        "delete": {
+            "summary": "Remove a network; 409 not-empty while containers use it",
+            "security": [{"bearer": []}],
+            "responses": {"204": {"description": "removed"}, "default": {"$ref": "#/components/responses/Error"}}
+        }
+    });
+    doc["components"]["schemas"]["CreateNetworkRequest"] = json!({"type": "object", "additionalProperties": false,
+        "required": ["name", "driver", "subnet", "gateway"], "properties": {
+            "name": {"type": "string"},
+            "driver": {"type": "string", "enum": ["vxlan", "bridge"]},
+            "subnet": {"type": "string", "example": "192.168.0.0/19", "description": "canonical IPv4 CIDR, /29 or larger, no overlap with the pool's other networks"},
+            "gateway": {"type": "string", "example": "192.168.31.254", "description": "inside the subnet, not its network or broadcast address"},
+            "vni": {"type": "integer", "minimum": 1, "maximum": caas_api::network::MAX_VNI, "description": "allocated cluster-wide when absent"}}});
 }
 
 fn base_document() -> Value {

@@ -69,7 +69,8 @@ pub async fn place_and_commit(
     fence: Option<&Fence>,
 ) -> Result<Vec<ContainerRecord>, CentralError> {
     let layout = central.layout();
-    let mut rng = rand::rngs::StdRng::from_rng(&mut rand::rng());
+    // Sampling needs no cryptographic randomness: a small fast generator, seeded per request.
+    let mut rng = rand::rngs::SmallRng::from_rng(&mut rand::rng());
     let mut snapshot = Snapshot::default();
     if let Intent::Move { from, .. } = &intent {
         // The node being left is read from the store, not the cache: a cache that has not yet
@@ -151,6 +152,16 @@ pub async fn remove(
             path: layout.container(pool, name),
             version: Some(version),
         }];
+        // Its addresses are released in the same commit.
+        for endpoint in &record.spec.networks {
+            let path = layout.ip(pool, &endpoint.network, &endpoint.ip);
+            if let Some((_, v)) = central.store.get::<serde_json::Value>(&path).await? {
+                ops.push(Op::Delete {
+                    path,
+                    version: Some(v),
+                });
+            }
+        }
         let assignment = layout.assignment(&record.node, &key);
         let existing = central.store.get::<serde_json::Value>(&assignment).await?;
         if purge {
@@ -223,6 +234,13 @@ pub async fn move_elsewhere(
         }
     }
     let want = Want {
+        // A bridge network lives on one node: its workloads cannot move off it.
+        pinned: record
+            .spec
+            .networks
+            .iter()
+            .find(|e| e.driver == caas_api::network::NetworkDriver::Bridge)
+            .map(|e| (e.network.clone(), record.node.clone())),
         spec: record.spec.clone(),
         app: record.app.clone(),
         ssh_keys,
@@ -244,11 +262,26 @@ pub async fn move_elsewhere(
             version: Some(version),
         });
     }
+    let mut ip_versions = Vec::new();
+    for endpoint in &record.spec.networks {
+        let path = layout.ip(&pool, &endpoint.network, &endpoint.ip);
+        let (_, version) = central
+            .store
+            .get::<serde_json::Value>(&path)
+            .await?
+            .ok_or_else(|| {
+                CentralError::internal(format!(
+                    "the address allocation {path} of a placed workload is missing"
+                ))
+            })?;
+        ip_versions.push(version);
+    }
     let intent = Intent::Move {
         from: record.node.clone(),
         key,
         record_version,
         created_at: record.created_at,
+        ip_versions,
     };
     let mut moved = place_and_commit(central, &pool, &[want], intent, extra_ops, fence).await?;
     moved

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use caas_api::central::{
     Allocation, ContainerRecord, Liveness, NodeRecord, PlacedWorkload, Placement,
 };
+use caas_api::network::IpAllocation;
 use caas_api::{Assignment, NodeInfo, WorkloadKey, WorkloadSpec, ZkLayout};
 use rand::Rng;
 
@@ -27,6 +28,8 @@ pub struct Want {
     pub strategy: Strategy,
     /// The pool's SSH keys, handed to the agent with a rich workload's assignment.
     pub ssh_keys: Vec<String>,
+    /// The node a bridge network of the workload lives on: `(network, node)`.
+    pub pinned: Option<(String, String)>,
 }
 
 /// Whether the placement creates workloads or moves one that exists.
@@ -35,12 +38,14 @@ pub enum Intent {
     /// New records are created (a create request).
     Create,
     /// The one wanted workload leaves `from`: its record (at `record_version`) is updated in
-    /// place, keeping `created_at`, and its share of `from` is released.
+    /// place, keeping `created_at`, its share of `from` is released, and its address
+    /// allocations (at `ip_versions`, one per endpoint) now name the new node.
     Move {
         from: String,
         key: WorkloadKey,
         record_version: i32,
         created_at: u64,
+        ip_versions: Vec<i32>,
     },
 }
 
@@ -149,6 +154,8 @@ pub fn plan(
             constraints: want.constraints.clone(),
             app: Some(want.app.clone()),
             strategy: want.strategy,
+            drivers: want.spec.networks.iter().map(|e| e.driver).collect(),
+            pinned: want.pinned.clone(),
         };
         let chosen = scheduler::place(&request, &views, rng).map_err(|why| {
             CentralError::unschedulable(format!("cannot place {}: {why}", want.spec.name))
@@ -196,6 +203,26 @@ pub fn plan(
             layout.assignment(&info.node_id, &key),
             &Assignment::run_with_keys(want.spec.clone(), &want.ssh_keys),
         )?);
+        for (e, endpoint) in want.spec.networks.iter().enumerate() {
+            let path = layout.ip(pool, &endpoint.network, &endpoint.ip);
+            let allocation = IpAllocation {
+                version: caas_api::PAYLOAD_VERSION,
+                ip: endpoint.ip.clone(),
+                mac: endpoint.mac.clone(),
+                workload: want.spec.name.clone(),
+                node: info.node_id.clone(),
+                service: endpoint.service.clone(),
+            };
+            ops.push(match intent {
+                Intent::Move { ip_versions, .. } => {
+                    let version = ip_versions.get(e).copied().ok_or_else(|| {
+                        CentralError::internal(format!("no allocation version for {path}"))
+                    })?;
+                    Op::set(path, &allocation, version)?
+                }
+                Intent::Create => Op::create(path, &allocation)?,
+            });
+        }
         records.push(record);
     }
     let mut dirs = Vec::new();
@@ -276,6 +303,7 @@ mod tests {
             constraints: Vec::new(),
             strategy: Strategy::Spread,
             ssh_keys: Vec::new(),
+            pinned: None,
         }
     }
 
@@ -389,6 +417,7 @@ mod tests {
             key,
             record_version: 9,
             created_at: 7,
+            ip_versions: Vec::new(),
         };
         let plan = run(&snapshot, &[want("web", "100m")], &intent).unwrap();
         assert_eq!(

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use caas_api::network::NetworkDriver;
+
 use super::model::{NodeView, PlacementRequest};
 
 /// The first filter a node fails. The order of the variants is the order of the checks, so each
@@ -15,6 +17,10 @@ pub enum Reason {
     NotEnoughCpu,
     NotEnoughMemory,
     NotEnoughPids,
+    /// The node's agent cannot wire this kind of network.
+    CannotCarry(NetworkDriver),
+    /// A bridge network the request joins lives on another node.
+    PinnedElsewhere,
     /// The request's constraint at this index is not satisfied.
     Constraint(usize),
     /// The node already runs a replica of the request's app.
@@ -41,6 +47,15 @@ impl fmt::Display for Describe<'_> {
             Reason::NotEnoughCpu => f.write_str("not enough cpu"),
             Reason::NotEnoughMemory => f.write_str("not enough memory"),
             Reason::NotEnoughPids => f.write_str("not enough pids"),
+            Reason::CannotCarry(driver) => {
+                write!(f, "cannot carry {} networks", driver.as_str())
+            }
+            Reason::PinnedElsewhere => match &self.req.pinned {
+                Some((network, node)) => {
+                    write!(f, "bridge network {network} lives on node {node}")
+                }
+                None => f.write_str("bridge network lives elsewhere"),
+            },
             Reason::Constraint(i) => match self.req.constraints.get(*i) {
                 Some(c) => write!(f, "label {c}"),
                 None => f.write_str("label constraint"),
@@ -74,6 +89,14 @@ pub(crate) fn hard_filters(req: &PlacementRequest, node: &NodeView) -> Result<u3
     }
     if cap.pids > 0 && used.pids.saturating_add(want.pids) > cap.pids {
         return Err(Reason::NotEnoughPids);
+    }
+    if let Some(driver) = req.drivers.iter().find(|d| !node.drivers.contains(d)) {
+        return Err(Reason::CannotCarry(*driver));
+    }
+    if let Some((_, pinned)) = &req.pinned {
+        if *pinned != node.id {
+            return Err(Reason::PinnedElsewhere);
+        }
     }
     if let Some(i) = req
         .constraints

@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use caas_api::network::NetworkDriver;
+
 use super::constraint::Constraint;
 
 /// An amount of the resources the scheduler accounts for.
@@ -30,6 +32,8 @@ pub struct NodeView {
     pub labels: BTreeMap<String, String>,
     /// App group -> number of replicas of that app already on the node (for anti-affinity).
     pub apps: BTreeMap<String, u32>,
+    /// Network drivers the node's agent can wire.
+    pub drivers: Vec<NetworkDriver>,
 }
 
 /// How to choose among the nodes that fit.
@@ -53,6 +57,11 @@ pub struct PlacementRequest {
     /// Anti-affinity group: replicas of one app avoid sharing a node.
     pub app: Option<String>,
     pub strategy: Strategy,
+    /// Network drivers the workload's interfaces need.
+    pub drivers: Vec<NetworkDriver>,
+    /// The node a bridge network the workload joins already lives on (bridge networks are
+    /// single-node): `(network, node)`.
+    pub pinned: Option<(String, String)>,
 }
 
 /// The chosen node.

@@ -258,6 +258,56 @@ impl World {
     }
 }
 
+impl World {
+    /// A network's address allocations agree with the records: each belongs to a workload
+    /// that has that address on that network and lives on the node the allocation names, and
+    /// every endpoint of a record has its allocation.
+    pub async fn check_addresses(&self, pool: &str, network: &str) {
+        let store: &dyn Store = &self.store;
+        let records = self.records(pool).await;
+        let ips = store
+            .children(&self.layout.ips(pool, network))
+            .await
+            .unwrap();
+        for ip in &ips {
+            let (a, _): (caas_api::network::IpAllocation, _) = store
+                .get(&self.layout.ip(pool, network, ip))
+                .await
+                .unwrap()
+                .unwrap();
+            let record = records
+                .iter()
+                .find(|r| r.spec.name == a.workload)
+                .unwrap_or_else(|| {
+                    panic!("{ip} is allocated to {}, which has no record", a.workload)
+                });
+            assert_eq!(
+                record.node, a.node,
+                "{ip}: allocation and record disagree on the node"
+            );
+            assert!(
+                record
+                    .spec
+                    .networks
+                    .iter()
+                    .any(|e| e.network == network && e.ip == *ip),
+                "{ip} is allocated to {} but not in its spec",
+                a.workload
+            );
+        }
+        for r in &records {
+            for e in r.spec.networks.iter().filter(|e| e.network == network) {
+                assert!(
+                    ips.contains(&e.ip),
+                    "{} has {} without an allocation",
+                    r.spec.name,
+                    e.ip
+                );
+            }
+        }
+    }
+}
+
 pub fn container(name: &str, cpu: &str, memory: &str) -> Value {
     serde_json::json!({
         "name": name,

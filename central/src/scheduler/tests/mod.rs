@@ -4,6 +4,7 @@ mod explain;
 mod placement;
 mod sampling;
 
+use caas_api::network::NetworkDriver;
 use std::collections::BTreeMap;
 
 use rand::rngs::StdRng;
@@ -34,6 +35,7 @@ fn node(id: &str, pool: &str, cpu_millis: u64, memory_gib: u64) -> NodeView {
         allocated: Resources::default(),
         labels: BTreeMap::new(),
         apps: BTreeMap::new(),
+        drivers: vec![NetworkDriver::Vxlan, NetworkDriver::Bridge],
     }
 }
 
@@ -51,6 +53,8 @@ fn request(pool: &str, cpu_millis: u64, memory_gib: u64) -> PlacementRequest {
         constraints: Vec::new(),
         app: None,
         strategy: Strategy::Spread,
+        drivers: Vec::new(),
+        pinned: None,
     }
 }
 
@@ -90,4 +94,29 @@ fn per_node(ids: &[String]) -> BTreeMap<String, usize> {
         *counts.entry(id.clone()).or_default() += 1;
     }
     counts
+}
+
+#[test]
+fn networks_need_a_node_that_carries_them_and_bridge_networks_stay_on_their_node() {
+    let mut no_vxlan = node("a", "p", 4000, 8);
+    no_vxlan.drivers = vec![NetworkDriver::Bridge];
+    let nodes = vec![no_vxlan, node("b", "p", 4000, 8), node("c", "p", 4000, 8)];
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    let mut req = request("p", 100, 1);
+    req.drivers = vec![NetworkDriver::Vxlan];
+    for _ in 0..20 {
+        let chosen = crate::scheduler::place(&req, &nodes, &mut rng).unwrap();
+        assert_ne!(nodes[chosen.node].id, "a");
+    }
+    req.drivers = vec![NetworkDriver::Bridge];
+    req.pinned = Some(("lan".into(), "c".into()));
+    let chosen = crate::scheduler::place(&req, &nodes, &mut rng).unwrap();
+    assert_eq!(nodes[chosen.node].id, "c");
+    req.drivers = vec![NetworkDriver::Vxlan];
+    req.pinned = Some(("lan".into(), "a".into()));
+    let why = crate::scheduler::place(&req, &nodes, &mut rng)
+        .unwrap_err()
+        .to_string();
+    assert!(why.contains("cannot carry vxlan networks"), "{why}");
+    assert!(why.contains("bridge network lan lives on node a"), "{why}");
 }
