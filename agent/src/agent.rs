@@ -271,14 +271,24 @@ struct LoopState<'a, R: ?Sized> {
 struct NetworkUse {
     local: BTreeMap<u32, NetworkDesc>,
     refs: BTreeMap<NetworkRef, u32>,
+    /// The sandboxes' veths (only `veths` is used).
+    expected: NodeNetworks,
 }
 
 impl NetworkUse {
-    fn of(desired: &DesiredState) -> Self {
+    fn of(desired: &DesiredState, statuses: &BTreeMap<WorkloadKey, WorkloadStatus>) -> Self {
         let mut out = Self::default();
-        for a in desired.workloads.values().flatten() {
+        for (key, a) in &desired.workloads {
+            let Ok(a) = a else { continue };
             if a.desired != caas_api::Desired::Run {
                 continue;
+            }
+            if let Some(sandbox) = statuses
+                .get(key)
+                .and_then(|s| s.containers.sandbox.as_deref())
+            {
+                out.expected
+                    .expect_veths(&key.to_string(), sandbox, &a.spec.networks);
             }
             for e in &a.spec.networks {
                 if let Ok(desc) = NetworkDesc::from_endpoint(e) {
@@ -360,7 +370,7 @@ impl<R: ContainerRuntime + ?Sized> LoopState<'_, R> {
         self.statuses = outcome.statuses.clone();
         // A view that is not authoritative keeps everything, devices included.
         if desired.authoritative {
-            self.networks = NetworkUse::of(&desired);
+            self.networks = NetworkUse::of(&desired, &self.statuses);
             self.ever_passed = true;
             self.sync_networks().await;
         }
@@ -435,6 +445,7 @@ impl<R: ContainerRuntime + ?Sized> LoopState<'_, R> {
             local: self.networks.local.clone(),
             remote,
             complete,
+            veths: self.networks.expected.veths.clone(),
         };
         match wiring.sync(&nets).await {
             Ok(report) => {

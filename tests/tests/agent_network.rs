@@ -52,7 +52,10 @@ fn endpoint(net: &Net, ip: &str) -> Endpoint {
         subnet: net.subnet.into(),
         gateway: net.gateway.into(),
         ip: ip.into(),
-        mac: mac_for(ip.parse().unwrap()),
+        mac: mac_for(
+            ip.parse()
+                .unwrap_or_else(|e| panic!("test address {ip}: {e}")),
+        ),
         service: None,
     }
 }
@@ -138,7 +141,7 @@ impl World {
             "pool": POOL, "name": name, "image": self.busybox,
             "command": ["sleep", "3600"],
         }))
-        .unwrap();
+        .unwrap_or_else(|e| panic!("test spec: {e}"));
         spec.hostname = hostname.map(str::to_string);
         spec.networks = endpoints;
         spec
@@ -213,6 +216,12 @@ impl World {
         let mut args = vec!["exec", app.as_str()];
         args.extend_from_slice(cmd);
         run("docker", &args)
+    }
+
+    /// `docker exec -d`: starts `script` in the app container and returns at once.
+    fn spawn(&self, node: usize, name: &str, script: &str) -> anyhow::Result<()> {
+        let app = self.app(node, name);
+        run("docker", &["exec", "-d", app.as_str(), "sh", "-c", script]).map(|_| ())
     }
 
     fn ping(&self, node: usize, name: &str, ip: &str) -> bool {
@@ -344,15 +353,7 @@ async fn vxlan_network_between_two_agents() -> anyhow::Result<()> {
         !w.ping(1, "c", "10.42.0.10"),
         "red reached blue on another node"
     );
-    w.exec(
-        0,
-        "a",
-        &[
-            "sh",
-            "-c",
-            "nc -l -p 7000 -e cat </dev/null >/dev/null 2>&1 &",
-        ],
-    )?;
+    w.spawn(0, "a", "sleep 100000 | nc -l -p 7000 >/dev/null 2>&1")?;
     assert!(
         w.exec(1, "c", &["sh", "-c", "echo hi | nc -w 2 10.42.0.10 7000"])
             .is_err(),
@@ -360,19 +361,38 @@ async fn vxlan_network_between_two_agents() -> anyhow::Result<()> {
     );
 
     // A TCP connection between a and b survives restarting both agents.
-    w.exec(0, "a", &["sh", "-c", "nc -l -p 5000 > /tmp/recv 2>&1 &"])?;
+    // busybox nc closes the connection at EOF on its stdin: give it one that never ends.
+    w.spawn(0, "a", "sleep 100000 | nc -l -p 5000 > /tmp/recv")?;
     let lines = |w: &World| -> usize {
         w.exec(0, "a", &["cat", "/tmp/recv"])
             .map(|s| s.lines().count())
             .unwrap_or(0)
     };
-    eventually("b connects to a", || {
-        w.exec(1, "b", &["sh", "-c",
-            "pidof nc >/dev/null || (i=0; while true; do i=$((i+1)); echo $i; sleep 0.2; done | nc 10.42.0.10 5000 &)"])
-            .is_ok()
-            && lines(&w) > 2
+    eventually("a listens on 5000", || {
+        w.exec(0, "a", &["netstat", "-ltn"])
+            .is_ok_and(|out| out.contains(":5000"))
     })
     .await?;
+    w.spawn(
+        1,
+        "b",
+        "i=0; while true; do i=$((i+1)); echo $i; sleep 0.2; done | nc 10.42.0.10 5000",
+    )?;
+    if let Err(e) = eventually("b's data arrives at a", || lines(&w) > 2).await {
+        let debug = [
+            w.exec(1, "b", &["ps"]),
+            w.exec(0, "a", &["ps"]),
+            w.exec(0, "a", &["netstat", "-tn"]),
+            w.exec(1, "b", &["netstat", "-tn"]),
+            w.exec(
+                1,
+                "b",
+                &["sh", "-c", "echo hi | nc -w 3 10.42.0.10 7000; echo rc=$?"],
+            ),
+            w.exec(0, "a", &["cat", "/tmp/recv"]),
+        ];
+        panic!("{e:#}: {debug:#?}");
+    }
     let before_restart = lines(&w);
     w.agents[0].restart()?;
     w.agents[1].restart()?;
@@ -410,15 +430,21 @@ async fn vxlan_network_between_two_agents() -> anyhow::Result<()> {
     }
     for node in 0..2 {
         let ns = w.ns(node).to_string();
-        eventually("no caas devices left", || {
-            in_ns(&ns, "ip", &["-o", "link", "show"])
-                .map(|out| {
-                    !out.lines()
-                        .any(|l| l.contains(": cb") || l.contains(": cv") || l.contains(": cw"))
-                })
-                .unwrap_or(false)
+        let ours = |out: &str| {
+            out.lines()
+                .any(|l| l.contains(": cb") || l.contains(": cv") || l.contains(": cw"))
+        };
+        if let Err(e) = eventually("no caas devices left", || {
+            in_ns(&ns, "ip", &["-o", "link", "show"]).is_ok_and(|out| !ours(&out))
         })
-        .await?;
+        .await
+        {
+            panic!(
+                "{e:#}\n{:?}\nagent log:\n{}",
+                in_ns(&ns, "ip", &["-o", "link", "show"]),
+                tail(&w.agents[node].log(), 30)
+            );
+        }
         eventually("no nftables table left", || {
             in_ns(&ns, "nft", &["list", "tables"])
                 .map(|out| !out.contains("caas"))

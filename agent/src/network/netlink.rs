@@ -71,8 +71,10 @@ impl NetlinkBackend {
         Ok(Self { handle })
     }
 
-    /// A connection inside the network namespace of process `pid`.
-    async fn in_sandbox(pid: u32) -> Result<Handle, NetError> {
+    /// A connection inside the network namespace of process `pid`; closed when the returned
+    /// guard drops (an open socket would keep a removed sandbox's namespace, and the veth
+    /// pair in it, alive).
+    async fn in_sandbox(pid: u32) -> Result<SandboxConnection, NetError> {
         let path = format!("/proc/{pid}/ns/net");
         let netns = std::fs::File::open(&path).map_err(|_| NetError::SandboxGone(pid))?;
         let runtime = tokio::runtime::Handle::current();
@@ -96,8 +98,10 @@ impl NetlinkBackend {
         let (connection, handle, _) = rx
             .await
             .map_err(|_| NetError::Failed("the namespace thread died".into()))??;
-        tokio::spawn(connection);
-        Ok(handle)
+        Ok(SandboxConnection {
+            handle,
+            task: tokio::spawn(connection),
+        })
     }
 
     async fn index_of(handle: &Handle, name: &str) -> Result<u32, NetError> {
@@ -151,8 +155,9 @@ impl NetlinkBackend {
         family: AddressFamily,
     ) -> Result<Vec<NeighbourMessage>, NetError> {
         let index = Self::index_of(&self.handle, device).await?;
-        let mut request = self.handle.neighbours().get().set_address_family(family);
-        request.message_mut().header.ifindex = index;
+        // The dump is not filtered by the kernel (an AF_BRIDGE dump parses its header
+        // differently); entries of other devices are dropped here.
+        let request = self.handle.neighbours().get().set_address_family(family);
         let all: Vec<NeighbourMessage> = request
             .execute()
             .try_collect()
@@ -254,6 +259,26 @@ impl NetlinkBackend {
             .execute()
             .await
             .map_err(|e| failed(format!("setting {name} {change:?}"), e))
+    }
+}
+
+/// A netlink connection inside a sandbox; the socket closes on drop.
+struct SandboxConnection {
+    handle: Handle,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl std::ops::Deref for SandboxConnection {
+    type Target = Handle;
+    fn deref(&self) -> &Handle {
+        &self.handle
+    }
+}
+
+impl Drop for SandboxConnection {
+    fn drop(&mut self) {
+        // A netlink-proto connection runs until its socket fails; the agent ends it.
+        self.task.abort();
     }
 }
 
@@ -470,6 +495,12 @@ impl NetworkBackend for NetlinkBackend {
                         }
                         NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => {
                             vtep = Some(*ip)
+                        }
+                        // An AF_BRIDGE entry's destination is not parsed as IPv4.
+                        NeighbourAttribute::Destination(NeighbourAddress::Other(b))
+                            if b.len() == 4 =>
+                        {
+                            vtep = Some(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
                         }
                         _ => {}
                     }

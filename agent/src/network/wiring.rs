@@ -95,6 +95,19 @@ pub struct NodeNetworks {
     pub remote: BTreeMap<u32, Vec<RemoteEndpoint>>,
     /// VNIs whose remote endpoints were read completely: only there are entries removed.
     pub complete: BTreeSet<u32>,
+    /// Host ends of the veth pairs of the sandboxes that run here; any other `cw*` veth is a
+    /// leftover of a removed sandbox (whose namespace the kernel may free late) and goes.
+    pub veths: BTreeSet<String>,
+}
+
+impl NodeNetworks {
+    /// Records the veths of a workload's sandbox.
+    pub fn expect_veths(&mut self, workload: &str, sandbox_id: &str, endpoints: &[Endpoint]) {
+        for e in endpoints {
+            self.veths
+                .insert(veth_names(workload, sandbox_id, &e.interface).0);
+        }
+    }
 }
 
 /// What a `sync` changed.
@@ -441,6 +454,13 @@ impl Wiring {
         unused.sort_by_key(|l| l.kind == LinkKind::Bridge);
         for l in unused {
             tracing::info!(device = %l.name, "removing the devices of a network no local workload uses");
+            self.backend.del_link(&l.name).await?;
+            report.removed_devices.push(l.name.clone());
+        }
+        for l in links.iter().filter(|l| {
+            l.kind == LinkKind::Veth && l.name.starts_with("cw") && !nets.veths.contains(&l.name)
+        }) {
+            tracing::info!(device = %l.name, "removing the veth of a sandbox that is gone");
             self.backend.del_link(&l.name).await?;
             report.removed_devices.push(l.name.clone());
         }
