@@ -60,7 +60,10 @@ async fn wires_bridge_vxlan_and_the_sandbox_interface() {
     fake.add_sandbox(100);
     let w = wiring(&fake);
     let e = endpoint(0, "blue", 100, "10.100.0.5");
-    let ifs = w.wire("p.web", "sb1", 100, std::slice::from_ref(&e)).await.unwrap();
+    let ifs = w
+        .wire("p.web", "sb1", 100, std::slice::from_ref(&e))
+        .await
+        .unwrap();
     assert_eq!(ifs.len(), 1);
     assert_eq!(ifs[0].name, "eth0");
     assert_eq!(ifs[0].ip, "10.100.0.5");
@@ -141,14 +144,18 @@ async fn wrong_state_is_fixed_and_a_new_sandbox_is_rewired() {
     fake.add_sandbox(100);
     let e = endpoint(0, "blue", 100, "10.100.0.5");
     let w = wiring(&fake);
-    w.wire("p.web", "sb1", 100, std::slice::from_ref(&e)).await.unwrap();
+    w.wire("p.web", "sb1", 100, std::slice::from_ref(&e))
+        .await
+        .unwrap();
     // Someone removed the gateway address from the bridge.
     use crate::network::NetworkBackend;
     fake.del_address("cb100", "10.100.0.1/24".parse().unwrap())
         .await
         .unwrap();
     fake.clear_calls();
-    w.wire("p.web", "sb1", 100, std::slice::from_ref(&e)).await.unwrap();
+    w.wire("p.web", "sb1", 100, std::slice::from_ref(&e))
+        .await
+        .unwrap();
     assert_eq!(fake.calls(), ["add_address cb100 10.100.0.1/24"]);
     // The sandbox is recreated: a new process, its old veth gone with its namespace.
     fake.remove_sandbox(100);
@@ -170,7 +177,9 @@ async fn remote_endpoints_come_and_go() {
     fake.add_sandbox(100);
     let e = endpoint(0, "blue", 100, "10.100.0.5");
     let w = wiring(&fake);
-    w.wire("p.web", "sb1", 100, std::slice::from_ref(&e)).await.unwrap();
+    w.wire("p.web", "sb1", 100, std::slice::from_ref(&e))
+        .await
+        .unwrap();
     let a = remote("10.100.0.7", [198, 18, 0, 12]);
     let b = remote("10.100.0.8", [198, 18, 0, 13]);
     let mut nets = NodeNetworks {
@@ -266,7 +275,9 @@ async fn last_endpoint_leaving_removes_devices_and_the_table() {
     fake.add_sandbox(100);
     let e = endpoint(0, "blue", 100, "10.100.0.5");
     let w = wiring(&fake);
-    w.wire("p.web", "sb1", 100, std::slice::from_ref(&e)).await.unwrap();
+    w.wire("p.web", "sb1", 100, std::slice::from_ref(&e))
+        .await
+        .unwrap();
     let mut nets = NodeNetworks {
         local: local(&[&e]),
         remote: BTreeMap::from([(100, vec![remote("10.100.0.9", [198, 18, 0, 12])])]),
