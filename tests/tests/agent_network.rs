@@ -421,6 +421,30 @@ async fn vxlan_network_between_two_agents() -> anyhow::Result<()> {
     })
     .await?;
     assert!(after_restart >= before_restart);
+    // The restarted agents found the kernel right and changed nothing in it.
+    for agent in &w.agents {
+        let log = agent.log();
+        let since = log
+            .rfind("network drivers this node can wire")
+            .map_or("", |i| &log[i..]);
+        for changed in [
+            "wiring the interface",
+            "creating the network's",
+            "fixing the interface",
+            "removing the devices",
+        ] {
+            assert!(
+                !since.contains(changed),
+                "after restart: {changed}\n{since}"
+            );
+        }
+        assert!(
+            !since
+                .lines()
+                .any(|l| l.contains("entries_added: ") && !l.contains("entries_added: 0")),
+            "remote entries re-added after restart:\n{since}"
+        );
+    }
     // One server accept: the data arrives on the same connection.
     assert!(w.exec(0, "a", &["sh", "-c", "pidof nc"]).is_ok());
 
