@@ -247,8 +247,7 @@ pub fn locate(path: &Path, opts: &LocateOptions) -> Result<Located, DetectError>
             dir = dir.join(&sub);
             rel_dir = sub.clone();
             descended = Some(format!(
-                "{} holds only the directory {sub}/, so it was looked into",
-                display(path)
+                "the folder given holds only the directory {sub}/, so it was looked into"
             ));
         }
     }
@@ -330,7 +329,7 @@ pub fn locate(path: &Path, opts: &LocateOptions) -> Result<Located, DetectError>
             (Ok(d), Some(why)) => (Some(d.chosen.kind), why),
             (Ok(d), None) => (
                 Some(d.chosen.kind),
-                format!("a {} in {}", d.chosen.kind, output_dir(&rel)),
+                format!("a {} in {}/", d.chosen.kind, output_dir(&rel)),
             ),
             (Err(e), _) => (None, format!("not an app: {e}")),
         };
