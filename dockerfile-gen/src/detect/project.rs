@@ -242,7 +242,15 @@ pub fn locate(path: &Path, opts: &LocateOptions) -> Result<Located, DetectError>
     let mut dir = path.to_path_buf();
     let mut rel_dir = ".".to_string();
     let mut descended = None;
-    if build_files(&dir)?.evidence.is_empty() && outputs(&dir).is_empty() {
+    // Looked into only when the folder is nothing itself (a bin/ with a start script is a
+    // release, a bin/ with a static binary a native app).
+    let is_nothing = || {
+        matches!(
+            Source::open(&dir).and_then(|s| super::detect(&s, None)),
+            Err(DetectError::NothingFound { .. })
+        )
+    };
+    if build_files(&dir)?.evidence.is_empty() && outputs(&dir).is_empty() && is_nothing() {
         if let Some(sub) = single_subdir(&dir) {
             dir = dir.join(&sub);
             rel_dir = sub.clone();
