@@ -119,8 +119,7 @@ fn secs(d: Duration) -> String {
 }
 
 fn project(dir: &Path) -> PathBuf {
-    let root = fixtures::sample("maven-compile", dir).unwrap();
-    root
+    fixtures::sample("maven-compile", dir).unwrap()
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

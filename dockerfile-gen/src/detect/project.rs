@@ -186,12 +186,11 @@ fn outputs(dir: &Path) -> Vec<String> {
         for item in items.flatten() {
             let name = item.file_name().to_string_lossy().into_owned();
             let path = item.path();
-            if path.is_file() && is_archive(&name) {
-                found.push(format!("{o}/{name}"));
-            } else if path.is_dir()
+            let archive = path.is_file() && is_archive(&name);
+            let release_dir = path.is_dir()
                 && !ignored(&name, true)
-                && START_SCRIPTS.iter().any(|s| path.join(s).is_file())
-            {
+                && START_SCRIPTS.iter().any(|s| path.join(s).is_file());
+            if archive || release_dir {
                 found.push(format!("{o}/{name}"));
             }
         }
