@@ -856,17 +856,20 @@ pub fn plan_maven(
             run: vec![
                 "/bin/sh".into(),
                 "-c".into(),
-                format!("{mvn} && mkdir -p target/lib"),
+                format!(
+                    "{mvn} && mkdir -p {BUILD_DIR}/dist/lib && cp {} {BUILD_DIR}/dist/ && \
+                     if [ -d target/lib ]; then cp -R target/lib/. {BUILD_DIR}/dist/lib/; fi",
+                    m.artifact()
+                ),
             ],
-            why: "compile and package (target/lib/ is created empty when the build puts no \
-                  libraries there)"
+            why: "compile and package; the artifact and target/lib/ (the libraries the build \
+                  put there, if any) are gathered in dist/ for one copy into the final stage"
                 .into(),
         },
         args,
         repository,
         network,
     };
-    let artifact = format!("{BUILD_DIR}/{}", m.artifact());
     let from = |src: &str, dest: &str, why: &str| Copy {
         from_stage: Some(BUILD_STAGE.into()),
         ..copy(src, dest, why)
@@ -907,14 +910,11 @@ pub fn plan_maven(
                     name: m.artifact_id.clone(),
                     image: "caas/sofa-jdk17",
                     mode: StartMode::Command,
-                    copies: vec![
-                        from(&artifact, &jar_path, "the jar the builder stage made"),
-                        from(
-                            &format!("{BUILD_DIR}/target/lib/"),
-                            &format!("{APP_DIR}/lib/"),
-                            "the libraries the build put in target/lib/ (if any)",
-                        ),
-                    ],
+                    copies: vec![from(
+                        &format!("{BUILD_DIR}/dist/"),
+                        &format!("{APP_DIR}/"),
+                        &format!("the jar the builder stage made ({file}) and its lib/"),
+                    )],
                     steps: Vec::new(),
                     workdir: APP_DIR.into(),
                     env: vec![
@@ -956,7 +956,7 @@ pub fn plan_maven(
                     image: "caas/sofa-tomcat",
                     mode: StartMode::BaseImage,
                     copies: vec![from(
-                        &artifact,
+                        &format!("{BUILD_DIR}/{}", m.artifact()),
                         &format!("{TOMCAT_WEBAPPS}/ROOT.war"),
                         "the war the builder stage made, deployed as ROOT",
                     )],

@@ -729,7 +729,7 @@ async fn failing_compile_and_missing_dependency_are_named_and_leave_no_image() {
         1,
         &[
             "the build failed at Step",
-            "mkdir -p target/lib",
+            "cp target/app.jar",
             "COMPILATION ERROR",
             "Greeter.java",
         ],
