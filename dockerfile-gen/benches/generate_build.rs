@@ -124,7 +124,11 @@ async fn generate_and_build(
     cli::generate(&plan, &src, Some(out), true).unwrap();
     let generate = start.elapsed();
     let progress = Progress::new(ProgressMode::Quiet);
-    cli::build_image(docker, &plan, &src, tag, true, &progress)
+    let opts = caas_dockerfile_gen::build::BuildOptions {
+        nocache: true,
+        ..Default::default()
+    };
+    cli::build_image(docker, &plan, &src, tag, &opts, &progress)
         .await
         .unwrap();
     (start.elapsed(), generate)

@@ -3,6 +3,7 @@
 //! with a progress bar, labels the image with the plan's hash and detector, and reports a
 //! failed build with the failing step and its output. Builds run with network mode `none`.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -20,11 +21,13 @@ use crate::plan::{Plan, LABEL_PLAN_HASH};
 use crate::progress::Progress;
 use crate::render::Rendered;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct BuildOptions {
     pub tag: String,
     /// Build every step again (`docker build --no-cache`).
     pub nocache: bool,
+    /// Values of the builder stage's build arguments (`MAVEN_MIRROR`).
+    pub build_args: HashMap<String, String>,
 }
 
 /// A finished build.
@@ -143,6 +146,10 @@ pub async fn build(
     progress: &Progress,
 ) -> Result<Built, Error> {
     ensure_image(docker, &plan.base_image).await?;
+    if let Some(b) = &plan.builder {
+        ensure_image(docker, &b.image).await?;
+    }
+    let network = plan.builder.as_ref().is_some_and(|b| b.network);
     progress.stage(&format!("building {} from {}", opts.tag, plan.base_image));
 
     let (tx, mut rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(8);
@@ -171,8 +178,10 @@ pub async fn build(
         forcerm: true,
         // No `labels` here: the classic builder turns each into an extra build step; the
         // Dockerfile's single LABEL carries the plan hash and the detector.
-        // No traffic out of the machine, ever: RUN steps get no network.
-        networkmode: Some("none".into()),
+        // No traffic out of the machine unless a builder stage needs its mirror: RUN steps
+        // get no network by default.
+        networkmode: Some(if network { "default" } else { "none" }.into()),
+        buildargs: (!opts.build_args.is_empty()).then(|| opts.build_args.clone()),
         // The classic builder: Docker 20.10 has no BuildKit session support in bollard's path.
         version: BuilderVersion::BuilderV1,
         ..Default::default()
@@ -254,6 +263,22 @@ pub fn parse_step(line: &str) -> Option<(u64, u64, &str)> {
     Some((n.parse().ok()?, total.parse().ok()?, instr))
 }
 
+/// The artifact and repository of Maven's "Could not find artifact X in R" (or offline mode's
+/// "Cannot access R in offline mode and the artifact X has not been downloaded").
+pub fn maven_missing(line: &str) -> Option<(String, String)> {
+    if let Some(i) = line.find("Could not find artifact ") {
+        let rest = &line[i + "Could not find artifact ".len()..];
+        let (artifact, rest) = rest.split_once(" in ")?;
+        let repo = rest.split(" -> ").next().unwrap_or(rest).trim();
+        return Some((artifact.trim().to_string(), repo.to_string()));
+    }
+    let i = line.find("Cannot access ")?;
+    let rest = &line[i + "Cannot access ".len()..];
+    let (repo, rest) = rest.split_once(" in offline mode and the artifact ")?;
+    let artifact = rest.split(" has not been downloaded").next()?;
+    Some((artifact.trim().to_string(), repo.trim().to_string()))
+}
+
 /// The build log split into lines, remembering the current step and its output.
 #[derive(Debug, Default)]
 pub struct BuildLog {
@@ -298,12 +323,34 @@ impl BuildLog {
             .map(String::as_str)
             .filter(|l| !l.starts_with(" ---> "))
             .collect();
+        let step = self
+            .step
+            .clone()
+            .unwrap_or_else(|| "the start of the build".into());
+        if let Some((artifact, repository)) = tail.iter().find_map(|l| maven_missing(l)) {
+            return BuildError::MavenDependencyMissing {
+                step,
+                artifact,
+                repository,
+                output: tail
+                    .iter()
+                    .filter(|l| l.starts_with("[ERROR]"))
+                    .take(10)
+                    .map(|l| format!("  | {l}"))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            };
+        }
+        // Maven says what failed in its [ERROR] lines: those, rather than the last lines.
+        let errors: Vec<&str> = tail
+            .iter()
+            .copied()
+            .filter(|l| l.starts_with("[ERROR]") && l.len() > "[ERROR] ".len())
+            .collect();
+        let tail = if errors.is_empty() { tail } else { errors };
         let skip = tail.len().saturating_sub(40);
         BuildError::StepFailed {
-            step: self
-                .step
-                .clone()
-                .unwrap_or_else(|| "the start of the build".into()),
+            step,
             output: tail[skip..]
                 .iter()
                 .map(|l| format!("  | {l}"))
@@ -333,6 +380,22 @@ mod tests {
         assert!(e.contains("SyntaxError: invalid syn"), "{e}");
         assert!(!e.contains("Running in"), "{e}");
         assert_eq!(log.steps, 2);
+    }
+
+    #[test]
+    fn maven_errors_name_the_missing_artifact() {
+        let mut log = BuildLog::default();
+        log.feed("Step 5/12 : RUN [\"/bin/sh\", \"-c\", \"mvn package\"]\n");
+        log.feed("[INFO] Building greeter 1.0\n[ERROR] Failed to execute goal on project greeter: Could not resolve dependencies for project demo:greeter:jar:1.0: Could not find artifact com.acme:missing:jar:1.0 in central (file:///usr/share/maven-repo) -> [Help 1]\n");
+        let e = log
+            .failure("returned a non-zero code: 1".into())
+            .to_string();
+        assert!(e.contains("Maven dependency com.acme:missing:jar:1.0 is not in central (file:///usr/share/maven-repo)"), "{e}");
+        assert!(e.contains("Step 5/12"), "{e}");
+        assert_eq!(
+            maven_missing("[ERROR] Cannot access central (https://x) in offline mode and the artifact a:b:jar:1 has not been downloaded from it before."),
+            Some(("a:b:jar:1".into(), "central (https://x)".into()))
+        );
     }
 
     #[test]

@@ -8,15 +8,17 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::build::{self, BuildOptions};
+use crate::detect::project::{self, LocateOptions};
 use crate::detect::{self, Kind, Source};
 use crate::error::{DetectError, Error, EXIT_USAGE};
 use crate::output::{self, Data, OutputFile};
+use crate::plan::SETTINGS_IN_CONTEXT;
 use crate::plan::{Plan, StartMode};
 use crate::planner::{self, HealthChoice, PlanOptions};
 use crate::progress::{Progress, ProgressMode};
 use crate::render;
 use crate::run::{self, RunOptions, Selector};
-use crate::{central, context, docker};
+use crate::{central, context, docker, forward};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -84,6 +86,45 @@ pub struct PlanArgs {
     /// Base image tag: `latest`, `hash` (the local image's content-hash tag, pinned) or a tag.
     #[arg(long, default_value = "latest", value_name = "TAG")]
     pub base_tag: String,
+    /// In a project directory: the build output to containerise (relative to the project),
+    /// when several have an equal claim or another one is wanted.
+    #[arg(long, value_name = "PATH")]
+    pub artifact: Option<PathBuf>,
+    /// Compile the project (Maven) in a builder stage of the Dockerfile, even if it was built.
+    #[arg(long)]
+    pub compile: bool,
+    /// Maven settings for the builder stage (your mirror or repository manager); only the
+    /// builder stage reads it, it never reaches the image.
+    #[arg(long, value_name = "FILE", conflicts_with = "maven_mirror")]
+    pub maven_settings: Option<PathBuf>,
+    /// A Maven mirror for the builder stage (a build argument of that stage only); the
+    /// builder stage then has network.
+    #[arg(long, value_name = "URL")]
+    pub maven_mirror: Option<String>,
+    /// Let the builder stage use the network (e.g. for the repositories of --maven-settings).
+    #[arg(long)]
+    pub build_network: bool,
+}
+
+impl PlanArgs {
+    /// The arguments for a path alone (what `down` needs to find the app's name).
+    pub fn for_path(path: PathBuf) -> Self {
+        Self {
+            path,
+            kind: None,
+            start: None,
+            port: None,
+            name: None,
+            volumes: Vec::new(),
+            health: None,
+            base_tag: "latest".into(),
+            artifact: None,
+            compile: false,
+            maven_settings: None,
+            maven_mirror: None,
+            build_network: false,
+        }
+    }
 }
 
 fn parse_health(s: &str) -> Result<HealthChoice, String> {
@@ -137,9 +178,18 @@ pub enum Command {
         /// Build again even if an image of this plan exists.
         #[arg(long)]
         rebuild: bool,
-        /// Extra environment for the app (repeatable).
+        /// Extra environment for the app (repeatable; wins over --env-file).
         #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
         env: Vec<String>,
+        /// Environment for the app from a file (KEY=VALUE lines, `#` comments): the
+        /// environment-specific values the image must not contain.
+        #[arg(long, value_name = "FILE")]
+        env_file: Option<PathBuf>,
+        /// Forward 127.0.0.1:HOST_PORT to the app's port for your browser, in the foreground
+        /// until Ctrl-C (the environment stays up until `down`). (`--port` is the port the app
+        /// listens on.)
+        #[arg(short = 'p', long, value_name = "HOST_PORT")]
+        publish: Option<u16>,
         /// Seconds to wait for the health check.
         #[arg(long, default_value_t = 180)]
         timeout: u64,
@@ -267,7 +317,15 @@ pub async fn run(cli: Cli, w: &mut dyn Write) -> Result<(), Error> {
             let (plan, src) = make_plan(&args).await?;
             let engine = docker::connect().await?;
             let tag = tag.unwrap_or_else(|| plan.default_tag());
-            let built = build_image(&engine.docker, &plan, &src, &tag, no_cache, &progress).await?;
+            let built = build_image(
+                &engine.docker,
+                &plan,
+                &src,
+                &tag,
+                &build_options(&args, &tag, no_cache),
+                &progress,
+            )
+            .await?;
             match output {
                 Format::Json => json_out(
                     w,
@@ -288,20 +346,48 @@ pub async fn run(cli: Cli, w: &mut dyn Write) -> Result<(), Error> {
             tag,
             rebuild,
             env,
+            env_file,
+            publish,
             timeout,
             keep_on_failure,
             output,
         } => {
+            // Bad input first: nothing is built or started when these are wrong.
+            let mut all_env = match &env_file {
+                Some(f) => run::read_env_file(f)?,
+                None => Vec::new(),
+            };
+            all_env.extend(env);
+            let env = all_env;
+            run::check_env(&env)?;
+            let listener = match publish {
+                Some(p) => Some(forward::listen(p).await?),
+                None => None,
+            };
             let (plan, src) = make_plan(&args).await?;
             let engine = docker::connect().await?;
             let tag = tag.unwrap_or_else(|| plan.default_tag());
             let central = central::target()?;
+            if central.is_some() && listener.is_some() {
+                return Err(Error::Usage(
+                    "--publish forwards to the local environment; it does not apply with CAAS_URL"
+                        .into(),
+                ));
+            }
             match build::existing_image(&engine.docker, &tag, &plan).await? {
                 Some(_) if !rebuild => {
                     progress.stage(&format!("{tag} is up to date with the plan"))
                 }
                 _ => {
-                    build_image(&engine.docker, &plan, &src, &tag, false, &progress).await?;
+                    build_image(
+                        &engine.docker,
+                        &plan,
+                        &src,
+                        &tag,
+                        &build_options(&args, &tag, false),
+                        &progress,
+                    )
+                    .await?;
                 }
             }
             if let Some(t) = central {
@@ -343,24 +429,50 @@ pub async fn run(cli: Cli, w: &mut dyn Write) -> Result<(), Error> {
                 &progress,
             )
             .await?;
+            let mut info = info;
+            let target = match (&listener, info.port) {
+                (Some(l), Some(port)) => {
+                    info.local_url = Some(format!(
+                        "http://{}/",
+                        l.local_addr()
+                            .map_err(|e| Error::Usage(format!("--publish: {e}")))?
+                    ));
+                    Some((info.ip.clone(), port))
+                }
+                (Some(_), None) => {
+                    return Err(Error::Usage(
+                        "--publish: the app has no port to forward to; give it with --port".into(),
+                    ))
+                }
+                _ => None,
+            };
             match output {
-                Format::Json => json_out(w, &info),
+                Format::Json => json_out(w, &info)?,
                 Format::Human => out(
                     w,
                     &format!(
                         "{} is up: {}\n  app container {} (image {}), data container {}\n  \
                          network {} is internal: reachable from this host only\n  \
-                         remove it with: dockerfile-gen down {}\n",
+                         remove it with: dockerfile-gen down {}\n{}",
                         plan.name,
                         info.url.clone().unwrap_or_else(|| info.ip.clone()),
                         info.app_container,
                         info.image,
                         info.data_container,
                         info.network,
-                        args.path.display()
+                        args.path.display(),
+                        info.local_url
+                            .as_ref()
+                            .map(|u| format!("  forwarding {u} to the app until Ctrl-C (the environment stays up)\n"))
+                            .unwrap_or_default()
                     ),
-                ),
+                )?,
             }
+            w.flush().map_err(Error::Stdout)?;
+            if let (Some(listener), Some(target)) = (listener, target) {
+                forward::serve(listener, target).await?;
+            }
+            Ok(())
         }
         Command::Down {
             path,
@@ -369,16 +481,7 @@ pub async fn run(cli: Cli, w: &mut dyn Write) -> Result<(), Error> {
             output,
         } => {
             if let (Some(t), Some(p), false, false) = (central::target()?, &path, all, stale) {
-                let args = PlanArgs {
-                    path: p.clone(),
-                    kind: None,
-                    start: None,
-                    port: None,
-                    name: None,
-                    volumes: Vec::new(),
-                    health: None,
-                    base_tag: "latest".into(),
-                };
+                let args = PlanArgs::for_path(p.clone());
                 let (plan, _) = make_plan(&args).await?;
                 central::down(&t, &plan.name).await?;
                 return match output {
@@ -419,10 +522,62 @@ pub async fn run(cli: Cli, w: &mut dyn Write) -> Result<(), Error> {
     }
 }
 
-/// Detects and plans; with `--base-tag hash` the base image's content-hash tag is resolved
-/// through the engine.
+/// Finds the app (in a project directory: its build outputs, or compiling it), detects and
+/// plans; with `--base-tag hash` the base image's content-hash tag is resolved through the
+/// engine.
 pub async fn make_plan(args: &PlanArgs) -> Result<(Plan, Source), Error> {
-    let src = Source::open(&args.path)?;
+    let located = project::locate(
+        &args.path,
+        &LocateOptions {
+            artifact: args.artifact.clone(),
+            compile: args.compile,
+        },
+    )?;
+    let compiling = located.compile.is_some();
+    if !compiling
+        && (args.maven_settings.is_some() || args.maven_mirror.is_some() || args.build_network)
+    {
+        return Err(Error::Usage(format!(
+            "--maven-settings, --maven-mirror and --build-network are for compiling, and {} is \
+             used as built ({}); add --compile to compile it",
+            args.path.display(),
+            located
+                .info
+                .as_ref()
+                .map(|i| i.chosen.clone())
+                .unwrap_or_else(|| "the path given".into())
+        )));
+    }
+    if let Some(url) = &args.maven_mirror {
+        if !["http://", "https://", "file://"]
+            .iter()
+            .any(|p| url.starts_with(p))
+            || url.contains(char::is_whitespace)
+        {
+            return Err(Error::Usage(format!(
+                "--maven-mirror {url:?}: give the mirror's URL (http://, https:// or file://)"
+            )));
+        }
+    }
+    let mut src = Source::open(&located.path)?;
+    if let Some(f) = &args.maven_settings {
+        let text = std::fs::read_to_string(f).map_err(|e| {
+            Error::Usage(format!(
+                "--maven-settings {}: cannot read it: {e}",
+                f.display()
+            ))
+        })?;
+        let name = f.display().to_string();
+        roxmltree::Document::parse(&text).map_err(|e| DetectError::BuildFileSyntax {
+            file: name.clone(),
+            line: e.pos().row,
+            column: e.pos().col,
+            detail: format!("not well-formed XML: {e}"),
+        })?;
+        let abs = std::fs::canonicalize(f)
+            .map_err(|e| Error::Usage(format!("--maven-settings {}: {e}", f.display())))?;
+        src.extra.push((SETTINGS_IN_CONTEXT.to_string(), abs));
+    }
     let mut opts = PlanOptions {
         name: args.name.clone(),
         port: args.port,
@@ -433,24 +588,59 @@ pub async fn make_plan(args: &PlanArgs) -> Result<(Plan, Source), Error> {
             "latest" | "hash" => None,
             t => Some(t.to_string()),
         },
+        maven_settings: args.maven_settings.is_some(),
+        maven_mirror: args.maven_mirror.clone(),
+        build_network: args.build_network,
     };
-    let mut plan = plan_with(&src, args, &opts)?;
+    let mut plan = plan_with(&src, args, &opts, &located)?;
     if args.base_tag == "hash" {
         let engine = docker::connect().await?;
         let image = plan.base_image.clone();
         opts.base_tag = Some(build::hash_tag(&engine.docker, &image).await?);
-        plan = plan_with(&src, args, &opts)?;
+        plan = plan_with(&src, args, &opts, &located)?;
     }
     Ok((plan, src))
 }
 
-fn plan_with(src: &Source, args: &PlanArgs, opts: &PlanOptions) -> Result<Plan, Error> {
-    match detect::detect(src, args.kind) {
-        Ok(det) => Ok(planner::plan(&det, src, opts)?),
-        Err(DetectError::NothingFound { .. }) if args.start.is_some() && args.kind.is_none() => Ok(
-            planner::plan_command(src, opts, args.start.as_deref().unwrap_or_default())?,
-        ),
-        Err(e) => Err(e.into()),
+fn plan_with(
+    src: &Source,
+    args: &PlanArgs,
+    opts: &PlanOptions,
+    located: &project::Located,
+) -> Result<Plan, Error> {
+    let plan = if let Some(c) = &located.compile {
+        planner::plan_maven(&c.maven, src, opts, &c.why)?
+    } else {
+        match detect::detect(src, args.kind) {
+            Ok(det) => planner::plan(&det, src, opts)?,
+            Err(DetectError::NothingFound { .. })
+                if args.start.is_some() && args.kind.is_none() =>
+            {
+                planner::plan_command(src, opts, args.start.as_deref().unwrap_or_default())?
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    Ok(match &located.info {
+        Some(info) => Plan {
+            project: Some(info.clone()),
+            ..plan
+        }
+        .seal(),
+        None => plan,
+    })
+}
+
+/// The build options for `args`: the tag, and the builder stage's build arguments.
+pub fn build_options(args: &PlanArgs, tag: &str, nocache: bool) -> BuildOptions {
+    let mut build_args = std::collections::HashMap::new();
+    if let Some(url) = &args.maven_mirror {
+        build_args.insert("MAVEN_MIRROR".to_string(), url.clone());
+    }
+    BuildOptions {
+        tag: tag.to_string(),
+        nocache,
+        build_args,
     }
 }
 
@@ -472,27 +662,36 @@ pub fn generate(
             data: Data::Bytes(bytes),
         })
         .collect();
-    let dir = match out_dir {
-        None => src.root.clone(),
-        Some(d) => {
-            let same = std::fs::canonicalize(d).ok().as_deref() == Some(src.root.as_path());
-            if !same {
-                for f in context::files_for(src, &plan.copies)
+    let dir =
+        match out_dir {
+            None if !src.extra.is_empty() => return Err(Error::Usage(
+                "--maven-settings with generate needs --out DIR (a complete build context), so \
+                 your settings are never written into the project; or use `dockerfile-gen build`"
+                    .into(),
+            )),
+            None => src.root.clone(),
+            Some(d) => {
+                let same = std::fs::canonicalize(d).ok().as_deref() == Some(src.root.as_path());
+                if !same {
+                    for f in context::files_for(
+                        src,
+                        &context::context_copies(&plan.copies, plan.builder.as_ref()),
+                    )
                     .into_iter()
                     .filter(|f| !f.is_dir)
-                {
-                    files.push(OutputFile {
-                        rel: f.rel.clone(),
-                        data: Data::CopyOf {
-                            path: f.abs.clone(),
-                            executable: f.executable,
-                        },
-                    });
+                    {
+                        files.push(OutputFile {
+                            rel: f.rel.clone(),
+                            data: Data::CopyOf {
+                                path: f.abs.clone(),
+                                executable: f.executable,
+                            },
+                        });
+                    }
                 }
+                d.to_path_buf()
             }
-            d.to_path_buf()
-        }
-    };
+        };
     Ok(output::write_all(&dir, &files, force)?)
 }
 
@@ -502,23 +701,19 @@ pub async fn build_image(
     plan: &Plan,
     src: &Source,
     tag: &str,
-    nocache: bool,
+    opts: &BuildOptions,
     progress: &Progress,
 ) -> Result<build::Built, Error> {
     let rendered = render::render(plan);
-    let files = context::files_for(src, &plan.copies);
-    build::build(
-        docker,
-        plan,
-        files,
-        &rendered,
-        &BuildOptions {
-            tag: tag.to_string(),
-            nocache,
-        },
-        progress,
-    )
-    .await
+    let files = context::files_for(
+        src,
+        &context::context_copies(&plan.copies, plan.builder.as_ref()),
+    );
+    let opts = BuildOptions {
+        tag: tag.to_string(),
+        ..opts.clone()
+    };
+    build::build(docker, plan, files, &rendered, &opts, progress).await
 }
 
 /// The plan for people.
@@ -535,6 +730,46 @@ pub fn human_plan(p: &Plan) -> String {
     let mut line = |k: &str, v: String| s.push_str(&format!("{k:<10} {v}\n"));
     for a in &p.alternatives {
         line("also:", format!("{}: {}", a.kind, a.note));
+    }
+    if let Some(pr) = &p.project {
+        line("project:", pr.dir.clone());
+        for b in &pr.build_files {
+            line("", format!("{}: {}", b.file, b.fact));
+        }
+        for (i, c) in pr.candidates.iter().enumerate() {
+            line(
+                if i == 0 { "outputs:" } else { "" },
+                format!(
+                    "{}{}: {}",
+                    if c.path == pr.chosen { "* " } else { "  " },
+                    c.path,
+                    c.claim
+                ),
+            );
+        }
+        line("chosen:", format!("{} ({})", pr.chosen, pr.why));
+    }
+    if let Some(b) = &p.builder {
+        line(
+            "compile:",
+            format!(
+                "{} in a builder stage on {}; dependencies from {}; {}",
+                b.tool,
+                b.image,
+                b.repository,
+                if b.network {
+                    "the builder stage has network"
+                } else {
+                    "no network"
+                }
+            ),
+        );
+        for c in b.setup.iter().chain(&b.sources) {
+            line("", format!("copy {} -> {} ({})", c.src, c.dest, c.why));
+        }
+        for st in [&b.resolve, &b.compile] {
+            line("", format!("run {} ({})", shell_words(&st.run), st.why));
+        }
     }
     line(
         "base:",
@@ -554,8 +789,12 @@ pub fn human_plan(p: &Plan) -> String {
         line(
             if i == 0 { "files:" } else { "" },
             format!(
-                "{} {} -> {} ({})",
+                "{} {}{} -> {} ({})",
                 if c.extract { "unpack" } else { "copy" },
+                c.from_stage
+                    .as_ref()
+                    .map(|st| format!("stage {st}:"))
+                    .unwrap_or_default(),
                 c.src,
                 c.dest,
                 c.why

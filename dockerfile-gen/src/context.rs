@@ -6,9 +6,21 @@ use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
 
-use crate::detect::source::Source;
+use crate::detect::source::{list_dir, Source};
 use crate::error::PlanError;
-use crate::plan::{Content, Copy};
+use crate::plan::{Builder, Content, Copy};
+
+/// The copies that read the build context: the builder stage's and the final stage's own
+/// (copies from a stage read no context).
+pub fn context_copies(copies: &[Copy], builder: Option<&Builder>) -> Vec<Copy> {
+    let mut out: Vec<Copy> = Vec::new();
+    if let Some(b) = builder {
+        out.extend(b.setup.iter().cloned());
+        out.extend(b.sources.iter().cloned());
+    }
+    out.extend(copies.iter().filter(|c| c.from_stage.is_none()).cloned());
+    out
+}
 
 /// One file or directory of the context.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,7 +43,18 @@ pub fn files_for(src: &Source, copies: &[Copy]) -> Vec<ContextFile> {
         executable,
         size,
     };
-    for copy in copies {
+    for copy in copies.iter().filter(|c| c.from_stage.is_none()) {
+        if let Some((_, abs)) = src.extra.iter().find(|(rel, _)| *rel == copy.src) {
+            let size = std::fs::metadata(abs).map_or(0, |m| m.len());
+            out.push(ContextFile {
+                rel: copy.src.clone(),
+                abs: abs.clone(),
+                is_dir: false,
+                executable: false,
+                size,
+            });
+            continue;
+        }
         if copy.src == "." {
             out.extend(
                 src.entries()
@@ -41,12 +64,25 @@ pub fn files_for(src: &Source, copies: &[Copy]) -> Vec<ContextFile> {
         } else if let Some(dir) = copy.src.strip_suffix('/') {
             out.push(file(dir, true, true, 0));
             let prefix = format!("{dir}/");
-            out.extend(
-                src.entries()
-                    .iter()
-                    .filter(|e| e.rel.starts_with(&prefix))
-                    .map(|e| file(&e.rel, e.is_dir, e.executable(), e.size)),
-            );
+            if src.is_dir() {
+                out.extend(
+                    src.entries()
+                        .iter()
+                        .filter(|e| e.rel.starts_with(&prefix))
+                        .map(|e| file(&e.rel, e.is_dir, e.executable(), e.size)),
+                );
+            } else {
+                // A directory next to a file source (the lib/ of target/app.jar).
+                let entries = list_dir(&src.abs(dir)).unwrap_or_default();
+                out.extend(entries.iter().map(|e| {
+                    file(
+                        &format!("{prefix}{}", e.rel),
+                        e.is_dir,
+                        e.executable(),
+                        e.size,
+                    )
+                }));
+            }
         } else {
             let (exec, size) = match src.entry(&copy.src) {
                 Some(e) => (e.executable(), e.size),
@@ -166,6 +202,7 @@ mod tests {
             src: ".".into(),
             dest: "/x/".into(),
             extract: false,
+            from_stage: None,
             why: String::new(),
         }];
         let d1 = digest(&files_for(&src, &copies)).unwrap();

@@ -89,6 +89,53 @@ pub enum DetectError {
 
     #[error("{}", nothing_found(.path, .notes))]
     NothingFound { path: PathBuf, notes: Vec<String> },
+
+    #[error(
+        "{file}:{line}:{column}: {detail}; fix the file (it must parse before anything is built)"
+    )]
+    BuildFileSyntax {
+        file: String,
+        line: u32,
+        column: u32,
+        detail: String,
+    },
+
+    #[error("{file}: Class-Path entry {entry} points nowhere ({resolved} does not exist); copy the library next to the jar (e.g. `mvn dependency:copy-dependencies -DoutputDirectory=target/lib`) or fix the manifest")]
+    ClassPathMissing {
+        file: String,
+        entry: String,
+        resolved: String,
+    },
+
+    #[error("{}", ambiguous_artifacts(.root, .candidates))]
+    AmbiguousArtifacts {
+        root: String,
+        candidates: Vec<String>,
+    },
+
+    #[error("--artifact {path}: {why}")]
+    BadArtifact { path: String, why: String },
+
+    #[error("{file}: {why}")]
+    CannotCompile { file: String, why: String },
+}
+
+fn ambiguous_artifacts(root: &str, candidates: &[String]) -> String {
+    let mut s = format!(
+        "{root}: several build outputs have an equal claim to be the app and no build file names one:"
+    );
+    for c in candidates {
+        s.push_str("\n  - ");
+        s.push_str(c);
+    }
+    s.push_str(&format!(
+        "\nChoose one with --artifact PATH (e.g. --artifact {})",
+        candidates
+            .first()
+            .map(String::as_str)
+            .unwrap_or("target/app.jar")
+    ));
+    s
 }
 
 fn nothing_found(path: &std::path::Path, notes: &[String]) -> String {
@@ -168,6 +215,13 @@ pub enum BuildError {
     NoImage,
     #[error("cannot make the build context: {0}")]
     Context(String),
+    #[error("the build failed at {step}: Maven dependency {artifact} is not in {repository}; add it to that repository, or name one that has it (--maven-mirror URL or --maven-settings FILE)\n{output}")]
+    MavenDependencyMissing {
+        step: String,
+        artifact: String,
+        repository: String,
+        output: String,
+    },
 }
 
 /// The throwaway environment could not be started or did not become healthy.

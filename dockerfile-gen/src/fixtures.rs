@@ -148,11 +148,136 @@ pub const SAMPLES: &[&str] = &[
     "native",
 ];
 
+/// Sample project directories (given to dockerfile-gen at their root).
+pub const PROJECT_SAMPLES: &[&str] = &[
+    "maven-target",
+    "gradle-libs",
+    "release-layout",
+    "unpacked-release",
+    "maven-compile",
+];
+
+/// A Maven pom for `greeter` with a static finalName `app` and a main class, using only the
+/// plugin versions Debian packages (so it compiles offline against /usr/share/maven-repo).
+pub const POM: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>demo</groupId>
+  <artifactId>greeter</artifactId>
+  <version>1.0</version>
+  <packaging>jar</packaging>
+  <properties>
+    <maven.compiler.release>17</maven.compiler.release>
+    <project.build.sourceEncoding>UTF-8</project.build.sourceEncoding>
+  </properties>
+  <build>
+    <finalName>app</finalName>
+    <plugins>
+      <plugin><groupId>org.apache.maven.plugins</groupId><artifactId>maven-resources-plugin</artifactId><version>3.3.0</version></plugin>
+      <plugin><groupId>org.apache.maven.plugins</groupId><artifactId>maven-compiler-plugin</artifactId><version>3.10.1</version></plugin>
+      <plugin><groupId>org.apache.maven.plugins</groupId><artifactId>maven-surefire-plugin</artifactId><version>2.22.3</version></plugin>
+      <plugin><groupId>org.apache.maven.plugins</groupId><artifactId>maven-jar-plugin</artifactId><version>3.3.0</version>
+        <configuration><archive><manifest><mainClass>demo.Main</mainClass></manifest></archive></configuration>
+      </plugin>
+    </plugins>
+  </build>
+</project>
+"#;
+
 /// Builds sample app `name` under `dir` and returns the path to give to dockerfile-gen.
 pub fn sample(name: &str, dir: &Path) -> std::io::Result<PathBuf> {
     let root = dir.join(name);
     std::fs::create_dir_all(&root)?;
+    let app_jar = |path: &Path, class_path: &str| {
+        let manifest =
+            format!("Manifest-Version: 1.0\r\nMain-Class: demo.Main\r\n{class_path}\r\n");
+        write_zip(
+            path,
+            &[
+                ("META-INF/MANIFEST.MF", manifest.as_bytes()),
+                ("demo/Main.class", &class_bytes(61)),
+            ],
+        )
+    };
     match name {
+        "maven-target" => {
+            put(&root, "pom.xml", 0o644, POM.as_bytes())?;
+            put(
+                &root,
+                "src/main/java/demo/Main.java",
+                0o644,
+                b"package demo;\n",
+            )?;
+            std::fs::create_dir_all(root.join("target/lib"))?;
+            app_jar(&root.join("target/app.jar"), "Class-Path: lib/dep.jar\r\n")?;
+            write_zip(&root.join("target/lib/dep.jar"), &[("dep.txt", b"dep")])?;
+            write_zip(&root.join("target/app-sources.jar"), &[("Main.java", b"x")])?;
+            Ok(root)
+        }
+        "gradle-libs" => {
+            put(
+                &root,
+                "settings.gradle",
+                0o644,
+                b"rootProject.name = 'greeter'\n",
+            )?;
+            put(
+                &root,
+                "build.gradle",
+                0o644,
+                b"plugins { id 'java' }\njar {\n  archiveFileName = 'app.jar'\n  manifest { attributes 'Main-Class': 'demo.Main' }\n}\n",
+            )?;
+            std::fs::create_dir_all(root.join("build/libs"))?;
+            app_jar(&root.join("build/libs/app.jar"), "")?;
+            Ok(root)
+        }
+        "release-layout" => {
+            put(
+                &root,
+                "Makefile",
+                0o644,
+                b"release/opsware.tgz:\n\ttar czf $@ -C build opsware\n",
+            )?;
+            std::fs::create_dir_all(root.join("release"))?;
+            write_tgz(
+                &root.join("release/opsware.tgz"),
+                &[
+                    (
+                        "opsware/bin/start.sh",
+                        0o755,
+                        b"#!/bin/sh\nexec java -cp lib/opsware.jar demo.Main \"${PORT:-8080}\"\n",
+                    ),
+                    ("opsware/lib/opsware.jar", 0o644, b"PK\x05\x06"),
+                ],
+            )?;
+            Ok(root)
+        }
+        "unpacked-release" => {
+            put(
+                &root,
+                "opsware/bin/start.sh",
+                0o755,
+                b"#!/bin/sh\nexec java -cp lib/opsware.jar demo.Main \"${PORT:-8080}\"\n",
+            )?;
+            put(&root, "opsware/lib/opsware.jar", 0o644, b"PK\x05\x06")?;
+            put(
+                &root,
+                "opsware/conf/app.properties",
+                0o644,
+                b"greeting=hello\n",
+            )?;
+            Ok(root)
+        }
+        "maven-compile" => {
+            put(&root, "pom.xml", 0o644, POM.as_bytes())?;
+            put(
+                &root,
+                "src/main/java/demo/Main.java",
+                0o644,
+                b"package demo;\npublic class Main { public static void main(String[] a) {} }\n",
+            )?;
+            Ok(root)
+        }
         "jar" => {
             let jar = root.join("hello.jar");
             executable_jar(&jar, "com.example.Hello", 61)?;

@@ -30,6 +30,7 @@ pub mod docker;
 pub mod error;
 #[doc(hidden)]
 pub mod fixtures;
+pub mod forward;
 pub mod output;
 pub mod plan;
 pub mod planner;

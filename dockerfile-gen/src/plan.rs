@@ -57,6 +57,12 @@ pub struct Plan {
     pub volumes: Vec<String>,
     /// Digest of every file the Dockerfile copies.
     pub content: Content,
+    /// How the app was found in a project directory (build files, outputs, the choice).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<crate::detect::project::ProjectInfo>,
+    /// The builder stage that compiles the project (`build --compile`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub builder: Option<Builder>,
     /// sha256 of this plan with an empty `hash` (hex).
     pub hash: String,
 }
@@ -83,7 +89,39 @@ pub struct Copy {
     /// Unpack a tarball (`ADD`) instead of copying it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub extract: bool,
+    /// Copy from this build stage instead of the build context.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_stage: Option<String>,
     pub why: String,
+}
+
+/// Name of the builder stage in generated Dockerfiles.
+pub const BUILD_STAGE: &str = "build";
+/// Where the builder stage compiles.
+pub const BUILD_DIR: &str = "/build";
+/// Where the build context's Maven settings go (`--maven-settings`): only the builder stage
+/// reads the file.
+pub const SETTINGS_IN_CONTEXT: &str = ".dfgen-maven-settings.xml";
+
+/// The builder stage: the project is compiled with its own build tool in a build image, and
+/// only the artifact reaches the final stage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Builder {
+    pub tool: String,
+    pub image: String,
+    /// Copied first (settings, the build file), then `resolve` runs: the dependency layer,
+    /// reused while the build file does not change.
+    pub setup: Vec<Copy>,
+    pub resolve: BuildStep,
+    /// The sources, then `compile`.
+    pub sources: Vec<Copy>,
+    pub compile: BuildStep,
+    /// Build arguments the builder stage declares (names only; values are given at build).
+    pub args: Vec<String>,
+    /// Where dependencies come from.
+    pub repository: String,
+    /// Whether the builder stage has network (a mirror); otherwise the build runs with `none`.
+    pub network: bool,
 }
 
 /// A `RUN` step of the build.

@@ -29,6 +29,12 @@ pub struct PlanOptions {
     pub health: Option<HealthChoice>,
     /// Tag of the base images (default `latest`).
     pub base_tag: Option<String>,
+    /// `--maven-settings FILE` was given (the file goes into the build context).
+    pub maven_settings: bool,
+    /// `--maven-mirror URL`.
+    pub maven_mirror: Option<String>,
+    /// `--build-network`: the builder stage may use the network.
+    pub build_network: bool,
 }
 
 /// `--health` values.
@@ -109,6 +115,7 @@ fn copy(src: &str, dest: &str, why: &str) -> Copy {
         src: src.into(),
         dest: dest.into(),
         extract: false,
+        from_stage: None,
         why: why.into(),
     }
 }
@@ -161,7 +168,7 @@ pub fn plan(det: &Detection, src: &Source, opts: &PlanOptions) -> Result<Plan, P
     if let Some(start) = &opts.start {
         override_start(&mut draft, start);
     }
-    finish(draft, c.kind, det, src, opts)
+    finish(draft, c.kind, det, src, opts, None)
 }
 
 /// The plan when nothing was detected but the user gave `--start`.
@@ -218,7 +225,7 @@ pub fn plan_command(src: &Source, opts: &PlanOptions, start: &str) -> Result<Pla
         },
         alternatives: Vec::new(),
     };
-    finish(draft, Kind::Command, &det, src, opts)
+    finish(draft, Kind::Command, &det, src, opts, None)
 }
 
 fn override_start(draft: &mut Draft, start: &str) {
@@ -241,23 +248,46 @@ fn jar(app: &JarApp, opts: &PlanOptions) -> Draft {
     )];
     let port = choose_port(opts, app.port.as_ref(), &mut reasons);
     let mut copies = vec![copy(&app.file, &jar_path, "the executable jar")];
+    let jar_dir = std::path::Path::new(&app.file)
+        .parent()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let in_app = |rel: &str| {
+        rel.strip_prefix(&jar_dir)
+            .map(|r| r.trim_start_matches('/'))
+            .unwrap_or(rel)
+            .to_string()
+    };
+    if let Some(lib) = &app.lib_dir {
+        copies.push(copy(
+            &format!("{lib}/"),
+            &format!("{APP_DIR}/{}/", in_app(lib)),
+            "the libraries next to the jar (copied with it so the app starts)",
+        ));
+        reasons.push(format!(
+            "libraries: {lib}/ is copied with the jar{}",
+            if app.class_path.is_empty() {
+                " and put on the class path (the manifest has no Class-Path)"
+            } else {
+                " (the manifest's Class-Path names its jars)"
+            }
+        ));
+    }
     for cp in &app.class_path {
+        if app
+            .lib_dir
+            .as_ref()
+            .is_some_and(|lib| cp.starts_with(&format!("{lib}/")))
+        {
+            continue;
+        }
         copies.push(copy(
             cp,
-            &format!("{APP_DIR}/{cp}"),
+            &format!("{APP_DIR}/{}", in_app(cp)),
             "on the jar's manifest Class-Path",
         ));
     }
-    let mut warnings: Vec<String> = app
-        .missing_class_path
-        .iter()
-        .map(|cp| {
-            format!(
-                "Class-Path entry {cp} of {} does not exist; the app may fail to start",
-                app.file
-            )
-        })
-        .collect();
+    let mut warnings: Vec<String> = Vec::new();
     let mut env_vars = vec![
         port_env(port),
         env(
@@ -312,7 +342,15 @@ fn jar(app: &JarApp, opts: &PlanOptions) -> Draft {
         workdir: APP_DIR.into(),
         env: env_vars,
         port,
-        command: Some(vec!["java".into(), "-jar".into(), jar_path]),
+        command: Some(match (&app.lib_dir, app.class_path.is_empty()) {
+            (Some(lib), true) => vec![
+                "java".into(),
+                "-cp".into(),
+                format!("{jar_path}:{APP_DIR}/{}/*", in_app(lib)),
+                app.main_class.clone(),
+            ],
+            _ => vec!["java".into(), "-jar".into(), jar_path],
+        }),
         probe,
         start_period: 60,
         reasons,
@@ -466,6 +504,7 @@ fn release(app: &ReleaseApp, opts: &PlanOptions) -> Draft {
                     src: file.clone(),
                     dest: format!("{RELEASE_APP}/"),
                     extract: true,
+                    from_stage: None,
                     why: "the release, unpacked".into(),
                 }],
                 Some(vec!["/bin/sh".into(), "-c".into(), format!("exec {web}")]),
@@ -689,6 +728,279 @@ fn native(file: &str, machine: &str, opts: &PlanOptions) -> Draft {
     }
 }
 
+/// The Maven settings the builder stage uses, the repository they name, the build argument it
+/// declares and whether it needs the network.
+fn maven_settings(
+    opts: &PlanOptions,
+    reasons: &mut Vec<String>,
+) -> (String, String, Vec<String>, bool) {
+    match (&opts.maven_mirror, opts.maven_settings) {
+        (Some(url), _) => {
+            reasons.push(format!(
+                "dependencies: through the mirror {url} (--maven-mirror), given to the builder \
+                 stage as the build argument MAVEN_MIRROR, which the final stage never sees; the \
+                 builder stage has network for it"
+            ));
+            (
+                format!("{MAVEN_SHARE}/mirror-settings.xml"),
+                url.clone(),
+                vec!["MAVEN_MIRROR".to_string()],
+                true,
+            )
+        }
+        (None, true) => {
+            reasons.push(format!(
+                "dependencies: as your settings say (--maven-settings): the file goes into the \
+                 build context as {SETTINGS_IN_CONTEXT} and only the builder stage copies it, so it \
+                 never reaches the final image; {}",
+                if opts.build_network {
+                    "the builder stage has network (--build-network)"
+                } else {
+                    "no network in the build (add --build-network if they name a remote repository)"
+                }
+            ));
+            (
+                format!("{BUILD_DIR}/{SETTINGS_IN_CONTEXT}"),
+                "the repositories of --maven-settings".to_string(),
+                Vec::new(),
+                opts.build_network,
+            )
+        }
+        (None, false) => {
+            reasons.push(
+                "dependencies: from Debian's packaged Maven repository in the builder image \
+                 (/usr/share/maven-repo: the libmaven-*-plugin-java packages), without network; \
+                 name another with --maven-mirror URL or --maven-settings FILE"
+                    .into(),
+            );
+            (
+                format!("{MAVEN_SHARE}/maven-settings.xml"),
+                "file:///usr/share/maven-repo (Debian's packaged Maven repository)".to_string(),
+                Vec::new(),
+                opts.build_network,
+            )
+        }
+    }
+}
+
+/// Where caas/sofa-jdk17-build keeps its Maven settings.
+pub const MAVEN_SHARE: &str = "/usr/share/caas/maven";
+
+/// The plan that compiles a Maven project in a builder stage (`build --compile`, or a project
+/// that was never built).
+pub fn plan_maven(
+    m: &crate::detect::buildfile::MavenProject,
+    src: &Source,
+    opts: &PlanOptions,
+    why: &str,
+) -> Result<Plan, PlanError> {
+    if !m.modules.is_empty() {
+        return Err(PlanError::BadOption(format!(
+            "pom.xml aggregates the modules {}: point dockerfile-gen at the module that makes the \
+             app (and build it with `mvn package` there, or use --compile in it)",
+            m.modules.join(", ")
+        )));
+    }
+    if !src.has_dir("src") {
+        return Err(PlanError::BadOption(
+            "pom.xml has no src/ next to it: there is nothing to compile; give the directory that \
+             holds pom.xml and src/"
+                .into(),
+        ));
+    }
+    let tag = opts.base_tag.as_deref().unwrap_or("latest");
+    let mut reasons = vec![format!(
+        "compile: {why}; `mvn package` runs in a builder stage on caas/sofa-jdk17-build (JDK 17 \
+         and Maven from Debian); only {} reaches the final image (no JDK, Maven or sources)",
+        m.artifact()
+    )];
+    let (settings, repository, args, network) = maven_settings(opts, &mut reasons);
+    reasons.push(
+        "layers: pom.xml is copied and its dependencies resolved before the sources are copied, \
+         so a build whose pom.xml did not change reuses the dependency layer; tests are skipped \
+         (-DskipTests): run them in your CI"
+            .into(),
+    );
+    let mvn = format!("mvn -B -ntp -s {settings} -DskipTests package");
+    let mut setup = Vec::new();
+    if opts.maven_settings {
+        setup.push(copy(
+            SETTINGS_IN_CONTEXT,
+            &format!("{BUILD_DIR}/{SETTINGS_IN_CONTEXT}"),
+            "the Maven settings given with --maven-settings (builder stage only)",
+        ));
+    }
+    setup.push(copy(
+        "pom.xml",
+        &format!("{BUILD_DIR}/pom.xml"),
+        "the build file, alone: the dependency layer depends on it only",
+    ));
+    let builder = Builder {
+        tool: "maven".into(),
+        image: format!("caas/sofa-jdk17-build:{tag}"),
+        setup,
+        resolve: BuildStep {
+            user: "root".into(),
+            run: vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                format!("{mvn} && rm -rf target"),
+            ],
+            why: "the dependency layer: the build's plugins and dependencies, resolved with the \
+                  pom alone (an empty package run)"
+                .into(),
+        },
+        sources: vec![copy("src/", &format!("{BUILD_DIR}/src/"), "the sources")],
+        compile: BuildStep {
+            user: "root".into(),
+            run: vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                format!(
+                    "{mvn} && mkdir -p {BUILD_DIR}/dist/lib && cp {} {BUILD_DIR}/dist/ && \
+                     if [ -d target/lib ]; then cp -R target/lib/. {BUILD_DIR}/dist/lib/; fi",
+                    m.artifact()
+                ),
+            ],
+            why: "compile and package; the artifact and target/lib/ (the libraries the build \
+                  put there, if any) are gathered in dist/ for one copy into the final stage"
+                .into(),
+        },
+        args,
+        repository,
+        network,
+    };
+    let from = |src: &str, dest: &str, why: &str| Copy {
+        from_stage: Some(BUILD_STAGE.into()),
+        ..copy(src, dest, why)
+    };
+    let evidence = vec![crate::detect::Evidence::new(
+        "pom.xml",
+        format!(
+            "Maven project {} ({} packaging), not built: compiled in a builder stage",
+            m.artifact_id, m.packaging
+        ),
+    )];
+    let (kind, draft) = match m.packaging.as_str() {
+        "jar" => {
+            let Some(main) = &m.main_class else {
+                return Err(PlanError::BadOption(
+                    "pom.xml names no main class (<mainClass> in maven-jar-plugin's \
+                     <archive><manifest>): the jar would not start; add it, or give the start \
+                     command with --start"
+                        .into(),
+                ));
+            };
+            reasons.insert(0, "base caas/sofa-jdk17: the jar needs a Java runtime (a JRE: the JDK stays in the builder stage)".into());
+            let port = choose_port(opts, None, &mut reasons);
+            let file = m
+                .artifact()
+                .rsplit('/')
+                .next()
+                .unwrap_or("app.jar")
+                .to_string();
+            let jar_path = format!("{APP_DIR}/{file}");
+            reasons.push(format!(
+                "start: java with {file} and lib/* on the class path, main class {main} (from pom.xml)"
+            ));
+            reasons.push("health: tcp (nothing says which HTTP path answers)".into());
+            (
+                Kind::Jar,
+                Draft {
+                    name: m.artifact_id.clone(),
+                    image: "caas/sofa-jdk17",
+                    mode: StartMode::Command,
+                    copies: vec![from(
+                        &format!("{BUILD_DIR}/dist/"),
+                        &format!("{APP_DIR}/"),
+                        &format!("the jar the builder stage made ({file}) and its lib/"),
+                    )],
+                    steps: Vec::new(),
+                    workdir: APP_DIR.into(),
+                    env: vec![
+                        port_env(port),
+                        env(
+                            "JDK_JAVA_OPTIONS",
+                            None,
+                            "extra JVM flags such as -Xmx512m, read by the java launcher itself; set per environment",
+                        ),
+                    ],
+                    port,
+                    command: Some(vec![
+                        "java".into(),
+                        "-cp".into(),
+                        format!("{jar_path}:{APP_DIR}/lib/*"),
+                        main.clone(),
+                    ]),
+                    probe: Probe::Tcp { port },
+                    start_period: 60,
+                    reasons,
+                    warnings: Vec::new(),
+                },
+            )
+        }
+        "war" => {
+            tomcat_port(opts, "war")?;
+            reasons.insert(
+                0,
+                "base caas/sofa-tomcat: a war needs a servlet container (Tomcat 9, Java 17)".into(),
+            );
+            reasons.push(format!(
+                "port {TOMCAT_PORT}: Tomcat's connector in caas/sofa-tomcat"
+            ));
+            reasons.push("health: tcp (the war is not read before it is built)".into());
+            (
+                Kind::War,
+                Draft {
+                    name: m.artifact_id.clone(),
+                    image: "caas/sofa-tomcat",
+                    mode: StartMode::BaseImage,
+                    copies: vec![from(
+                        &format!("{BUILD_DIR}/{}", m.artifact()),
+                        &format!("{TOMCAT_WEBAPPS}/ROOT.war"),
+                        "the war the builder stage made, deployed as ROOT",
+                    )],
+                    steps: Vec::new(),
+                    workdir: TOMCAT_BASE.into(),
+                    env: vec![env(
+                        "CATALINA_OPTS",
+                        None,
+                        "extra JVM flags for Tomcat such as -Xmx512m; set per environment",
+                    )],
+                    port: TOMCAT_PORT,
+                    command: None,
+                    probe: Probe::Tcp { port: TOMCAT_PORT },
+                    start_period: 90,
+                    reasons,
+                    warnings: Vec::new(),
+                },
+            )
+        }
+        other => {
+            return Err(PlanError::BadOption(format!(
+                "pom.xml has <packaging>{other}</packaging>: dockerfile-gen compiles jar and war \
+                 projects; package the app as one of those"
+            )))
+        }
+    };
+    let mut draft = draft;
+    if let Some(start) = &opts.start {
+        override_start(&mut draft, start);
+    }
+    let det = Detection {
+        chosen: crate::detect::Candidate {
+            kind,
+            evidence,
+            app: AppModel::Static(crate::detect::static_site::StaticApp {
+                name: String::new(),
+                dir: String::new(),
+            }),
+        },
+        alternatives: Vec::new(),
+    };
+    finish(draft, kind, &det, src, opts, Some(builder))
+}
+
 /// Validates a `--volume` path.
 pub fn check_volume(v: &str) -> Result<(), PlanError> {
     let bad = |why: &str| Err(PlanError::BadOption(format!("--volume {v:?}: {why}")));
@@ -730,6 +1042,7 @@ fn finish(
     det: &Detection,
     src: &Source,
     opts: &PlanOptions,
+    builder: Option<Builder>,
 ) -> Result<Plan, PlanError> {
     let mut volumes = vec![LOGS.to_string()];
     for v in &opts.volumes {
@@ -788,7 +1101,7 @@ fn finish(
          --chown=admin:admin; the image's user stays root because sofa-init must start as root"
             .into(),
     );
-    let files = context::files_for(src, &d.copies);
+    let files = context::files_for(src, &context::context_copies(&d.copies, builder.as_ref()));
     let content = context::digest(&files)?;
     let plan = Plan {
         schema: SCHEMA.into(),
@@ -817,6 +1130,8 @@ fn finish(
         }),
         volumes,
         content,
+        project: None,
+        builder,
         hash: String::new(),
     };
     Ok(plan.seal())

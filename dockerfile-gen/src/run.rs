@@ -55,6 +55,59 @@ pub struct RunInfo {
     pub port: Option<u16>,
     pub url: Option<String>,
     pub health: String,
+    /// `--publish`: where this host forwards to the app (127.0.0.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_url: Option<String>,
+}
+
+/// Checks `KEY=VALUE` pairs.
+pub fn check_env(env: &[String]) -> Result<(), Error> {
+    for e in env {
+        let key = e.split('=').next().unwrap_or_default();
+        if !e.contains('=') || !valid_key(key) {
+            return Err(Error::Usage(format!(
+                "-e {e:?}: use KEY=VALUE (KEY of letters, digits and _)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn valid_key(k: &str) -> bool {
+    let mut c = k.chars();
+    c.next()
+        .is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
+        && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
+}
+
+/// Reads an env file: `KEY=VALUE` lines (an `export ` prefix is allowed), blank lines and `#`
+/// comments; values are taken as written (no quotes removed, as `docker run --env-file`).
+pub fn read_env_file(path: &Path) -> Result<Vec<String>, Error> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::Usage(format!(
+            "--env-file {}: cannot read it: {e}",
+            path.display()
+        ))
+    })?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let l = line.trim_start();
+        if l.is_empty() || l.starts_with('#') {
+            continue;
+        }
+        let l = l.strip_prefix("export ").unwrap_or(l);
+        match l.split_once('=') {
+            Some((k, _)) if valid_key(k) => out.push(l.to_string()),
+            _ => {
+                return Err(Error::Usage(format!(
+                    "{}:{}: {line:?} is not KEY=VALUE (KEY of letters, digits and _)",
+                    path.display(),
+                    i + 1
+                )))
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// What `down` removed.
@@ -98,11 +151,7 @@ pub async fn up(
     opts: &RunOptions,
     progress: &Progress,
 ) -> Result<RunInfo, Error> {
-    for e in &opts.env {
-        if !e.contains('=') || e.starts_with('=') {
-            return Err(Error::Usage(format!("-e {e:?}: use KEY=VALUE")));
-        }
-    }
+    check_env(&opts.env)?;
     let path = label_path(app_path);
     // One environment per app path: a new run replaces the previous one.
     down(docker, &Selector::Path(path.clone())).await?;
@@ -188,6 +237,7 @@ pub async fn up(
             ip,
             port,
             health,
+            local_url: None,
         })
     }
     .await;

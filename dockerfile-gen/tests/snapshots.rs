@@ -5,7 +5,7 @@
 use caas_dockerfile_gen::detect::{self, Source};
 use caas_dockerfile_gen::fixtures;
 use caas_dockerfile_gen::planner::{self, PlanOptions};
-use caas_dockerfile_gen::render;
+use caas_dockerfile_gen::{cli, render};
 
 fn check(sample: &str) {
     let dir = tempfile::tempdir().unwrap();
@@ -71,9 +71,65 @@ fn native() {
     check("native");
 }
 
+/// A project directory planned the way the CLI does (project search, then detection or the
+/// builder stage).
+fn project_plan(path: &std::path::Path) -> caas_dockerfile_gen::plan::Plan {
+    let args = cli::PlanArgs::for_path(path.to_path_buf());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(cli::make_plan(&args)).unwrap().0
+}
+
+fn check_project(sample: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = fixtures::sample(sample, dir.path()).unwrap();
+    let plan = project_plan(&path);
+    let rendered = render::render(&plan);
+    insta::assert_json_snapshot!(format!("{sample}-plan"), plan);
+    insta::assert_snapshot!(format!("{sample}-dockerfile"), rendered.dockerfile);
+    insta::assert_snapshot!(format!("{sample}-dockerignore"), rendered.dockerignore);
+}
+
+#[test]
+fn maven_target() {
+    check_project("maven-target");
+}
+
+#[test]
+fn gradle_libs() {
+    check_project("gradle-libs");
+}
+
+#[test]
+fn release_layout() {
+    check_project("release-layout");
+}
+
+#[test]
+fn unpacked_release() {
+    check_project("unpacked-release");
+}
+
+#[test]
+fn maven_compile() {
+    check_project("maven-compile");
+}
+
 #[test]
 fn every_sample_has_a_snapshot_test() {
     assert_eq!(fixtures::SAMPLES.len(), 10);
+    assert_eq!(fixtures::PROJECT_SAMPLES.len(), 5);
+}
+
+#[test]
+fn project_plans_are_deterministic() {
+    for sample in fixtures::PROJECT_SAMPLES {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        let plan = |d: &std::path::Path| project_plan(&fixtures::sample(sample, d).unwrap());
+        assert_eq!(plan(a.path()), plan(b.path()), "{sample}");
+    }
 }
 
 /// The same app planned twice (in different directories) gives the same plan and hash.

@@ -16,10 +16,12 @@ pub struct JarApp {
     pub main_class: String,
     pub title: Option<String>,
     pub spring_boot: Option<SpringBoot>,
-    /// `Class-Path` entries of the manifest that exist next to the jar (they must be copied).
+    /// `Class-Path` entries of the manifest, relative to the build context (they must be
+    /// copied; each exists, or the jar is refused).
     pub class_path: Vec<String>,
-    /// `Class-Path` entries that do not exist.
-    pub missing_class_path: Vec<String>,
+    /// A `lib/` directory next to the jar (Maven's `target/lib/`, a release's `lib/`), relative
+    /// to the build context: copied with the jar.
+    pub lib_dir: Option<String>,
     pub port: Option<PortHint>,
     /// Java release the main class was compiled for.
     pub java: Option<u16>,
@@ -171,7 +173,7 @@ pub fn analyze(path: &Path, rel: &str, root: &Path) -> Result<JarApp, DetectErro
             .map(str::to_string),
         spring_boot,
         class_path: Vec::new(),
-        missing_class_path: Vec::new(),
+        lib_dir: None,
         port: None,
         java: None,
     };
@@ -206,16 +208,24 @@ pub fn analyze(path: &Path, rel: &str, root: &Path) -> Result<JarApp, DetectErro
         .unwrap_or_default()
         .split_whitespace()
     {
-        if cp.contains("://") || cp.starts_with('/') || cp.contains("..") {
-            app.missing_class_path.push(cp.to_string());
-            continue;
-        }
         let rel_cp = jar_dir.join(cp).to_string_lossy().into_owned();
-        if root.join(&rel_cp).exists() {
-            app.class_path.push(rel_cp);
-        } else {
-            app.missing_class_path.push(rel_cp);
+        let outside = cp.contains("://") || cp.starts_with('/') || cp.split('/').any(|c| c == "..");
+        if outside || !root.join(&rel_cp).exists() {
+            return Err(DetectError::ClassPathMissing {
+                file: rel.to_string(),
+                entry: cp.to_string(),
+                resolved: if outside {
+                    format!("{cp} (outside the jar's directory)")
+                } else {
+                    rel_cp
+                },
+            });
         }
+        app.class_path.push(rel_cp);
+    }
+    let lib = jar_dir.join("lib");
+    if app.spring_boot.is_none() && root.join(&lib).is_dir() {
+        app.lib_dir = Some(lib.to_string_lossy().into_owned());
     }
     Ok(app)
 }
@@ -373,12 +383,21 @@ mod tests {
         .unwrap();
         std::fs::create_dir(dir.path().join("lib")).unwrap();
         fixtures::write_zip(&dir.path().join("lib/dep.jar"), &[("d.txt", b"d")]).unwrap();
+        let Outcome::Refused(e) = detect(&Source::open(dir.path()).unwrap()) else {
+            panic!()
+        };
+        assert!(
+            e.to_string()
+                .contains("Class-Path entry lib/gone.jar points nowhere"),
+            "{e}"
+        );
+        fixtures::write_zip(&dir.path().join("lib/gone.jar"), &[("g.txt", b"g")]).unwrap();
         let Outcome::Match(c) = detect(&Source::open(dir.path()).unwrap()) else {
             panic!()
         };
         let AppModel::Jar(app) = c.app else { panic!() };
-        assert_eq!(app.class_path, ["lib/dep.jar"]);
-        assert_eq!(app.missing_class_path, ["lib/gone.jar"]);
+        assert_eq!(app.class_path, ["lib/dep.jar", "lib/gone.jar"]);
+        assert_eq!(app.lib_dir.as_deref(), Some("lib"));
         assert_eq!(app.java, Some(11));
     }
 

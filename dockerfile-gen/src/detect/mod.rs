@@ -1,10 +1,12 @@
 //! Detection: every detector looks at the app; the matches are ranked by priority and one is
 //! chosen, with the evidence for it and a note for each candidate that was passed over.
 
+pub mod buildfile;
 pub mod jar;
 pub mod java;
 pub mod native;
 pub mod node;
+pub mod project;
 pub mod python;
 pub mod release;
 pub mod source;

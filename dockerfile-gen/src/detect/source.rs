@@ -72,6 +72,9 @@ pub struct Source {
     pub path: PathBuf,
     pub root: PathBuf,
     pub shape: Shape,
+    /// Files that are part of the build context but not of the app (context path, file on
+    /// disk): the Maven settings given with `--maven-settings`.
+    pub extra: Vec<(String, PathBuf)>,
 }
 
 impl Source {
@@ -102,6 +105,7 @@ impl Source {
                 path: abs.clone(),
                 root: abs,
                 shape: Shape::Dir { entries },
+                extra: Vec::new(),
             });
         }
         let name = abs
@@ -114,6 +118,7 @@ impl Source {
             path: abs,
             root,
             shape: Shape::File { name, format },
+            extra: Vec::new(),
         })
     }
 
@@ -195,7 +200,7 @@ pub fn ignored(name: &str, is_dir: bool) -> bool {
     }
 }
 
-fn list_dir(root: &Path) -> Result<Vec<Entry>, DetectError> {
+pub(crate) fn list_dir(root: &Path) -> Result<Vec<Entry>, DetectError> {
     let mut out = Vec::new();
     let mut stack = vec![(root.to_path_buf(), String::new())];
     while let Some((dir, prefix)) = stack.pop() {
