@@ -855,7 +855,7 @@ async fn bad_network_input_is_refused_before_anything_is_written() {
     assert_ne!(out.code, Some(0));
     assert!(out.stderr.contains("endpoint"), "{}", out.stderr);
     assert_eq!(
-        c.dump().await.unwrap(),
+        central_writes(&c).await,
         before_more,
         "the refusals wrote nothing"
     );
