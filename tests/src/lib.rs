@@ -13,3 +13,4 @@ pub mod sofa;
 pub mod wait;
 pub mod zk_io;
 pub mod zk_server;
+pub mod sandbox_ns;
