@@ -64,8 +64,18 @@ async fn main() -> Result<()> {
         &c,
         &token,
         &[
-            &pool, "network", "create", NET, "-d", "vxlan", "-l", "Subnet=10.99.0.0/16", "-l",
-            "Gateway=10.99.255.254", "-l", &format!("Vni={vni}"),
+            &pool,
+            "network",
+            "create",
+            NET,
+            "-d",
+            "vxlan",
+            "-l",
+            "Subnet=10.99.0.0/16",
+            "-l",
+            "Gateway=10.99.255.254",
+            "-l",
+            &format!("Vni={vni}"),
         ],
     )
     .await?;
@@ -88,7 +98,12 @@ async fn main() -> Result<()> {
         args
     };
     let anchor = create("anchor".into(), Some("10.99.0.1".into()), "slot==2");
-    cli(&c, &token, &anchor.iter().map(String::as_str).collect::<Vec<_>>()).await?;
+    cli(
+        &c,
+        &token,
+        &anchor.iter().map(String::as_str).collect::<Vec<_>>(),
+    )
+    .await?;
     let node2 = c.topo.node(2).to_string();
     let start = Instant::now();
     while !std::process::Command::new("ip")
@@ -108,7 +123,12 @@ async fn main() -> Result<()> {
         let ip = format!("10.99.1.{}", i + 1);
         let mac = mac_for(ip.parse()?);
         let args = create(format!("e{i}"), Some(ip.clone()), "slot==1");
-        cli(&c, &token, &args.iter().map(String::as_str).collect::<Vec<_>>()).await?;
+        cli(
+            &c,
+            &token,
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        )
+        .await?;
         let wait = Instant::now();
         let seen = loop {
             if neigh(&node2)?

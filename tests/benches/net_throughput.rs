@@ -150,7 +150,10 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn env_num(name: &str, default: u64) -> Result<u64> {
     std::env::var(name)
         .ok()
-        .map(|v| v.parse().with_context(|| format!("{name} must be a number")))
+        .map(|v| {
+            v.parse()
+                .with_context(|| format!("{name} must be a number"))
+        })
         .transpose()
         .map(|v| v.unwrap_or(default))
 }
@@ -197,7 +200,15 @@ async fn main() -> Result<()> {
         run(Command::new("ip").args(["-n", &s.name, "link", "set", "eth0", "mtu", "1450"]))?;
     }
     run(Command::new("ip").args(["-n", topo.node(1), "link", "set", "cb5003", "mtu", "1450"]))?;
-    let links = run(Command::new("ip").args(["-n", topo.node(1), "-o", "link", "show", "master", "cb5003"]))?;
+    let links = run(Command::new("ip").args([
+        "-n",
+        topo.node(1),
+        "-o",
+        "link",
+        "show",
+        "master",
+        "cb5003",
+    ]))?;
     for l in links.lines() {
         let name = l.split(':').nth(1).unwrap_or_default().trim();
         let name = name.split('@').next().unwrap_or_default();
@@ -227,7 +238,11 @@ async fn main() -> Result<()> {
     let medians: Vec<f64> = results.into_iter().map(median).collect();
     println!("\nTCP throughput, median of {rounds} runs of {seconds} s (one stream):");
     for ((name, _, _), m) in pairs.iter().zip(&medians) {
-        println!("{name:<28} {:>7.2} Gbit/s   {:>5.1} % of bridge", m / 1e9, 100.0 * m / medians[1]);
+        println!(
+            "{name:<28} {:>7.2} Gbit/s   {:>5.1} % of bridge",
+            m / 1e9,
+            100.0 * m / medians[1]
+        );
     }
     println!("ratio vxlan/bridge: {:.2}", medians[0] / medians[1]);
     if let Ok(l) = std::fs::read_to_string("/proc/loadavg") {

@@ -6,7 +6,7 @@
 //! Needs root and iproute2.
 //!
 //! * The bench process moves itself into a fresh network namespace (the "node") before any
-//!   thread starts; it holds a dummy underlay device (198.18.1.1/24) and, once the warm-up
+//!   thread starts; it holds an underlay veth `ul0` (198.18.1.1/24) and, once the warm-up
 //!   container is wired, the network's bridge `cb<vni>` and VXLAN device `cv<vni>`.
 //! * Every container is a named throwaway namespace (`c<pid>xw-a<i>` / `-b<i>`) with a `sleep`
 //!   process in it standing in for the sandbox; creating them is not timed.
@@ -25,9 +25,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use caas_agent::network::netlink::NetlinkBackend;
 use caas_agent::network::wiring::{NetworkDesc, NodeNetworks, RemoteEndpoint};
-use caas_agent::network::{parse_mac, vxlan_name, bridge_name, Wiring};
-use caas_tests::sandbox_ns::SandboxNs;
+use caas_agent::network::{bridge_name, parse_mac, vxlan_name, Wiring};
 use caas_api::network::{mac_for, Endpoint, NetworkDriver, NetworkSupport};
+use caas_tests::sandbox_ns::SandboxNs;
 
 const VNI: u32 = 4242;
 const SUBNET: &str = "10.77.0.0/16";
@@ -77,7 +77,8 @@ struct Bench {
 }
 
 impl Bench {
-    async fn agent(&mut self, i: usize) -> Result<(Duration, SandboxNs)> {
+    /// Returns (total, wire part, sandbox).
+    async fn agent(&mut self, i: usize) -> Result<(Duration, Duration, SandboxNs)> {
         let sandbox = SandboxNs::create(format!("{}-a{i}", self.prefix))?;
         let ep = endpoint(ip_of(1, i));
         let workload = format!("pool.bench{i}");
@@ -93,10 +94,11 @@ impl Bench {
         self.wiring
             .wire(&workload, &sandbox_id, sandbox.pid(), &eps)
             .await?;
+        let wired = t0.elapsed();
         self.nets.expect_veths(&workload, &sandbox_id, &eps);
         self.nets.remote.entry(VNI).or_default().push(remote);
         self.wiring.sync(&self.nets).await?;
-        Ok((t0.elapsed(), sandbox))
+        Ok((t0.elapsed(), wired, sandbox))
     }
 
     fn script(&self, i: usize) -> Result<(Duration, SandboxNs)> {
@@ -136,7 +138,7 @@ fn main() -> Result<()> {
     // The node: a namespace of our own, entered before any thread exists.
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).context("unshare(CLONE_NEWNET)")?;
     sh(&format!(
-        "ip link set lo up; ip link add ul0 type dummy; ip addr add {UNDERLAY}/24 dev ul0; ip link set ul0 up"
+        "ip link set lo up; ip link add ul0 type veth peer name ul1; ip addr add {UNDERLAY}/24 dev ul0; ip link set ul1 up; ip link set ul0 up"
     ))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -166,17 +168,21 @@ async fn run(n: usize) -> Result<()> {
     let mut keep = Vec::new();
     // Warm-up (not counted): creates the bridge, the VXLAN device and the nftables table, and
     // pages in `ip`, `bridge` and `sh`.
-    let (d, s) = bench.agent(10_000).await?;
-    println!("warm-up agent (creates bridge, VXLAN device, firewall): {:.2} ms", ms(d));
+    let (d, _, s) = bench.agent(10_000).await?;
+    println!(
+        "warm-up agent (creates bridge, VXLAN device, firewall): {:.2} ms",
+        ms(d)
+    );
     keep.push(s);
     let (d, s) = bench.script(10_000)?;
     println!("warm-up script: {:.2} ms", ms(d));
     keep.push(s);
-    let (mut agent, mut script) = (Vec::new(), Vec::new());
+    let (mut agent, mut script, mut wire) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..n {
         if i % 2 == 0 {
-            let (d, s) = bench.agent(i).await?;
+            let (d, w, s) = bench.agent(i).await?;
             agent.push(d);
+            wire.push(w);
             keep.push(s);
             let (d, s) = bench.script(i)?;
             script.push(d);
@@ -185,8 +191,9 @@ async fn run(n: usize) -> Result<()> {
             let (d, s) = bench.script(i)?;
             script.push(d);
             keep.push(s);
-            let (d, s) = bench.agent(i).await?;
+            let (d, w, s) = bench.agent(i).await?;
             agent.push(d);
+            wire.push(w);
             keep.push(s);
         }
     }
@@ -194,13 +201,21 @@ async fn run(n: usize) -> Result<()> {
     let out = Command::new("ip")
         .args(["-n", &keep[2].name, "-br", "addr", "show", "eth0"])
         .output()?;
-    println!("sample sandbox: {}", String::from_utf8_lossy(&out.stdout).trim());
+    println!(
+        "sample sandbox: {}",
+        String::from_utf8_lossy(&out.stdout).trim()
+    );
     let neigh = Command::new("ip")
         .args(["neigh", "show", "dev", &vxlan_name(VNI), "nud", "permanent"])
         .output()?;
     let neighbours = String::from_utf8_lossy(&neigh.stdout).lines().count();
-    println!("permanent neighbours on {}: {neighbours} (expect {})", vxlan_name(VNI), 2 * n + 2);
+    println!(
+        "permanent neighbours on {}: {neighbours} (expect {})",
+        vxlan_name(VNI),
+        2 * n + 2
+    );
     agent.sort();
+    wire.sort();
     script.sort();
     let row = |name: &str, v: &[Duration]| {
         println!(
@@ -212,6 +227,7 @@ async fn run(n: usize) -> Result<()> {
     };
     println!("\nwiring per container, {n} containers per path:");
     row("agent (rtnetlink)", &agent);
+    row("  of which wire()", &wire);
     row("ip/bridge script", &script);
     println!(
         "ratio script/agent: p50 {:.1}x   p99 {:.1}x",
