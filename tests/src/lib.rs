@@ -9,6 +9,7 @@ pub mod fixture;
 pub mod images;
 pub mod netns;
 pub mod process;
+pub mod sandbox_ns;
 pub mod sofa;
 pub mod wait;
 pub mod zk_io;
