@@ -90,6 +90,11 @@ async fn main() -> Result<()> {
             image.clone(),
             "-c".into(),
             slot.into(),
+            // A small request, so a hundred endpoints fit on one test node.
+            "--cpu".into(),
+            "10m".into(),
+            "--memory".into(),
+            "16Mi".into(),
         ];
         if let Some(ip) = ip {
             args.extend(["-l".into(), format!("Ip={ip}")]);
