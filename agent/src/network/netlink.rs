@@ -170,10 +170,13 @@ impl NetlinkBackend {
     }
 
     /// Sends a neighbour message with the given flags and waits for the kernel's answer.
+    /// Sends one FDB/neighbour request and waits for the kernel's answer. With `absent_ok`, the
+    /// kernel's ENOENT (a delete of an entry that is already gone) counts as success.
     async fn neighbour_request(
         &self,
         message: RouteNetlinkMessage,
         flags: u16,
+        absent_ok: bool,
         what: String,
     ) -> Result<(), NetError> {
         let mut request = NetlinkMessage::from(message);
@@ -182,8 +185,11 @@ impl NetlinkBackend {
         let mut answers = handle.request(request).map_err(|e| failed(&what, e))?;
         while let Some(answer) = answers.next().await {
             if let NetlinkPayload::Error(e) = answer.payload {
-                if e.code.is_some() {
-                    return Err(failed(&what, rtnetlink::Error::NetlinkError(e)));
+                match e.code {
+                    Some(code)
+                        if absent_ok && code.get() == -(nix::errno::Errno::ENOENT as i32) => {}
+                    Some(_) => return Err(failed(&what, rtnetlink::Error::NetlinkError(e))),
+                    None => {}
                 }
             }
         }
@@ -524,6 +530,7 @@ impl NetworkBackend for NetlinkBackend {
         self.neighbour_request(
             RouteNetlinkMessage::NewNeighbour(Self::fdb_message(index, entry)),
             flags,
+            false,
             format!("adding FDB entry {entry:?} on {device}"),
         )
         .await
@@ -531,17 +538,13 @@ impl NetworkBackend for NetlinkBackend {
 
     async fn del_fdb(&self, device: &str, entry: FdbEntry) -> Result<(), NetError> {
         let index = Self::index_of(&self.handle, device).await?;
-        match self
-            .neighbour_request(
-                RouteNetlinkMessage::DelNeighbour(Self::fdb_message(index, entry)),
-                0,
-                format!("deleting FDB entry {entry:?} on {device}"),
-            )
-            .await
-        {
-            Err(NetError::Failed(m)) if m.contains("No such file") => Ok(()),
-            r => r,
-        }
+        self.neighbour_request(
+            RouteNetlinkMessage::DelNeighbour(Self::fdb_message(index, entry)),
+            0,
+            true,
+            format!("deleting FDB entry {entry:?} on {device}"),
+        )
+        .await
     }
 
     async fn neighbours(&self, device: &str) -> Result<Vec<NeighbourEntry>, NetError> {
@@ -573,6 +576,7 @@ impl NetworkBackend for NetlinkBackend {
         self.neighbour_request(
             RouteNetlinkMessage::NewNeighbour(Self::neigh_message(index, entry)),
             NLM_F_CREATE | NLM_F_REPLACE,
+            false,
             format!("adding neighbour {entry:?} on {device}"),
         )
         .await
@@ -580,17 +584,13 @@ impl NetworkBackend for NetlinkBackend {
 
     async fn del_neighbour(&self, device: &str, entry: NeighbourEntry) -> Result<(), NetError> {
         let index = Self::index_of(&self.handle, device).await?;
-        match self
-            .neighbour_request(
-                RouteNetlinkMessage::DelNeighbour(Self::neigh_message(index, entry)),
-                0,
-                format!("deleting neighbour {entry:?} on {device}"),
-            )
-            .await
-        {
-            Err(NetError::Failed(m)) if m.contains("No such file") => Ok(()),
-            r => r,
-        }
+        self.neighbour_request(
+            RouteNetlinkMessage::DelNeighbour(Self::neigh_message(index, entry)),
+            0,
+            true,
+            format!("deleting neighbour {entry:?} on {device}"),
+        )
+        .await
     }
 
     async fn sandbox(&self, pid: u32) -> Result<SandboxState, NetError> {
