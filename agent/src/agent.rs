@@ -316,7 +316,11 @@ async fn start_networking(config: &AgentConfig) -> Option<Arc<Wiring>> {
         _ => None,
     };
     let support = crate::network::probe::probe_support(&*backend, underlay).await;
-    Some(Arc::new(Wiring::new(backend, underlay, support)))
+    // Between full reads of the node's devices and entries, passes apply differences only.
+    let full_sync_every = config.resync_interval.max(Duration::from_secs(2)) * 5;
+    Some(Arc::new(
+        Wiring::new(backend, underlay, support).with_full_sync_every(full_sync_every),
+    ))
 }
 
 impl<R: ContainerRuntime + ?Sized> LoopState<'_, R> {

@@ -176,6 +176,20 @@ async fn addresses_are_requested_or_allocated_checked_and_released() {
         )
         .await;
     assert_eq!(status, 200);
+    // And with the requested address it holds itself (not "address taken" by itself).
+    let (status, body) = a
+        .call(
+            "POST",
+            path,
+            &token,
+            Some(attached(
+                "core",
+                json!([{"network": "small", "ip": "10.0.0.5", "service": "db"}]),
+            )),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body[0]["spec"]["networks"][0]["ip"], "10.0.0.5");
 
     let before = world.store.dump();
     let bad = [

@@ -5,14 +5,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use ipnet::Ipv4Net;
 
 use super::{
     FdbEntry, InterfaceConfig, LinkChange, LinkKind, LinkState, NeighbourEntry, NetError,
-    NetworkBackend, SandboxState, VxlanInfo,
+    NetworkBackend, SandboxNet, SandboxState, VethPair, VxlanInfo,
 };
 
 #[derive(Debug, Default)]
@@ -26,7 +26,12 @@ struct State {
     neighbours: BTreeMap<String, BTreeSet<NeighbourEntry>>,
     firewall: Option<String>,
     forwarding: bool,
+    docker_forward: bool,
     calls: Vec<String>,
+    /// Whole-namespace reads: device dumps and FDB/neighbour dumps.
+    dumps: usize,
+    /// Connections opened into sandboxes.
+    sandbox_entries: usize,
     no_vxlan: bool,
     fail_configure: bool,
 }
@@ -34,7 +39,7 @@ struct State {
 /// The in-memory kernel.
 #[derive(Debug, Default)]
 pub struct FakeNetwork {
-    state: Mutex<State>,
+    state: Arc<Mutex<State>>,
 }
 
 impl FakeNetwork {
@@ -43,11 +48,22 @@ impl FakeNetwork {
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
-        let mut guard = match self.state.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        f(&mut guard)
+        with_state(&self.state, f)
+    }
+
+    /// Device and entry dumps so far (a differential pass makes none).
+    pub fn dumps(&self) -> usize {
+        self.with(|s| s.dumps)
+    }
+
+    /// Connections opened into sandboxes so far.
+    pub fn sandbox_entries(&self) -> usize {
+        self.with(|s| s.sandbox_entries)
+    }
+
+    /// Something outside the agent changes the kernel (no call is recorded).
+    pub fn tamper(&self, f: impl FnOnce(&mut Vec<LinkState>)) {
+        self.with(|s| f(&mut s.host))
     }
 
     /// A sandbox process with only a loopback interface.
@@ -137,6 +153,11 @@ impl FakeNetwork {
         self.with(|s| s.forwarding)
     }
 
+    /// Whether Docker's FORWARD filter has the bridges' exceptions.
+    pub fn docker_forward_allowed(&self) -> bool {
+        self.with(|s| s.docker_forward)
+    }
+
     fn add_host(s: &mut State, name: &str, kind: LinkKind) -> Result<(), NetError> {
         if s.host.iter().any(|l| l.name == name) {
             return Err(NetError::Failed(format!("{name}: File exists")));
@@ -163,10 +184,46 @@ impl FakeNetwork {
     }
 }
 
+fn with_state<T>(state: &Mutex<State>, f: impl FnOnce(&mut State) -> T) -> T {
+    let mut guard = match state.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    f(&mut guard)
+}
+
+/// A connection into one fake sandbox.
+struct FakeSandbox {
+    state: Arc<Mutex<State>>,
+    pid: u32,
+}
+
 #[async_trait]
 impl NetworkBackend for FakeNetwork {
     async fn links(&self) -> Result<Vec<LinkState>, NetError> {
-        Ok(self.with(|s| s.host.clone()))
+        Ok(self.with(|s| {
+            s.dumps += 1;
+            s.host.clone()
+        }))
+    }
+
+    async fn link(&self, name: &str) -> Result<Option<LinkState>, NetError> {
+        Ok(self.with(|s| {
+            s.host.iter().find(|l| l.name == name).map(|l| LinkState {
+                addresses: Vec::new(),
+                ..l.clone()
+            })
+        }))
+    }
+
+    async fn addresses(&self, index: u32) -> Result<Vec<Ipv4Net>, NetError> {
+        self.with(|s| {
+            s.host
+                .iter()
+                .find(|l| l.index == index)
+                .map(|l| l.addresses.clone())
+                .ok_or_else(|| NetError::Failed(format!("no device with index {index}")))
+        })
     }
 
     async fn add_bridge(&self, name: &str) -> Result<(), NetError> {
@@ -204,28 +261,44 @@ impl NetworkBackend for FakeNetwork {
         })
     }
 
-    async fn add_veth(&self, host: &str, peer: &str, pid: u32) -> Result<(), NetError> {
+    async fn add_veth(&self, pair: &VethPair) -> Result<(), NetError> {
         self.with(|s| {
-            s.calls.push(format!("add_veth {host} {peer} {pid}"));
-            if !s.sandboxes.contains_key(&pid) {
-                return Err(NetError::SandboxGone(pid));
+            s.calls
+                .push(format!("add_veth {} {} {}", pair.host, pair.peer, pair.pid));
+            let Some(sb) = s.sandboxes.get(&pair.pid) else {
+                return Err(NetError::SandboxGone(pair.pid));
+            };
+            if sb.links.iter().any(|l| l.name == pair.peer) {
+                return Err(NetError::Failed(format!("{}: File exists", pair.peer)));
             }
-            Self::add_host(s, host, LinkKind::Veth)?;
+            if !s.host.iter().any(|l| l.index == pair.bridge) {
+                return Err(NetError::Failed(format!(
+                    "no bridge with index {}",
+                    pair.bridge
+                )));
+            }
+            Self::add_host(s, &pair.host, LinkKind::Veth)?;
+            if let Some(host) = s.host.last_mut() {
+                host.mtu = pair.mtu;
+                host.master = Some(pair.bridge);
+                host.up = true;
+            }
             s.next_index += 1;
             let index = s.next_index;
-            if let Some(sb) = s.sandboxes.get_mut(&pid) {
+            if let Some(sb) = s.sandboxes.get_mut(&pair.pid) {
                 sb.links.push(LinkState {
                     index,
-                    name: peer.into(),
+                    name: pair.peer.clone(),
                     kind: LinkKind::Veth,
-                    mtu: 1500,
-                    mac: Some([0x02, 0xff, 0, 0, 0, index as u8]),
+                    mtu: pair.mtu,
+                    mac: Some(pair.peer_mac),
                     up: false,
                     master: None,
                     addresses: Vec::new(),
                 });
             }
-            s.peers.insert(host.into(), (pid, peer.into()));
+            s.peers
+                .insert(pair.host.clone(), (pair.pid, pair.peer.clone()));
             Ok(())
         })
     }
@@ -291,6 +364,7 @@ impl NetworkBackend for FakeNetwork {
     }
 
     async fn fdb(&self, device: &str) -> Result<Vec<FdbEntry>, NetError> {
+        self.with(|s| s.dumps += 1);
         Ok(self.fdb_of(device).into_iter().collect())
     }
 
@@ -316,6 +390,7 @@ impl NetworkBackend for FakeNetwork {
     }
 
     async fn neighbours(&self, device: &str) -> Result<Vec<NeighbourEntry>, NetError> {
+        self.with(|s| s.dumps += 1);
         Ok(self.neighbours_of(device).into_iter().collect())
     }
 
@@ -341,18 +416,83 @@ impl NetworkBackend for FakeNetwork {
         })
     }
 
-    async fn sandbox(&self, pid: u32) -> Result<SandboxState, NetError> {
-        self.with(|s| s.sandboxes.get(&pid).cloned())
-            .ok_or(NetError::SandboxGone(pid))
+    async fn enter_sandbox(&self, pid: u32) -> Result<Box<dyn SandboxNet>, NetError> {
+        self.with(|s| {
+            if !s.sandboxes.contains_key(&pid) {
+                return Err(NetError::SandboxGone(pid));
+            }
+            s.sandbox_entries += 1;
+            Ok(())
+        })?;
+        Ok(Box::new(FakeSandbox {
+            state: self.state.clone(),
+            pid,
+        }))
     }
 
-    async fn configure_sandbox(
+    async fn enable_forwarding(&self) -> Result<bool, NetError> {
+        self.with(|s| {
+            let was_off = !s.forwarding;
+            if was_off {
+                s.calls.push("enable_forwarding".into());
+            }
+            s.forwarding = true;
+            Ok(was_off)
+        })
+    }
+
+    async fn apply_firewall(&self, ruleset: Option<&str>) -> Result<(), NetError> {
+        self.with(|s| {
+            s.calls.push(format!(
+                "apply_firewall {}",
+                if ruleset.is_some() { "set" } else { "delete" }
+            ));
+            s.firewall = ruleset.map(str::to_string);
+            Ok(())
+        })
+    }
+
+    async fn docker_forward(&self, wanted: bool) -> Result<bool, NetError> {
+        self.with(|s| {
+            let changed = s.docker_forward != wanted;
+            if changed {
+                s.calls.push(format!("docker_forward {wanted}"));
+            }
+            s.docker_forward = wanted;
+            Ok(changed)
+        })
+    }
+}
+
+#[async_trait]
+impl SandboxNet for FakeSandbox {
+    async fn state(&self) -> Result<SandboxState, NetError> {
+        with_state(&self.state, |s| s.sandboxes.get(&self.pid).cloned())
+            .ok_or(NetError::SandboxGone(self.pid))
+    }
+
+    async fn link(&self, name: &str) -> Result<Option<LinkState>, NetError> {
+        with_state(&self.state, |s| {
+            let sb = s
+                .sandboxes
+                .get(&self.pid)
+                .ok_or(NetError::SandboxGone(self.pid))?;
+            Ok(sb.links.iter().find(|l| l.name == name).map(|l| LinkState {
+                addresses: Vec::new(),
+                ..l.clone()
+            }))
+        })
+    }
+
+    async fn configure(
         &self,
-        pid: u32,
-        current: &str,
+        _state: &SandboxState,
+        current: &LinkState,
         config: &InterfaceConfig,
     ) -> Result<(), NetError> {
-        self.with(|s| {
+        let pid = self.pid;
+        let current = current.name.as_str();
+        with_state(&self.state, |s| {
             s.calls
                 .push(format!("configure_sandbox {pid} {current} {}", config.name));
             if s.fail_configure {
@@ -387,8 +527,9 @@ impl NetworkBackend for FakeNetwork {
         })
     }
 
-    async fn del_sandbox_link(&self, pid: u32, name: &str) -> Result<(), NetError> {
-        self.with(|s| {
+    async fn del_link(&self, name: &str) -> Result<(), NetError> {
+        let pid = self.pid;
+        with_state(&self.state, |s| {
             s.calls.push(format!("del_sandbox_link {pid} {name}"));
             if let Some(sb) = s.sandboxes.get_mut(&pid) {
                 sb.links.retain(|l| l.name != name);
@@ -403,28 +544,6 @@ impl NetworkBackend for FakeNetwork {
                 s.peers.remove(&h);
                 s.host.retain(|l| l.name != h);
             }
-            Ok(())
-        })
-    }
-
-    async fn enable_forwarding(&self) -> Result<bool, NetError> {
-        self.with(|s| {
-            let was_off = !s.forwarding;
-            if was_off {
-                s.calls.push("enable_forwarding".into());
-            }
-            s.forwarding = true;
-            Ok(was_off)
-        })
-    }
-
-    async fn apply_firewall(&self, ruleset: Option<&str>) -> Result<(), NetError> {
-        self.with(|s| {
-            s.calls.push(format!(
-                "apply_firewall {}",
-                if ruleset.is_some() { "set" } else { "delete" }
-            ));
-            s.firewall = ruleset.map(str::to_string);
             Ok(())
         })
     }

@@ -3,6 +3,7 @@
 //! of it (`wiring`), the nftables table (`firewall`), what ZooKeeper says about other nodes'
 //! endpoints (`remote`) and the start-up checks (`probe`).
 
+pub mod docker_forward;
 pub mod fake;
 pub mod firewall;
 pub mod netlink;
@@ -16,6 +17,9 @@ use async_trait::async_trait;
 use ipnet::Ipv4Net;
 
 pub use wiring::{Wiring, WiringError};
+
+/// Host-side veth names start with this; any such veth is the agent's.
+pub const VETH_PREFIX: &str = "cw";
 
 /// A MAC address.
 pub type Mac = [u8; 6];
@@ -64,12 +68,11 @@ pub fn owned_vni(name: &str) -> Option<u32> {
 
 /// Host-side veth name of a workload's interface: `cw` + 10 hex digits of a hash of the
 /// workload key, the sandbox and the interface (unique on the node, 12 characters). The peer is
-/// created as `cp...` and renamed to `ethN` inside the sandbox.
-pub fn veth_names(workload: &str, sandbox: &str, interface: &str) -> (String, String) {
+/// born inside the sandbox as `ethN`.
+pub fn host_veth_name(workload: &str, sandbox: &str, interface: &str) -> String {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(format!("{workload}\n{sandbox}\n{interface}").as_bytes());
-    let tag = hex::encode(&digest[..5]);
-    (format!("cw{tag}"), format!("cp{tag}"))
+    format!("{VETH_PREFIX}{}", hex::encode(&digest[..5]))
 }
 
 /// What kind of device a link is.
@@ -150,13 +153,34 @@ pub enum NetError {
     Failed(String),
 }
 
+/// A veth pair to create: the host end on the network's bridge, the peer born inside the
+/// sandbox's namespace under its final name and MAC (moving a device between namespaces costs
+/// the kernel an RCU grace period, creating it there does not).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VethPair {
+    pub host: String,
+    /// Index of the bridge the host end joins.
+    pub bridge: u32,
+    /// The sandbox's process.
+    pub pid: u32,
+    /// The interface inside the sandbox (`ethN`).
+    pub peer: String,
+    pub peer_mac: Mac,
+    pub mtu: u32,
+}
+
 /// The agent's interface to the kernel's networking: devices, addresses, FDB and neighbour
-/// entries in the agent's own namespace, and interfaces inside sandboxes (by their process id).
-/// Implemented on rtnetlink (`netlink::NetlinkBackend`) and in memory (`fake::FakeNetwork`).
+/// entries in the agent's own namespace, and a connection into a sandbox's namespace (by its
+/// process id). Implemented on rtnetlink (`netlink::NetlinkBackend`) and in memory
+/// (`fake::FakeNetwork`).
 #[async_trait]
 pub trait NetworkBackend: Send + Sync + 'static {
-    /// Devices of the agent's namespace, with their IPv4 addresses.
+    /// Every device of the agent's namespace, with its IPv4 addresses (full passes only).
     async fn links(&self) -> Result<Vec<LinkState>, NetError>;
+    /// One device by name, without its addresses; `None` when there is none.
+    async fn link(&self, name: &str) -> Result<Option<LinkState>, NetError>;
+    /// The IPv4 addresses of a device.
+    async fn addresses(&self, index: u32) -> Result<Vec<Ipv4Net>, NetError>;
     /// Creates a bridge (down).
     async fn add_bridge(&self, name: &str) -> Result<(), NetError>;
     /// Creates a VXLAN device (down): id `vni`, source `local`, UDP `port`, learning off, ARP
@@ -168,8 +192,9 @@ pub trait NetworkBackend: Send + Sync + 'static {
         local: Ipv4Addr,
         port: u16,
     ) -> Result<(), NetError>;
-    /// Creates a veth pair `host`/`peer` and moves `peer` into the namespace of process `pid`.
-    async fn add_veth(&self, host: &str, peer: &str, pid: u32) -> Result<(), NetError>;
+    /// Creates a veth pair in one request: the host end on its bridge with the MTU and up, the
+    /// peer inside the sandbox, named, with its MAC and MTU, down.
+    async fn add_veth(&self, pair: &VethPair) -> Result<(), NetError>;
     /// Sets what is given: MAC, MTU, bridge, up. Unchanged fields are `None`.
     async fn set_link(&self, name: &str, change: &LinkChange) -> Result<(), NetError>;
     async fn add_address(&self, name: &str, address: Ipv4Net) -> Result<(), NetError>;
@@ -183,22 +208,36 @@ pub trait NetworkBackend: Send + Sync + 'static {
     async fn neighbours(&self, device: &str) -> Result<Vec<NeighbourEntry>, NetError>;
     async fn add_neighbour(&self, device: &str, entry: NeighbourEntry) -> Result<(), NetError>;
     async fn del_neighbour(&self, device: &str, entry: NeighbourEntry) -> Result<(), NetError>;
-    /// The interfaces inside the sandbox of process `pid`.
-    async fn sandbox(&self, pid: u32) -> Result<SandboxState, NetError>;
-    /// Makes interface `current` inside the sandbox look like `config` (renamed, MAC, MTU, the
-    /// one address, up, loopback up, the default route), changing only what differs.
-    async fn configure_sandbox(
-        &self,
-        pid: u32,
-        current: &str,
-        config: &InterfaceConfig,
-    ) -> Result<(), NetError>;
-    /// Deletes an interface inside the sandbox (its veth peer goes with it).
-    async fn del_sandbox_link(&self, pid: u32, name: &str) -> Result<(), NetError>;
+    /// A connection inside the network namespace of process `pid`, for one wiring; closed when
+    /// dropped (an open socket would keep a removed sandbox's namespace alive).
+    async fn enter_sandbox(&self, pid: u32) -> Result<Box<dyn SandboxNet>, NetError>;
     /// Enables IPv4 forwarding in the agent's namespace; returns whether it was off.
     async fn enable_forwarding(&self) -> Result<bool, NetError>;
     /// Replaces the agent's nftables table with `ruleset` (one transaction), or deletes it.
     async fn apply_firewall(&self, ruleset: Option<&str>) -> Result<(), NetError>;
+    /// Makes Docker's FORWARD filter let our bridges' traffic pass (`wanted`) or removes the
+    /// exceptions; returns whether anything changed (`docker_forward`).
+    async fn docker_forward(&self, wanted: bool) -> Result<bool, NetError>;
+}
+
+/// Inside one sandbox's network namespace.
+#[async_trait]
+pub trait SandboxNet: Send + Sync {
+    /// The sandbox's interfaces (with addresses) and its default gateway.
+    async fn state(&self) -> Result<SandboxState, NetError>;
+    /// One interface by name, without its addresses.
+    async fn link(&self, name: &str) -> Result<Option<LinkState>, NetError>;
+    /// Makes `current` look like `config` (renamed, MAC, MTU, the one address, up), loopback up
+    /// and the default route, changing only what differs from `current` and `state` (which
+    /// the caller read; nothing is read again).
+    async fn configure(
+        &self,
+        state: &SandboxState,
+        current: &LinkState,
+        config: &InterfaceConfig,
+    ) -> Result<(), NetError>;
+    /// Deletes an interface (its veth peer goes with it).
+    async fn del_link(&self, name: &str) -> Result<(), NetError>;
 }
 
 /// Changes to one device.
@@ -222,9 +261,9 @@ mod tests {
         assert_eq!(owned_vni("cb"), None);
         assert_eq!(owned_vni("cb042"), None);
         assert_eq!(owned_vni("docker0"), None);
-        let (h, p) = veth_names("p.web", "abc", "eth0");
-        assert!(h.len() <= 15 && p.len() <= 15 && h[2..] == p[2..]);
-        assert_ne!(veth_names("p.web", "abc", "eth1").0, h);
+        let h = host_veth_name("p.web", "abc", "eth0");
+        assert!(h.len() <= 15 && h.starts_with(VETH_PREFIX));
+        assert_ne!(host_veth_name("p.web", "abc", "eth1"), h);
         let mac = parse_mac("02:ca:c0:a8:1f:03").unwrap();
         assert_eq!(format_mac(&mac), "02:ca:c0:a8:1f:03");
         assert!(parse_mac("02:ca:c0").is_none());

@@ -1,8 +1,9 @@
 //! `NetlinkBackend`: the `NetworkBackend` on the kernel, through rtnetlink (netlink messages, no
 //! `ip`/`bridge` commands). The agent's own namespace has one long-lived connection; a sandbox's
-//! namespace gets a short-lived one, opened by a thread of its own that `setns`es into
-//! `/proc/<pid>/ns/net` and exits (a socket stays in the namespace it was opened in, and no
-//! runtime thread ever leaves the agent's namespace). nftables goes through `nft -f -`.
+//! namespace gets one per wiring (`SandboxNet`), opened by a thread of its own that `setns`es
+//! into `/proc/<pid>/ns/net` and exits (a socket stays in the namespace it was opened in, and no
+//! runtime thread ever leaves the agent's namespace). Devices are looked up by name; only full
+//! passes dump. nftables goes through `nft -f -`.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::AsFd;
@@ -16,18 +17,20 @@ use rtnetlink::packet_core::{
 };
 use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
 use rtnetlink::packet_route::link::{
-    InfoData, InfoKind, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    InfoData, InfoKind, InfoVeth, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
 use rtnetlink::packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
 use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
-use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, LinkVxlan, RouteMessageBuilder};
+use rtnetlink::{
+    Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, LinkVxlan, RouteMessageBuilder,
+};
 
 use super::{
     FdbEntry, InterfaceConfig, LinkChange, LinkKind, LinkState, NeighbourEntry, NetError,
-    NetworkBackend, SandboxState, VxlanInfo,
+    NetworkBackend, SandboxNet, SandboxState, VethPair, VxlanInfo,
 };
 
 const EOPNOTSUPP: i32 = 95;
@@ -35,6 +38,7 @@ const ENOENT: i32 = 2;
 const ENODEV: i32 = 19;
 const EEXIST: i32 = 17;
 const ESRCH: i32 = 3;
+const EADDRNOTAVAIL: i32 = 99;
 
 /// The kernel through netlink, in the agent's network namespace.
 #[derive(Clone)]
@@ -104,16 +108,57 @@ impl NetlinkBackend {
         })
     }
 
-    async fn index_of(handle: &Handle, name: &str) -> Result<u32, NetError> {
+    /// One device by name (the kernel looks it up; nothing is dumped), without addresses.
+    async fn link_by_name(handle: &Handle, name: &str) -> Result<Option<LinkState>, NetError> {
         let mut links = handle.link().get().match_name(name.to_string()).execute();
         match links.try_next().await {
-            Ok(Some(link)) => Ok(link.header.index),
-            Ok(None) => Err(NetError::Failed(format!("no device {name}"))),
-            Err(e) if matches!(errno(&e), Some(ENODEV)) => {
-                Err(NetError::Failed(format!("no device {name}")))
-            }
+            Ok(link) => Ok(link.map(link_state)),
+            Err(e) if matches!(errno(&e), Some(ENODEV)) => Ok(None),
             Err(e) => Err(failed(format!("looking up {name}"), e)),
         }
+    }
+
+    async fn index_of(handle: &Handle, name: &str) -> Result<u32, NetError> {
+        Self::link_by_name(handle, name)
+            .await?
+            .map(|l| l.index)
+            .ok_or_else(|| NetError::Failed(format!("no device {name}")))
+    }
+
+    /// The address messages of one device.
+    async fn address_messages(
+        handle: &Handle,
+        index: u32,
+    ) -> Result<Vec<AddressMessage>, NetError> {
+        let all: Vec<AddressMessage> = handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|e| failed("listing addresses", e))?;
+        Ok(all
+            .into_iter()
+            .filter(|m| m.header.index == index)
+            .collect())
+    }
+
+    /// Removes one IPv4 address from a device, if it has it.
+    async fn remove_address(handle: &Handle, index: u32, address: Ipv4Net) -> Result<(), NetError> {
+        for m in Self::address_messages(handle, index).await? {
+            let matches = m.header.prefix_len == address.prefix_len()
+                && m.attributes.iter().any(|a| {
+                    matches!(a, AddressAttribute::Local(IpAddr::V4(ip)) if *ip == address.addr())
+                });
+            if matches {
+                match handle.address().del(m).execute().await {
+                    Err(e) if matches!(errno(&e), Some(EADDRNOTAVAIL)) => {}
+                    r => r.map_err(|e| failed(format!("removing {address}"), e))?,
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn list_links(handle: &Handle) -> Result<Vec<LinkState>, NetError> {
@@ -133,15 +178,9 @@ impl NetlinkBackend {
             .await
             .map_err(|e| failed("listing addresses", e))?;
         for a in addresses {
-            let Some(IpAddr::V4(ip)) = a.attributes.iter().find_map(|attr| match attr {
-                AddressAttribute::Local(ip) => Some(*ip),
-                _ => None,
-            }) else {
-                continue;
-            };
-            if let (Some(link), Ok(net)) = (
+            if let (Some(link), Some(net)) = (
                 links.iter_mut().find(|l| l.index == a.header.index),
-                Ipv4Net::new(ip, a.header.prefix_len),
+                ipv4_of(&a),
             ) {
                 link.addresses.push(net);
             }
@@ -288,6 +327,14 @@ impl Drop for SandboxConnection {
     }
 }
 
+/// The IPv4 address an address message carries.
+fn ipv4_of(m: &AddressMessage) -> Option<Ipv4Net> {
+    m.attributes.iter().find_map(|attr| match attr {
+        AddressAttribute::Local(IpAddr::V4(ip)) => Ipv4Net::new(*ip, m.header.prefix_len).ok(),
+        _ => None,
+    })
+}
+
 fn link_state(m: LinkMessage) -> LinkState {
     let mut state = LinkState {
         index: m.header.index,
@@ -363,6 +410,18 @@ impl NetworkBackend for NetlinkBackend {
         Self::list_links(&self.handle).await
     }
 
+    async fn link(&self, name: &str) -> Result<Option<LinkState>, NetError> {
+        Self::link_by_name(&self.handle, name).await
+    }
+
+    async fn addresses(&self, index: u32) -> Result<Vec<Ipv4Net>, NetError> {
+        Ok(Self::address_messages(&self.handle, index)
+            .await?
+            .iter()
+            .filter_map(ipv4_of)
+            .collect())
+    }
+
     async fn add_bridge(&self, name: &str) -> Result<(), NetError> {
         self.handle
             .link()
@@ -403,27 +462,37 @@ impl NetworkBackend for NetlinkBackend {
             })
     }
 
-    async fn add_veth(&self, host: &str, peer: &str, pid: u32) -> Result<(), NetError> {
+    async fn add_veth(&self, pair: &VethPair) -> Result<(), NetError> {
+        let peer = LinkMessageBuilder::<LinkUnspec>::new()
+            .name(pair.peer.clone())
+            .address(pair.peer_mac.to_vec())
+            .mtu(pair.mtu)
+            .setns_by_pid(pair.pid)
+            .build();
+        let message = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+            .name(pair.host.clone())
+            .mtu(pair.mtu)
+            .controller(pair.bridge)
+            .up()
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+            .build();
         self.handle
             .link()
-            .add(LinkVeth::new(host, peer).build())
+            .add(message)
             .execute()
             .await
             .map_err(|e| match errno(&e) {
                 Some(EOPNOTSUPP) => NetError::Unsupported(format!(
                     "the kernel cannot create veth pairs (module veth missing?): {e}"
                 )),
-                _ => failed(format!("creating veth pair {host}/{peer}"), e),
-            })?;
-        let index = Self::index_of(&self.handle, peer).await?;
-        self.handle
-            .link()
-            .set(LinkUnspec::new_with_index(index).setns_by_pid(pid).build())
-            .execute()
-            .await
-            .map_err(|e| match errno(&e) {
-                Some(ESRCH) => NetError::SandboxGone(pid),
-                _ => failed(format!("moving {peer} into the sandbox (pid {pid})"), e),
+                Some(ESRCH) => NetError::SandboxGone(pair.pid),
+                _ => failed(
+                    format!(
+                        "creating veth pair {}/{} (pid {})",
+                        pair.host, pair.peer, pair.pid
+                    ),
+                    e,
+                ),
             })
     }
 
@@ -447,30 +516,9 @@ impl NetworkBackend for NetlinkBackend {
 
     async fn del_address(&self, name: &str, address: Ipv4Net) -> Result<(), NetError> {
         let index = Self::index_of(&self.handle, name).await?;
-        let found: Vec<AddressMessage> = self
-            .handle
-            .address()
-            .get()
-            .set_link_index_filter(index)
-            .execute()
-            .try_collect()
+        Self::remove_address(&self.handle, index, address)
             .await
-            .map_err(|e| failed(format!("listing addresses of {name}"), e))?;
-        for m in found {
-            let matches = m.header.prefix_len == address.prefix_len()
-                && m.attributes.iter().any(|a| {
-                    matches!(a, AddressAttribute::Local(IpAddr::V4(ip)) if *ip == address.addr())
-                });
-            if matches {
-                self.handle
-                    .address()
-                    .del(m)
-                    .execute()
-                    .await
-                    .map_err(|e| failed(format!("removing {address} from {name}"), e))?;
-            }
-        }
-        Ok(())
+            .map_err(|e| NetError::Failed(format!("{name}: {e}")))
     }
 
     async fn del_link(&self, name: &str) -> Result<(), NetError> {
@@ -593,136 +641,8 @@ impl NetworkBackend for NetlinkBackend {
         .await
     }
 
-    async fn sandbox(&self, pid: u32) -> Result<SandboxState, NetError> {
-        let handle = Self::in_sandbox(pid).await?;
-        Ok(SandboxState {
-            links: Self::list_links(&handle).await?,
-            default_gateway: Self::default_gateway(&handle).await?,
-        })
-    }
-
-    async fn configure_sandbox(
-        &self,
-        pid: u32,
-        current: &str,
-        config: &InterfaceConfig,
-    ) -> Result<(), NetError> {
-        let handle = Self::in_sandbox(pid).await?;
-        let links = Self::list_links(&handle).await?;
-        if let Some(lo) = links.iter().find(|l| l.name == "lo" && !l.up) {
-            Self::set_link_on(
-                &handle,
-                &lo.name,
-                &LinkChange {
-                    up: true,
-                    ..Default::default()
-                },
-            )
-            .await?;
-        }
-        let Some(link) = links.iter().find(|l| l.name == current) else {
-            return Err(NetError::Failed(format!(
-                "no interface {current} in the sandbox (pid {pid})"
-            )));
-        };
-        let index = link.index;
-        if link.name != config.name || link.mac != Some(config.mac) {
-            // Renaming and changing the MAC need the interface down.
-            let mut builder = LinkUnspec::new_with_index(index)
-                .down()
-                .name(config.name.clone());
-            builder = builder.address(config.mac.to_vec());
-            handle
-                .link()
-                .set(builder.build())
-                .execute()
-                .await
-                .map_err(|e| failed(format!("renaming {current} to {}", config.name), e))?;
-        }
-        for stale in link.addresses.iter().filter(|a| **a != config.address) {
-            let found: Vec<AddressMessage> = handle
-                .address()
-                .get()
-                .set_link_index_filter(index)
-                .execute()
-                .try_collect()
-                .await
-                .map_err(|e| failed("listing sandbox addresses", e))?;
-            for m in found.into_iter().filter(|m| {
-                m.header.prefix_len == stale.prefix_len()
-                    && m.attributes.iter().any(
-                        |a| matches!(a, AddressAttribute::Local(IpAddr::V4(ip)) if *ip == stale.addr()),
-                    )
-            }) {
-                handle
-                    .address()
-                    .del(m)
-                    .execute()
-                    .await
-                    .map_err(|e| failed(format!("removing {stale}"), e))?;
-            }
-        }
-        let mut change = LinkChange {
-            up: true,
-            ..Default::default()
-        };
-        if link.mtu != config.mtu {
-            change.mtu = Some(config.mtu);
-        }
-        if !link.up || change.mtu.is_some() || link.name != config.name {
-            let mut builder = LinkUnspec::new_with_index(index).up();
-            if let Some(mtu) = change.mtu {
-                builder = builder.mtu(mtu);
-            }
-            handle
-                .link()
-                .set(builder.build())
-                .execute()
-                .await
-                .map_err(|e| failed(format!("bringing {} up", config.name), e))?;
-        }
-        if !link.addresses.contains(&config.address) {
-            match handle
-                .address()
-                .add(
-                    index,
-                    IpAddr::V4(config.address.addr()),
-                    config.address.prefix_len(),
-                )
-                .execute()
-                .await
-            {
-                Err(e) if errno(&e) == Some(EEXIST) => {}
-                r => r.map_err(|e| failed(format!("adding {}", config.address), e))?,
-            }
-        }
-        if let Some(gw) = config.default_gateway {
-            if Self::default_gateway(&handle).await? != Some(gw) {
-                let route = RouteMessageBuilder::<Ipv4Addr>::new()
-                    .gateway(gw)
-                    .output_interface(index)
-                    .build();
-                handle
-                    .route()
-                    .add(route)
-                    .replace()
-                    .execute()
-                    .await
-                    .map_err(|e| failed(format!("default route via {gw}"), e))?;
-            }
-        }
-        Ok(())
-    }
-
-    async fn del_sandbox_link(&self, pid: u32, name: &str) -> Result<(), NetError> {
-        let handle = Self::in_sandbox(pid).await?;
-        let index = Self::index_of(&handle, name).await?;
-        handle
-            .link()
-            .del(index)
-            .execute()
-            .await
-            .map_err(|e| failed(format!("deleting {name} in the sandbox"), e))
+    async fn enter_sandbox(&self, pid: u32) -> Result<Box<dyn SandboxNet>, NetError> {
+        Ok(Box::new(Self::in_sandbox(pid).await?))
     }
 
     async fn enable_forwarding(&self) -> Result<bool, NetError> {
@@ -742,5 +662,113 @@ impl NetworkBackend for NetlinkBackend {
     async fn apply_firewall(&self, ruleset: Option<&str>) -> Result<(), NetError> {
         let script = super::firewall::transaction(ruleset);
         super::firewall::run_nft(&script).await
+    }
+
+    async fn docker_forward(&self, wanted: bool) -> Result<bool, NetError> {
+        Ok(super::docker_forward::apply(wanted).await? == super::docker_forward::Outcome::Changed)
+    }
+}
+
+#[async_trait]
+impl SandboxNet for SandboxConnection {
+    async fn state(&self) -> Result<SandboxState, NetError> {
+        Ok(SandboxState {
+            links: NetlinkBackend::list_links(&self.handle).await?,
+            default_gateway: NetlinkBackend::default_gateway(&self.handle).await?,
+        })
+    }
+
+    async fn link(&self, name: &str) -> Result<Option<LinkState>, NetError> {
+        NetlinkBackend::link_by_name(&self.handle, name).await
+    }
+
+    async fn configure(
+        &self,
+        state: &SandboxState,
+        current: &LinkState,
+        config: &InterfaceConfig,
+    ) -> Result<(), NetError> {
+        let handle = &self.handle;
+        if let Some(lo) = state.links.iter().find(|l| l.name == "lo" && !l.up) {
+            handle
+                .link()
+                .set(LinkUnspec::new_with_index(lo.index).up().build())
+                .execute()
+                .await
+                .map_err(|e| failed("bringing lo up", e))?;
+        }
+        let index = current.index;
+        if current.name != config.name || current.mac != Some(config.mac) {
+            // Renaming and changing the MAC need the interface down.
+            let builder = LinkUnspec::new_with_index(index)
+                .down()
+                .name(config.name.clone())
+                .address(config.mac.to_vec());
+            handle
+                .link()
+                .set(builder.build())
+                .execute()
+                .await
+                .map_err(|e| failed(format!("renaming {} to {}", current.name, config.name), e))?;
+        }
+        for stale in current.addresses.iter().filter(|a| **a != config.address) {
+            NetlinkBackend::remove_address(handle, index, *stale).await?;
+        }
+        let renamed = current.name != config.name || current.mac != Some(config.mac);
+        if !current.up || current.mtu != config.mtu || renamed {
+            let mut builder = LinkUnspec::new_with_index(index).up();
+            if current.mtu != config.mtu {
+                builder = builder.mtu(config.mtu);
+            }
+            handle
+                .link()
+                .set(builder.build())
+                .execute()
+                .await
+                .map_err(|e| failed(format!("bringing {} up", config.name), e))?;
+        }
+        if !current.addresses.contains(&config.address) {
+            match handle
+                .address()
+                .add(
+                    index,
+                    IpAddr::V4(config.address.addr()),
+                    config.address.prefix_len(),
+                )
+                .execute()
+                .await
+            {
+                Err(e) if errno(&e) == Some(EEXIST) => {}
+                r => r.map_err(|e| failed(format!("adding {}", config.address), e))?,
+            }
+        }
+        if let Some(gw) = config.default_gateway {
+            // A fresh interface was down: the kernel dropped any route through it, so the
+            // route is (re)placed whenever the interface was not already up and right.
+            if state.default_gateway != Some(gw) || !current.up || renamed {
+                let route = RouteMessageBuilder::<Ipv4Addr>::new()
+                    .gateway(gw)
+                    .output_interface(index)
+                    .build();
+                handle
+                    .route()
+                    .add(route)
+                    .replace()
+                    .execute()
+                    .await
+                    .map_err(|e| failed(format!("default route via {gw}"), e))?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn del_link(&self, name: &str) -> Result<(), NetError> {
+        let Some(link) = NetlinkBackend::link_by_name(&self.handle, name).await? else {
+            return Ok(());
+        };
+        match self.handle.link().del(link.index).execute().await {
+            Err(e) if matches!(errno(&e), Some(ENODEV | ENOENT)) => Ok(()),
+            r => r.map_err(|e| failed(format!("deleting {name} in the sandbox"), e)),
+        }
     }
 }

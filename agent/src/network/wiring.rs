@@ -1,13 +1,17 @@
 //! The wiring logic, on any `NetworkBackend`: `wire` puts one workload's sandbox into its
-//! networks (the network's bridge and VXLAN device on the node, a veth per endpoint, the
-//! container end renamed and addressed inside the sandbox); `sync` keeps the node-wide part true
-//! (devices of networks no local workload uses any more are removed, FDB and neighbour entries
-//! follow the remote endpoints, the nftables table, IP forwarding). Both read the kernel first
-//! and change only what differs, so a pass over a converged node changes nothing.
+//! networks (the network's bridge and VXLAN device on the node, a veth per endpoint born inside
+//! the sandbox and addressed there); `sync` keeps the node-wide part true (devices of networks
+//! no local workload uses any more are removed, FDB and neighbour entries follow the remote
+//! endpoints, the nftables table, IP forwarding). Both change only what differs, so a pass over
+//! a converged node changes nothing. `wire` looks devices up by name; `sync` reads the node's
+//! devices and entries whole only every `full_sync_every` (or after a failure) and in between
+//! applies the difference against what it knows it left (`Known`), so a pass costs nothing that
+//! grows with the number of endpoints.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use caas_api::network::{
     Endpoint, InterfaceStatus, NetworkDriver, NetworkSupport, GATEWAY_MAC, VXLAN_MTU, VXLAN_PORT,
@@ -16,9 +20,9 @@ use ipnet::Ipv4Net;
 
 use super::firewall::{self, FirewallNetwork};
 use super::{
-    bridge_name, format_mac, owned_vni, parse_mac, veth_names, vxlan_name, FdbEntry,
+    bridge_name, format_mac, host_veth_name, owned_vni, parse_mac, vxlan_name, FdbEntry,
     InterfaceConfig, LinkChange, LinkKind, LinkState, Mac, NeighbourEntry, NetError,
-    NetworkBackend, ZERO_MAC,
+    NetworkBackend, VethPair, VETH_PREFIX, ZERO_MAC,
 };
 
 /// MTU of a plain bridge network.
@@ -105,7 +109,7 @@ impl NodeNetworks {
     pub fn expect_veths(&mut self, workload: &str, sandbox_id: &str, endpoints: &[Endpoint]) {
         for e in endpoints {
             self.veths
-                .insert(veth_names(workload, sandbox_id, &e.interface).0);
+                .insert(host_veth_name(workload, sandbox_id, &e.interface));
         }
     }
 }
@@ -119,15 +123,35 @@ pub struct SyncReport {
     pub firewall_applied: bool,
 }
 
+/// How often `sync` reads the node's devices and entries whole by default.
+pub const DEFAULT_FULL_SYNC_EVERY: Duration = Duration::from_secs(60);
+
+/// What the node-wide pass knows the kernel holds, as it left it (or read it).
+#[derive(Debug, Clone)]
+struct Known {
+    /// Our devices per VNI (`cb<vni>`, `cv<vni>`).
+    devices: BTreeMap<u32, BTreeSet<String>>,
+    /// Host ends of our veths.
+    veths: BTreeSet<String>,
+    /// Entries on each VXLAN device, by VNI.
+    fdb: BTreeMap<u32, BTreeSet<FdbEntry>>,
+    neighbours: BTreeMap<u32, BTreeSet<NeighbourEntry>>,
+    read_at: tokio::time::Instant,
+}
+
 /// Wires workloads and the node's networks through a backend.
 pub struct Wiring {
     backend: Arc<dyn NetworkBackend>,
     underlay: Option<Ipv4Addr>,
     support: NetworkSupport,
-    /// Device changes of the node (parallel workloads sharing a network) go one at a time.
-    lock: tokio::sync::Mutex<()>,
+    full_sync_every: Duration,
+    /// Device changes of the node (parallel workloads sharing a network) go one at a time; the
+    /// lock holds what the node-wide pass knows (`None`: read the kernel whole next time).
+    known: tokio::sync::Mutex<Option<Known>>,
     /// The table last applied (None: not applied since start).
     firewall: std::sync::Mutex<Option<Option<String>>>,
+    /// Whether Docker's FORWARD exceptions were last made present (None: not since start).
+    docker_forward: std::sync::Mutex<Option<bool>>,
 }
 
 impl std::fmt::Debug for Wiring {
@@ -145,6 +169,18 @@ struct Wanted<'a> {
     config: InterfaceConfig,
 }
 
+/// What one wiring created or found, for the known state (and for undoing a failed attempt).
+#[derive(Default)]
+struct WireLog {
+    /// Devices this call created, in order.
+    created: Vec<String>,
+    /// Network devices that are right now, by VNI.
+    devices: BTreeMap<u32, BTreeSet<String>>,
+    /// VXLAN devices this call created (they start with no entries).
+    new_vxlan: BTreeSet<u32>,
+    veths: BTreeSet<String>,
+}
+
 impl Wiring {
     pub fn new(
         backend: Arc<dyn NetworkBackend>,
@@ -155,9 +191,18 @@ impl Wiring {
             backend,
             underlay,
             support,
-            lock: tokio::sync::Mutex::new(()),
+            full_sync_every: DEFAULT_FULL_SYNC_EVERY,
+            known: tokio::sync::Mutex::new(None),
             firewall: std::sync::Mutex::new(None),
+            docker_forward: std::sync::Mutex::new(None),
         }
+    }
+
+    /// How often `sync` reads the node's devices and entries whole instead of applying the
+    /// difference against what it left (zero: every pass).
+    pub fn with_full_sync_every(mut self, every: Duration) -> Self {
+        self.full_sync_every = every;
+        self
     }
 
     pub fn support(&self) -> &NetworkSupport {
@@ -189,7 +234,7 @@ impl Wiring {
     }
 
     /// Wires a workload's sandbox (process `pid`) into its networks; returns the interfaces as
-    /// the kernel shows them afterwards. A failure removes what this call created.
+    /// they now are. A failure removes what this call created.
     pub async fn wire(
         &self,
         workload: &str,
@@ -221,15 +266,29 @@ impl Wiring {
                 config,
             });
         }
-        let _guard = self.lock.lock().await;
-        let mut created = Vec::new();
+        let mut known = self.known.lock().await;
+        let mut log = WireLog::default();
         match self
-            .wire_locked(workload, sandbox_id, pid, &wanted, &mut created)
+            .wire_locked(workload, sandbox_id, pid, &wanted, &mut log)
             .await
         {
-            Ok(interfaces) => Ok(interfaces),
+            Ok(interfaces) => {
+                if let Some(k) = known.as_mut() {
+                    for (vni, devices) in log.devices {
+                        k.devices.entry(vni).or_default().extend(devices);
+                    }
+                    for vni in log.new_vxlan {
+                        k.fdb.insert(vni, BTreeSet::new());
+                        k.neighbours.insert(vni, BTreeSet::new());
+                    }
+                    k.veths.extend(log.veths);
+                }
+                Ok(interfaces)
+            }
             Err(e) => {
-                for name in created.iter().rev() {
+                // What the kernel holds is no longer certain: the next pass reads it whole.
+                *known = None;
+                for name in log.created.iter().rev() {
                     if let Err(cleanup) = self.backend.del_link(name).await {
                         tracing::warn!(device = %name, error = %cleanup, "removing a device after a failed wiring failed");
                     }
@@ -245,104 +304,88 @@ impl Wiring {
         sandbox_id: &str,
         pid: u32,
         wanted: &[Wanted<'_>],
-        created: &mut Vec<String>,
+        log: &mut WireLog,
     ) -> Result<Vec<InterfaceStatus>, WiringError> {
-        let mut links = self.backend.links().await?;
         let mut bridges = BTreeMap::new();
         for w in wanted {
             if bridges.contains_key(&w.network.vni) {
                 continue;
             }
-            let index = self.ensure_network(&w.network, &mut links, created).await?;
+            let index = self.ensure_network(&w.network, log).await?;
             bridges.insert(w.network.vni, index);
         }
-        let mut sandbox = self.backend.sandbox(pid).await?;
-        let mut changed = false;
+        let sandbox = self.backend.enter_sandbox(pid).await?;
+        let state = sandbox.state().await?;
         for w in wanted {
-            let (host, peer) = veth_names(workload, sandbox_id, &w.config.name);
+            let host = host_veth_name(workload, sandbox_id, &w.config.name);
             let bridge = bridges[&w.network.vni];
-            let host_link = links.iter().find(|l| l.name == host);
-            let inner = sandbox.links.iter().find(|l| l.name == w.config.name);
-            let host_ok = host_link.is_some_and(|l| l.kind == LinkKind::Veth);
-            match (host_ok, inner) {
-                (true, Some(inner)) => {
-                    if !interface_matches(inner, &w.config, sandbox.default_gateway) {
+            let host_link = self.backend.link(&host).await?;
+            let inner = state.links.iter().find(|l| l.name == w.config.name);
+            match (host_link, inner) {
+                (Some(host_link), Some(inner)) if host_link.kind == LinkKind::Veth => {
+                    if !interface_matches(inner, &w.config, state.default_gateway) {
                         tracing::info!(workload, interface = %w.config.name, "fixing the interface inside the sandbox");
-                        self.backend
-                            .configure_sandbox(pid, &w.config.name, &w.config)
-                            .await?;
-                        changed = true;
+                        sandbox.configure(&state, inner, &w.config).await?;
+                    }
+                    let change = LinkChange {
+                        mac: None,
+                        mtu: (host_link.mtu != w.config.mtu).then_some(w.config.mtu),
+                        master: (host_link.master != Some(bridge)).then_some(bridge),
+                        up: !host_link.up,
+                    };
+                    if change != LinkChange::default() {
+                        self.backend.set_link(&host, &change).await?;
                     }
                 }
-                (true, None) if sandbox.links.iter().any(|l| l.name == peer) => {
-                    // An earlier attempt moved the peer in but did not finish.
-                    self.backend
-                        .configure_sandbox(pid, &peer, &w.config)
-                        .await?;
-                    changed = true;
-                }
-                _ => {
+                (host_link, inner) => {
                     if inner.is_some() {
                         // An interface of that name whose host end is not ours.
-                        self.backend.del_sandbox_link(pid, &w.config.name).await?;
+                        sandbox.del_link(&w.config.name).await?;
                     }
                     if host_link.is_some() {
                         self.backend.del_link(&host).await?;
                     }
                     tracing::info!(workload, interface = %w.config.name, network = %w.endpoint.network, ip = %w.endpoint.ip, "wiring the interface");
-                    self.backend.add_veth(&host, &peer, pid).await?;
-                    created.push(host.clone());
                     self.backend
-                        .configure_sandbox(pid, &peer, &w.config)
+                        .add_veth(&VethPair {
+                            host: host.clone(),
+                            bridge,
+                            pid,
+                            peer: w.config.name.clone(),
+                            peer_mac: w.config.mac,
+                            mtu: w.config.mtu,
+                        })
                         .await?;
-                    changed = true;
-                    links = self.backend.links().await?;
+                    log.created.push(host.clone());
+                    let peer = sandbox.link(&w.config.name).await?.ok_or_else(|| {
+                        WiringError::Failed(format!(
+                            "{} vanished from the sandbox right after it was created",
+                            w.config.name
+                        ))
+                    })?;
+                    sandbox.configure(&state, &peer, &w.config).await?;
                 }
             }
-            let host_link = links.iter().find(|l| l.name == host);
-            let change = LinkChange {
-                mac: None,
-                mtu: host_link
-                    .filter(|l| l.mtu != w.config.mtu)
-                    .map(|_| w.config.mtu),
-                master: host_link
-                    .filter(|l| l.master != Some(bridge))
-                    .map(|_| bridge),
-                up: host_link.is_some_and(|l| !l.up),
-            };
-            if change != LinkChange::default() {
-                self.backend.set_link(&host, &change).await?;
-            }
+            log.veths.insert(host);
         }
         // Interfaces the spec no longer has.
         let names: BTreeSet<&str> = wanted.iter().map(|w| w.config.name.as_str()).collect();
-        for stale in sandbox
+        for stale in state
             .links
             .iter()
             .filter(|l| l.kind == LinkKind::Veth && !names.contains(l.name.as_str()))
             .filter(|l| l.name.starts_with("eth"))
         {
             tracing::info!(workload, interface = %stale.name, "removing an interface the spec no longer has");
-            self.backend.del_sandbox_link(pid, &stale.name).await?;
-            changed = true;
-        }
-        if changed {
-            sandbox = self.backend.sandbox(pid).await?;
+            sandbox.del_link(&stale.name).await?;
         }
         Ok(wanted
             .iter()
-            .filter_map(|w| {
-                let link = sandbox.links.iter().find(|l| l.name == w.config.name)?;
-                Some(InterfaceStatus {
-                    name: link.name.clone(),
-                    network: w.endpoint.network.clone(),
-                    ip: link
-                        .addresses
-                        .first()
-                        .map(|a| a.addr().to_string())
-                        .unwrap_or_default(),
-                    mac: link.mac.as_ref().map(format_mac).unwrap_or_default(),
-                })
+            .map(|w| InterfaceStatus {
+                name: w.config.name.clone(),
+                network: w.endpoint.network.clone(),
+                ip: w.config.address.addr().to_string(),
+                mac: format_mac(&w.config.mac),
             })
             .collect())
     }
@@ -351,47 +394,41 @@ impl Wiring {
     async fn ensure_network(
         &self,
         net: &NetworkDesc,
-        links: &mut Vec<LinkState>,
-        created: &mut Vec<String>,
+        log: &mut WireLog,
     ) -> Result<u32, WiringError> {
         let bridge = bridge_name(net.vni);
         let gateway_mac =
             parse_mac(GATEWAY_MAC).ok_or_else(|| WiringError::Failed("bad GATEWAY_MAC".into()))?;
-        if !links
-            .iter()
-            .any(|l| l.name == bridge && l.kind == LinkKind::Bridge)
+        let mut existing = self.backend.link(&bridge).await?;
+        if existing
+            .as_ref()
+            .is_some_and(|l| l.kind != LinkKind::Bridge)
         {
-            if links.iter().any(|l| l.name == bridge) {
-                self.backend.del_link(&bridge).await?;
+            self.backend.del_link(&bridge).await?;
+            existing = None;
+        }
+        let b = match existing {
+            Some(b) => b,
+            None => {
+                tracing::info!(bridge = %bridge, vni = net.vni, gateway = %net.gateway, "creating the network's bridge");
+                self.backend.add_bridge(&bridge).await?;
+                log.created.push(bridge.clone());
+                self.backend
+                    .link(&bridge)
+                    .await?
+                    .ok_or_else(|| vanished(&bridge))?
             }
-            tracing::info!(bridge = %bridge, vni = net.vni, gateway = %net.gateway, "creating the network's bridge");
-            self.backend.add_bridge(&bridge).await?;
-            created.push(bridge.clone());
-            *links = self.backend.links().await?;
-        }
-        let b = find(links, &bridge)?;
-        let index = b.index;
-        let change = LinkChange {
-            mac: (b.mac != Some(gateway_mac)).then_some(gateway_mac),
-            mtu: (b.mtu != net.mtu()).then_some(net.mtu()),
-            master: None,
-            up: !b.up,
         };
-        let stale: Vec<Ipv4Net> = b
-            .addresses
-            .iter()
-            .copied()
-            .filter(|a| *a != net.gateway)
-            .collect();
-        let has_gateway = b.addresses.contains(&net.gateway);
-        for a in stale {
-            self.backend.del_address(&bridge, a).await?;
+        let index = b.index;
+        let addresses = self.backend.addresses(index).await?;
+        for stale in addresses.iter().filter(|a| **a != net.gateway) {
+            self.backend.del_address(&bridge, *stale).await?;
         }
-        if !has_gateway {
+        if !addresses.contains(&net.gateway) {
             self.backend.add_address(&bridge, net.gateway).await?;
         }
         let vxlan = vxlan_name(net.vni);
-        let existing = links.iter().find(|l| l.name == vxlan).cloned();
+        let existing = self.backend.link(&vxlan).await?;
         match net.driver {
             NetworkDriver::Vxlan => {
                 let local = self.underlay.ok_or_else(|| {
@@ -401,19 +438,25 @@ impl Wiring {
                     matches!(&l.kind, LinkKind::Vxlan(v) if v.vni == net.vni
                         && v.local == Some(local) && v.port == VXLAN_PORT && !v.learning && v.proxy)
                 });
-                if !right {
-                    if existing.is_some() {
-                        tracing::info!(device = %vxlan, "recreating a VXLAN device whose settings differ");
-                        self.backend.del_link(&vxlan).await?;
+                let v = match existing {
+                    Some(v) if right => v,
+                    other => {
+                        if other.is_some() {
+                            tracing::info!(device = %vxlan, "recreating a VXLAN device whose settings differ");
+                            self.backend.del_link(&vxlan).await?;
+                        }
+                        tracing::info!(device = %vxlan, vni = net.vni, %local, "creating the network's VXLAN device");
+                        self.backend
+                            .add_vxlan(&vxlan, net.vni, local, VXLAN_PORT)
+                            .await?;
+                        log.created.push(vxlan.clone());
+                        log.new_vxlan.insert(net.vni);
+                        self.backend
+                            .link(&vxlan)
+                            .await?
+                            .ok_or_else(|| vanished(&vxlan))?
                     }
-                    tracing::info!(device = %vxlan, vni = net.vni, %local, "creating the network's VXLAN device");
-                    self.backend
-                        .add_vxlan(&vxlan, net.vni, local, VXLAN_PORT)
-                        .await?;
-                    created.push(vxlan.clone());
-                    *links = self.backend.links().await?;
-                }
-                let v = find(links, &vxlan)?;
+                };
                 let vchange = LinkChange {
                     mac: None,
                     mtu: (v.mtu != VXLAN_MTU).then_some(VXLAN_MTU),
@@ -423,6 +466,10 @@ impl Wiring {
                 if vchange != LinkChange::default() {
                     self.backend.set_link(&vxlan, &vchange).await?;
                 }
+                log.devices
+                    .entry(net.vni)
+                    .or_default()
+                    .insert(vxlan.clone());
             }
             NetworkDriver::Bridge => {
                 if existing.is_some() {
@@ -430,51 +477,119 @@ impl Wiring {
                 }
             }
         }
+        let change = LinkChange {
+            mac: (b.mac != Some(gateway_mac)).then_some(gateway_mac),
+            mtu: (b.mtu != net.mtu()).then_some(net.mtu()),
+            master: None,
+            up: !b.up,
+        };
         if change != LinkChange::default() {
             self.backend.set_link(&bridge, &change).await?;
         }
-        if change != LinkChange::default() || !has_gateway {
-            *links = self.backend.links().await?;
-        }
+        log.devices.entry(net.vni).or_default().insert(bridge);
         Ok(index)
+    }
+
+    /// Reads what the node holds of ours: devices, veths, the entries of VXLAN devices.
+    async fn read_known(&self) -> Result<Known, WiringError> {
+        let links = self.backend.links().await?;
+        let mut known = Known {
+            devices: BTreeMap::new(),
+            veths: BTreeSet::new(),
+            fdb: BTreeMap::new(),
+            neighbours: BTreeMap::new(),
+            read_at: tokio::time::Instant::now(),
+        };
+        for l in &links {
+            match (&l.kind, owned_vni(&l.name)) {
+                (LinkKind::Bridge | LinkKind::Vxlan(_), Some(vni)) => {
+                    known.devices.entry(vni).or_default().insert(l.name.clone());
+                }
+                (LinkKind::Veth, _) if l.name.starts_with(VETH_PREFIX) => {
+                    known.veths.insert(l.name.clone());
+                }
+                _ => {}
+            }
+        }
+        for (vni, devices) in &known.devices {
+            let vxlan = vxlan_name(*vni);
+            if devices.contains(&vxlan) {
+                known
+                    .fdb
+                    .insert(*vni, self.backend.fdb(&vxlan).await?.into_iter().collect());
+                known.neighbours.insert(
+                    *vni,
+                    self.backend.neighbours(&vxlan).await?.into_iter().collect(),
+                );
+            }
+        }
+        Ok(known)
     }
 
     /// The node-wide pass: devices of unused networks go, remote entries follow ZooKeeper, the
     /// firewall table matches the networks, forwarding is on while any network is wired.
     pub async fn sync(&self, nets: &NodeNetworks) -> Result<SyncReport, WiringError> {
-        let _guard = self.lock.lock().await;
+        let mut guard = self.known.lock().await;
+        let (mut known, full) = match guard.take() {
+            Some(k) if k.read_at.elapsed() < self.full_sync_every => (k, false),
+            _ => (self.read_known().await?, true),
+        };
         let mut report = SyncReport::default();
-        let links = self.backend.links().await?;
-        // VXLAN devices first, then bridges.
-        let mut unused: Vec<&LinkState> = links
-            .iter()
-            .filter(|l| owned_vni(&l.name).is_some_and(|vni| !nets.local.contains_key(&vni)))
-            .filter(|l| matches!(l.kind, LinkKind::Bridge | LinkKind::Vxlan(_)))
-            .collect();
-        unused.sort_by_key(|l| l.kind == LinkKind::Bridge);
-        for l in unused {
-            tracing::info!(device = %l.name, "removing the devices of a network no local workload uses");
-            self.backend.del_link(&l.name).await?;
-            report.removed_devices.push(l.name.clone());
+        let result = self.sync_known(nets, &mut known, full, &mut report).await;
+        // After a failure the kernel is read whole next time.
+        if result.is_ok() {
+            *guard = Some(known);
         }
-        for l in links.iter().filter(|l| {
-            l.kind == LinkKind::Veth && l.name.starts_with("cw") && !nets.veths.contains(&l.name)
-        }) {
-            tracing::info!(device = %l.name, "removing the veth of a sandbox that is gone");
-            self.backend.del_link(&l.name).await?;
-            report.removed_devices.push(l.name.clone());
+        result.map(|()| report)
+    }
+
+    async fn sync_known(
+        &self,
+        nets: &NodeNetworks,
+        known: &mut Known,
+        full: bool,
+        report: &mut SyncReport,
+    ) -> Result<(), WiringError> {
+        let unused: Vec<u32> = known
+            .devices
+            .keys()
+            .copied()
+            .filter(|vni| !nets.local.contains_key(vni))
+            .collect();
+        for vni in unused {
+            let devices = known.devices.remove(&vni).unwrap_or_default();
+            // The VXLAN device before its bridge.
+            let (vxlan, others): (Vec<String>, Vec<String>) =
+                devices.into_iter().partition(|d| *d == vxlan_name(vni));
+            for name in vxlan.into_iter().chain(others) {
+                tracing::info!(device = %name, "removing the devices of a network no local workload uses");
+                self.backend.del_link(&name).await?;
+                report.removed_devices.push(name);
+            }
+            known.fdb.remove(&vni);
+            known.neighbours.remove(&vni);
+        }
+        let stale: Vec<String> = known.veths.difference(&nets.veths).cloned().collect();
+        for name in stale {
+            tracing::info!(device = %name, "removing the veth of a sandbox that is gone");
+            self.backend.del_link(&name).await?;
+            known.veths.remove(&name);
+            report.removed_devices.push(name);
         }
         let mut firewall_networks = Vec::new();
         for (vni, net) in &nets.local {
-            let bridge = bridge_name(*vni);
-            if !links.iter().any(|l| l.name == bridge) {
+            let devices = known.devices.get(vni);
+            if !devices.is_some_and(|d| d.contains(&bridge_name(*vni))) {
                 continue;
             }
             let remote = nets.remote.get(vni).map(Vec::as_slice).unwrap_or_default();
             let peers: BTreeSet<Ipv4Addr> = remote.iter().map(|r| r.vtep).collect();
             let vxlan = vxlan_name(*vni);
-            if net.driver == NetworkDriver::Vxlan && links.iter().any(|l| l.name == vxlan) {
-                self.sync_entries(&vxlan, remote, nets.complete.contains(vni), &mut report)
+            if net.driver == NetworkDriver::Vxlan && devices.is_some_and(|d| d.contains(&vxlan)) {
+                let complete = nets.complete.contains(vni);
+                let fdb = known.fdb.entry(*vni).or_default();
+                let neighbours = known.neighbours.entry(*vni).or_default();
+                self.sync_entries(&vxlan, remote, complete, fdb, neighbours, report)
                     .await?;
             }
             firewall_networks.push(FirewallNetwork {
@@ -500,14 +615,31 @@ impl Wiring {
         if !firewall_networks.is_empty() && self.backend.enable_forwarding().await? {
             tracing::info!("enabled IPv4 forwarding in the agent's network namespace");
         }
-        Ok(report)
+        let wanted = !firewall_networks.is_empty();
+        let applied = self.docker_forward.lock().map(|d| *d).unwrap_or_default();
+        if full || applied != Some(wanted) {
+            if self.backend.docker_forward(wanted).await? {
+                tracing::info!(
+                    present = wanted,
+                    "changed the exceptions for our bridges in Docker's DOCKER-USER chain"
+                );
+            }
+            if let Ok(mut d) = self.docker_forward.lock() {
+                *d = Some(wanted);
+            }
+        }
+        Ok(())
     }
 
+    /// Brings a VXLAN device's entries (`have`, kept up to date here) to what the remote
+    /// endpoints need; with `complete`, entries nobody needs go.
     async fn sync_entries(
         &self,
         vxlan: &str,
         remote: &[RemoteEndpoint],
         complete: bool,
+        have_fdb: &mut BTreeSet<FdbEntry>,
+        have_neigh: &mut BTreeSet<NeighbourEntry>,
         report: &mut SyncReport,
     ) -> Result<(), WiringError> {
         let mut want_fdb: BTreeSet<FdbEntry> = BTreeSet::new();
@@ -526,36 +658,43 @@ impl Wiring {
                 mac: r.mac,
             });
         }
-        let have_fdb: BTreeSet<FdbEntry> = self.backend.fdb(vxlan).await?.into_iter().collect();
-        let have_neigh: BTreeSet<NeighbourEntry> =
-            self.backend.neighbours(vxlan).await?.into_iter().collect();
         if complete {
-            for e in have_neigh.difference(&want_neigh) {
-                self.backend.del_neighbour(vxlan, *e).await?;
+            let gone: Vec<NeighbourEntry> = have_neigh.difference(&want_neigh).copied().collect();
+            for e in gone {
+                self.backend.del_neighbour(vxlan, e).await?;
+                have_neigh.remove(&e);
                 report.entries_removed += 1;
             }
-            for e in have_fdb.difference(&want_fdb) {
-                self.backend.del_fdb(vxlan, *e).await?;
+            let gone: Vec<FdbEntry> = have_fdb.difference(&want_fdb).copied().collect();
+            for e in gone {
+                self.backend.del_fdb(vxlan, e).await?;
+                have_fdb.remove(&e);
                 report.entries_removed += 1;
             }
         }
-        for e in want_fdb.difference(&have_fdb) {
-            self.backend.add_fdb(vxlan, *e).await?;
+        let new: Vec<FdbEntry> = want_fdb.difference(have_fdb).copied().collect();
+        for e in new {
+            self.backend.add_fdb(vxlan, e).await?;
+            if e.mac != ZERO_MAC {
+                // A unicast MAC has one VTEP: the add replaced any other.
+                have_fdb.retain(|h| h.mac != e.mac);
+            }
+            have_fdb.insert(e);
             report.entries_added += 1;
         }
-        for e in want_neigh.difference(&have_neigh) {
-            self.backend.add_neighbour(vxlan, *e).await?;
+        let new: Vec<NeighbourEntry> = want_neigh.difference(have_neigh).copied().collect();
+        for e in new {
+            self.backend.add_neighbour(vxlan, e).await?;
+            have_neigh.retain(|h| h.ip != e.ip);
+            have_neigh.insert(e);
             report.entries_added += 1;
         }
         Ok(())
     }
 }
 
-fn find<'a>(links: &'a [LinkState], name: &str) -> Result<&'a LinkState, WiringError> {
-    links
-        .iter()
-        .find(|l| l.name == name)
-        .ok_or_else(|| WiringError::Failed(format!("device {name} vanished")))
+fn vanished(name: &str) -> WiringError {
+    WiringError::Failed(format!("device {name} vanished right after it was created"))
 }
 
 /// Whether an interface inside the sandbox is exactly as configured.

@@ -272,8 +272,23 @@ pub async fn create(ctx: Ctx, pool: String, body: Bytes) -> Result<Response, Cen
         if !request.networks.is_empty() {
             // Addresses are chosen for the replicas still missing; their allocation znodes are
             // created in the placement's commit, so a lost race allocates nothing.
-            let resolved =
-                crate::networks::resolve(&ctx.central, &pool, &request, missing.len()).await?;
+            let resolved = match crate::networks::resolve(
+                &ctx.central,
+                &pool,
+                &request,
+                missing.len(),
+            )
+            .await
+            {
+                Ok(resolved) => resolved,
+                // An identical container that already exists holds its own requested
+                // address (or the last free one): look at existing records before refusing.
+                Err(CentralError::Conflict {
+                    kind: ConflictKind::AddressTaken | ConflictKind::Exhausted,
+                    ..
+                }) if attempt == 0 => continue,
+                Err(e) => return Err(e),
+            };
             for (want, endpoints) in missing.iter_mut().zip(resolved.endpoints) {
                 want.spec.networks = endpoints;
                 want.pinned = resolved.pinned.clone();

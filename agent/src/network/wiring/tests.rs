@@ -231,6 +231,7 @@ async fn remote_endpoints_come_and_go() {
         "{rules}"
     );
     assert!(fake.forwarding());
+    assert!(fake.docker_forward_allowed());
 
     // b leaves, a moves to another node.
     let moved = RemoteEndpoint {
@@ -296,6 +297,10 @@ async fn last_endpoint_leaving_removes_devices_and_the_table() {
     assert!(fake.fdb_of("cv100").is_empty());
     assert_eq!(fake.firewall(), None);
     assert!(report.firewall_applied);
+    assert!(
+        !fake.docker_forward_allowed(),
+        "no network left: no exceptions"
+    );
 }
 
 #[tokio::test]
@@ -355,4 +360,94 @@ async fn bridge_network_has_no_vxlan_device() {
     w.wire("p.web", "sb1", 100, &[e]).await.unwrap();
     assert!(fake.host_link("cv7").is_none());
     assert_eq!(fake.host_link("cb7").unwrap().mtu, 1500);
+}
+
+#[tokio::test]
+async fn one_wiring_enters_the_sandbox_once_and_dumps_nothing() {
+    let fake = Arc::new(FakeNetwork::new());
+    fake.add_sandbox(100);
+    let w = wiring(&fake);
+    let e0 = endpoint(0, "blue", 100, "10.100.0.5");
+    let e1 = endpoint(1, "red", 101, "10.101.0.5");
+    w.wire("p.web", "sb1", 100, &[e0, e1]).await.unwrap();
+    assert_eq!(fake.sandbox_entries(), 1);
+    assert_eq!(fake.dumps(), 0, "devices are looked up by name");
+    let sandbox = fake.sandbox_state(100).unwrap();
+    let names: Vec<&str> = sandbox.links.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(names, ["lo", "eth0", "eth1"]);
+}
+
+#[tokio::test]
+async fn differential_passes_read_nothing_and_full_passes_repair_what_others_changed() {
+    let fake = Arc::new(FakeNetwork::new());
+    fake.add_sandbox(100);
+    let e = endpoint(0, "blue", 100, "10.100.0.5");
+    let w = wiring(&fake);
+    w.wire("p.web", "sb1", 100, std::slice::from_ref(&e))
+        .await
+        .unwrap();
+    let a = remote("10.100.0.7", [198, 18, 0, 12]);
+    let mut nets = NodeNetworks {
+        local: local(&[&e]),
+        remote: BTreeMap::from([(100, vec![a])]),
+        complete: BTreeSet::from([100]),
+        veths: BTreeSet::new(),
+    };
+    nets.expect_veths("p.web", "sb1", std::slice::from_ref(&e));
+    w.sync(&nets).await.unwrap();
+    let after_full = fake.dumps();
+    assert!(after_full > 0, "the first pass reads the node whole");
+    // Endpoints come and go: only their entries are written, nothing is read.
+    for i in 10..60 {
+        let r = remote(&format!("10.100.0.{i}"), [198, 18, 0, 12]);
+        nets.remote.entry(100).or_default().push(r);
+        fake.clear_calls();
+        let report = w.sync(&nets).await.unwrap();
+        assert_eq!(report.entries_added, 2, "{:?}", fake.calls());
+    }
+    assert_eq!(fake.dumps(), after_full);
+    assert_eq!(fake.neighbours_of("cv100").len(), 51);
+
+    // Someone deletes an entry behind the agent's back: a differential pass does not see it,
+    // a full pass (here: every pass) puts it back.
+    use crate::network::NetworkBackend;
+    let lost = NeighbourEntry {
+        ip: a.ip,
+        mac: a.mac,
+    };
+    fake.del_neighbour("cv100", lost).await.unwrap();
+    w.sync(&nets).await.unwrap();
+    assert!(!fake.neighbours_of("cv100").contains(&lost));
+    let always_full = wiring(&fake).with_full_sync_every(std::time::Duration::ZERO);
+    let report = always_full.sync(&nets).await.unwrap();
+    assert_eq!(report.entries_added, 1, "{report:?}");
+    assert!(fake.neighbours_of("cv100").contains(&lost));
+}
+
+#[tokio::test]
+async fn a_failed_wiring_makes_the_next_pass_read_the_node_whole() {
+    let fake = Arc::new(FakeNetwork::new());
+    fake.add_sandbox(100);
+    fake.add_sandbox(200);
+    let w = wiring(&fake);
+    let e = endpoint(0, "blue", 100, "10.100.0.5");
+    w.wire("p.web", "sb1", 100, std::slice::from_ref(&e))
+        .await
+        .unwrap();
+    let mut nets = NodeNetworks {
+        local: local(&[&e]),
+        ..Default::default()
+    };
+    nets.expect_veths("p.web", "sb1", std::slice::from_ref(&e));
+    w.sync(&nets).await.unwrap();
+    let dumps = fake.dumps();
+    fake.fail_configure(true);
+    let other = endpoint(0, "blue", 100, "10.100.0.6");
+    assert!(w.wire("p.other", "sb2", 200, &[other]).await.is_err());
+    fake.fail_configure(false);
+    w.sync(&nets).await.unwrap();
+    assert!(
+        fake.dumps() > dumps,
+        "the pass after a failure reads the kernel"
+    );
 }
