@@ -109,6 +109,20 @@ impl World {
             })
             .await??;
         let layout = ZkLayout::new("/caas")?;
+        // Node 1 filters forwarding as a Docker host does: FORWARD policy DROP through a
+        // DOCKER-USER chain, and bridged frames pass iptables (br_netfilter). Its agent must
+        // add exceptions for its bridges or nothing in its networks gets through.
+        in_ns(
+            topo.node(1),
+            "sh",
+            &[
+                "-ec",
+                "iptables -w -N DOCKER-USER; iptables -w -A DOCKER-USER -j RETURN; \
+                 iptables -w -A FORWARD -j DOCKER-USER; iptables -w -P FORWARD DROP; \
+                 if [ -e /proc/sys/net/bridge/bridge-nf-call-iptables ]; then \
+                   sysctl -qw net.bridge.bridge-nf-call-iptables=1; fi",
+            ],
+        )?;
         let mut agents = Vec::new();
         for (i, node) in nodes.iter().enumerate() {
             agents.push(AgentProcess::start(AgentOptions {
@@ -284,6 +298,14 @@ async fn vxlan_network_between_two_agents() -> anyhow::Result<()> {
     let status_a = w.wait_running(0, "a").await?;
     w.wait_running(1, "b").await?;
     w.wait_running(1, "c").await?;
+
+    // The Docker-like node got its exceptions (the pings below cross its FORWARD filter).
+    let rules = in_ns(w.ns(0), "iptables", &["-w", "-S", "DOCKER-USER"])?;
+    assert!(
+        rules.contains("-A DOCKER-USER -i cb+ -j ACCEPT")
+            && rules.contains("-o cb+ -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"),
+        "{rules}"
+    );
 
     // Interfaces in the status, hostname from the spec.
     assert_eq!(status_a.interfaces.len(), 1);
@@ -483,6 +505,14 @@ async fn vxlan_network_between_two_agents() -> anyhow::Result<()> {
         let fdb = in_ns(&ns, "bridge", &["fdb", "show"])?;
         assert!(!fdb.contains("dst 198.18."), "{fdb}");
     }
+    eventually(
+        "Docker's FORWARD exceptions removed with the last network",
+        || {
+            in_ns(w.ns(0), "iptables", &["-w", "-S", "DOCKER-USER"])
+                .is_ok_and(|r| !r.contains("cb+"))
+        },
+    )
+    .await?;
     Ok(())
 }
 
