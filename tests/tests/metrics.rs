@@ -618,7 +618,7 @@ async fn stats_and_top_through_central_on_three_nodes() {
     for e in &entries {
         let s = e.stats.as_ref().unwrap();
         assert!(
-            s.cpus >= 1 && s.memory_total_bytes > 0 && s.containers >= 3,
+            s.cpus >= 1 && s.memory_total_bytes > 0 && s.containers >= 2,
             "{e:?}"
         );
     }
