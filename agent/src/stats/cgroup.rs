@@ -72,10 +72,8 @@ impl CgroupLayout {
                         }
                     }
                 }
-                "cgroup2" => {
-                    if !controllers(Path::new(dir)).trim().is_empty() {
-                        v2.get_or_insert_with(|| PathBuf::from(dir));
-                    }
+                "cgroup2" if !controllers(Path::new(dir)).trim().is_empty() => {
+                    v2.get_or_insert_with(|| PathBuf::from(dir));
                 }
                 _ => {}
             }

@@ -80,7 +80,7 @@ impl NodeSampler {
             (out.load1, out.load5, out.load15) = (load.one, load.five, load.fifteen);
         }
         if let Some(disks) = self.disks.as_mut() {
-            if self.sweeps % DISK_RELIST_EVERY == 0 {
+            if self.sweeps.is_multiple_of(DISK_RELIST_EVERY) {
                 disks.refresh(true);
             } else {
                 for d in disks.iter_mut() {
