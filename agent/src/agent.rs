@@ -144,6 +144,13 @@ pub async fn run_with<R: ContainerRuntime>(
     )
     .map_err(|e| AgentError::Zk(e.to_string()))?;
     let remote_changed = remote.changed();
+    tracker.spawn(crate::stats::run_collector(
+        view.stats().clone(),
+        view.clone(),
+        config.node_id.clone(),
+        config.stats_interval,
+        work.clone(),
+    ));
     let health = crate::health::HealthBook::default();
     tracker.spawn(crate::health::run_prober(
         health.clone(),

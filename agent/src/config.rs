@@ -94,6 +94,7 @@ struct FileConfig {
     control_token_file: Option<PathBuf>,
     zk_session_timeout_ms: Option<u64>,
     resync_interval_ms: Option<u64>,
+    stats_interval_ms: Option<u64>,
     stop_grace_secs: Option<u64>,
     deploy_max_unpacked_mib: Option<u64>,
     #[serde(default)]
@@ -116,6 +117,8 @@ pub struct AgentConfig {
     pub name_prefix: String,
     pub zk_session_timeout: Duration,
     pub resync_interval: Duration,
+    /// Housekeeping interval of the stats collector (one sweep over all containers).
+    pub stats_interval: Duration,
     pub stop_grace: Duration,
     /// Bearer token the control endpoints (exec, deploy) require; they are off without it.
     pub control_token: Option<String>,
@@ -255,6 +258,13 @@ impl AgentConfig {
         if resync_interval < Duration::from_millis(100) {
             return Err(invalid("resync_interval_ms", "must be at least 100"));
         }
+        let stats_interval = Duration::from_millis(file.stats_interval_ms.unwrap_or(10_000));
+        if !(Duration::from_millis(100)..=Duration::from_secs(3600)).contains(&stats_interval) {
+            return Err(invalid(
+                "stats_interval_ms",
+                "must be between 100 and 3600000 (milliseconds between stats sweeps; default 10000)",
+            ));
+        }
         let max_mib = file
             .deploy_max_unpacked_mib
             .unwrap_or(crate::rich::DEFAULT_MAX_UNPACKED_MIB);
@@ -293,6 +303,7 @@ impl AgentConfig {
             name_prefix,
             zk_session_timeout,
             resync_interval,
+            stats_interval,
             stop_grace: Duration::from_secs(file.stop_grace_secs.unwrap_or(10)),
         })
     }
@@ -357,6 +368,7 @@ mod tests {
         assert_eq!(c.labels["rack"], "r1");
         assert_eq!(c.layout.root(), "/caas");
         assert_eq!(c.deploy_max_unpacked, 512 << 20);
+        assert_eq!(c.stats_interval, Duration::from_secs(10));
         let mut f = flags();
         f.pool = Some("p2".into());
         f.labels = vec!["rack=r2".into()];
@@ -390,6 +402,10 @@ mod tests {
             (
                 "pool = \"p\"\nzk = \"h:1\"\ndeploy_max_unpacked_mib = 0\n",
                 "deploy_max_unpacked_mib",
+            ),
+            (
+                "pool = \"p\"\nzk = \"h:1\"\nstats_interval_ms = 5\n",
+                "stats_interval_ms",
             ),
         ] {
             match AgentConfig::from_toml(&flags(), text, Path::new("x.toml")) {

@@ -171,10 +171,11 @@ pub fn routes<R: ContainerRuntime + ?Sized>(
         .and(warp::get())
         .and(with_view.clone())
         .then(|view: AgentView| async move {
-            let text = crate::metrics::render(&view.read().await.statuses);
-            warp::reply::with_header(text, "content-type", "text/plain; version=0.0.4")
+            let text = crate::metrics::render(&view.read().await.statuses, &view.stats().latest());
+            warp::reply::with_header(text, "content-type", crate::metrics::CONTENT_TYPE)
                 .into_response()
         });
+    let stats = crate::stats::http::routes(with_view.clone());
 
     let exec =
         warp::path!("v1" / "containers" / String / String / "exec")
@@ -240,6 +241,8 @@ pub fn routes<R: ContainerRuntime + ?Sized>(
         .unify()
         .or(metrics)
         .unify()
+        .or(stats)
+        .unify()
         .boxed();
     let control = exec.or(deploy).unify().boxed();
     read.or(control)
@@ -248,7 +251,8 @@ pub fn routes<R: ContainerRuntime + ?Sized>(
             let reply = if rejection.is_not_found() {
                 error(
                     HttpErrorCode::NotFound,
-                    "no such endpoint; see /healthz, /v1/containers".into(),
+                    "no such endpoint; see /healthz, /metrics, /v1/containers, /v1/stats, /v1/node/stats"
+                        .into(),
                 )
             } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
                 error(

@@ -37,6 +37,8 @@ pub struct ViewState {
 #[derive(Debug, Clone, Default)]
 pub struct AgentView {
     inner: Arc<RwLock<ViewState>>,
+    /// The stats collector's latest sweep (`/metrics` and the stats routes read it).
+    stats: crate::stats::StatsBook,
 }
 
 impl AgentView {
@@ -45,5 +47,8 @@ impl AgentView {
     }
     pub async fn write(&self) -> tokio::sync::RwLockWriteGuard<'_, ViewState> {
         self.inner.write().await
+    }
+    pub fn stats(&self) -> &crate::stats::StatsBook {
+        &self.stats
     }
 }

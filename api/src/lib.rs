@@ -12,6 +12,7 @@ pub mod node;
 pub mod paths;
 pub mod quantity;
 pub mod spec;
+pub mod stats;
 pub mod status;
 
 pub use assignment::{Assignment, Desired};

@@ -70,3 +70,47 @@ impl AgentLink {
         Ok((status, bytes))
     }
 }
+
+/// Longest central waits for an agent's stats (they are read from memory on the agent).
+pub const STATS_WAIT: Duration = Duration::from_secs(5);
+
+impl AgentLink {
+    /// GETs `path` from the agent at `api_addr` (its read-only routes need no token) and
+    /// decodes the JSON answer; an unreachable agent or an error answer says which agent.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        api_addr: &str,
+        path: &str,
+    ) -> Result<T, CentralError> {
+        let url = format!("http://{api_addr}{path}");
+        let response = self
+            .http
+            .get(&url)
+            .timeout(STATS_WAIT)
+            .send()
+            .await
+            .map_err(|e| {
+                CentralError::unavailable(format!("the agent at {api_addr} did not answer: {e}"))
+            })?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|e| {
+            CentralError::unavailable(format!(
+                "reading the answer of the agent at {api_addr}: {e}"
+            ))
+        })?;
+        if !status.is_success() {
+            return Err(CentralError::unavailable(format!(
+                "the agent at {api_addr} answered {status} to {path}: {}",
+                String::from_utf8_lossy(&bytes)
+                    .chars()
+                    .take(300)
+                    .collect::<String>()
+            )));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| {
+            CentralError::unavailable(format!(
+                "the agent at {api_addr} sent an answer to {path} central does not understand: {e}"
+            ))
+        })
+    }
+}

@@ -147,6 +147,7 @@ async fn node(
         NodeCommand::Inspect { id } => {
             write!(out, "{}", render::json(&client.get_node(id).await?))?;
         }
+        NodeCommand::Top => crate::stats::node_top(client, ctx.json(), out).await?,
     }
     Ok(())
 }
@@ -284,6 +285,22 @@ async fn container(
                 }
             }
             return Ok(u8::try_from(result.exit_code.clamp(0, 255)).unwrap_or(u8::MAX));
+        }
+        ContainerCommand::Stats {
+            names,
+            watch,
+            interval,
+        } => {
+            crate::stats::container_stats(
+                client,
+                ctx.json(),
+                pool,
+                names,
+                *watch,
+                std::time::Duration::from_secs(*interval),
+                out,
+            )
+            .await?;
         }
         ContainerCommand::Reschedule { name, force } => {
             let view = client.reschedule_container(pool, name, *force).await?;

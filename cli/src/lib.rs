@@ -9,6 +9,7 @@ pub mod render;
 
 mod create;
 mod network;
+pub mod stats;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -125,6 +126,16 @@ Containers join with `caas container create ... --public-service=[SERVICE].NETWO
 `caas network inspect NAME` lists the addresses in use; `caas network rm NAME` is refused while
 containers are attached.";
 
+const STATS_AFTER_HELP: &str = "\
+Examples:
+  caas --pool=pool2 container stats
+  caas --pool=pool2 container stats web-1 web-2 --watch
+
+CPU % is of one CPU (200% = two busy CPUs) over the agent's last sampling interval; MEM USAGE
+is the working set (usage minus inactive page cache), as docker stats shows it. NET I/O counts
+the container's interfaces but loopback; BLOCK I/O all its containers. `-o json` adds the
+sandbox and data containers, throttling, OOM kills and per-interface/device counters.";
+
 /// Help heading of the options every command takes.
 const GLOBAL: &str = "Global options";
 
@@ -228,6 +239,8 @@ pub enum NodeCommand {
     Ls,
     /// Show one node as JSON.
     Inspect { id: String },
+    /// Nodes by CPU and memory use, as their agents measured them last (every 10 s).
+    Top,
 }
 
 #[derive(Debug, Subcommand)]
@@ -270,6 +283,20 @@ pub enum ContainerCommand {
         /// The command and its arguments, after `--`.
         #[arg(last = true, required = true, value_name = "CMD")]
         command: Vec<String>,
+    },
+    /// CPU, memory, network, block I/O and processes of containers, as their agents measured
+    /// them last (every 10 s by default); all of the pool's without names.
+    #[command(after_help = STATS_AFTER_HELP)]
+    Stats {
+        /// Containers to show [default: every container of the pool].
+        names: Vec<String>,
+        /// Keep refreshing the table in place until Ctrl-C.
+        #[arg(short, long)]
+        watch: bool,
+        /// Seconds between refreshes with --watch.
+        #[arg(long, value_name = "SECONDS", default_value_t = 2,
+              value_parser = clap::value_parser!(u64).range(1..=3600))]
+        interval: u64,
     },
     /// Place a container on another node (e.g. after its node was lost).
     Reschedule {

@@ -416,3 +416,30 @@ fn quote(bytes: &[u8]) -> String {
         None => text.to_string(),
     }
 }
+
+/// Stats, served by central from the agents.
+impl CentralClient {
+    /// Latest figures of every container of `pool` (containers whose node did not answer come
+    /// with no containers sampled).
+    pub async fn pool_stats(
+        &self,
+        pool: &str,
+    ) -> Result<Vec<caas_api::stats::WorkloadStats>, ClientError> {
+        self.get(&["v1", "pools", pool, "stats"]).await
+    }
+
+    /// Latest figures and rates of one container.
+    pub async fn container_stats(
+        &self,
+        pool: &str,
+        name: &str,
+    ) -> Result<caas_api::stats::WorkloadStats, ClientError> {
+        self.get(&["v1", "pools", pool, "containers", name, "stats"])
+            .await
+    }
+
+    /// Latest figures of the nodes the token sees.
+    pub async fn node_stats(&self) -> Result<Vec<caas_api::stats::NodeStatsEntry>, ClientError> {
+        self.get(&["v1", "stats", "nodes"]).await
+    }
+}

@@ -17,6 +17,7 @@ pub use caas_api::network::{
     CreateNetworkRequest, Endpoint, InterfaceStatus, IpAllocation, NetworkAttachment,
     NetworkDriver, NetworkSpec, NetworkView,
 };
+pub use caas_api::stats::{NodeStats, NodeStatsEntry, WorkloadStats};
 pub use client::{CentralClient, CreateOutcome};
 pub use error::{ClientError, NetworkKind};
 

@@ -39,9 +39,16 @@ impl AgentProcess {
     pub fn start(options: AgentOptions) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("caas-agent-").tempdir()?;
         let config_path = dir.path().join("agent.toml");
+        // Tests resync every second unless the extra config says otherwise (benchmarks run
+        // the production default).
+        let resync = if options.extra_config.contains("resync_interval_ms") {
+            ""
+        } else {
+            "resync_interval_ms = 1000\n"
+        };
         let config = format!(
             "node_id = \"{}\"\npool = \"{}\"\nzk = \"{}\"\nzk_root = \"{}\"\nlisten = \"{}\"\n\
-             name_prefix = \"{}\"\nzk_session_timeout_ms = 2000\nresync_interval_ms = 1000\nstop_grace_secs = 2\n{}",
+             name_prefix = \"{}\"\nzk_session_timeout_ms = 2000\n{resync}stop_grace_secs = 2\n{}",
             options.node_id,
             options.pool,
             options.zk,
@@ -76,10 +83,26 @@ impl AgentProcess {
             args.extend(["-l".to_string(), l.clone()]);
         }
         let envs = vec![("CAAS_LOG".to_string(), "info,caas_agent=debug".to_string())];
+        // Only the network namespace is entered (`nsenter --net`), not a new mount namespace
+        // as `ip netns exec` makes: that one remounts /sys for the namespace, which hides the
+        // host's cgroup hierarchies under /sys/fs/cgroup that the stats collector reads. A
+        // real agent runs in the host's namespaces.
+        let (program, args) = match self.options.netns.as_deref() {
+            Some(ns) => {
+                let mut wrapped = vec![
+                    format!("--net=/run/netns/{ns}"),
+                    "--".to_string(),
+                    binary.display().to_string(),
+                ];
+                wrapped.extend(args);
+                (PathBuf::from("nsenter"), wrapped)
+            }
+            None => (binary, args),
+        };
         let child = ChildGuard::spawn(
             &format!("agent {}", self.options.node_id),
-            self.options.netns.as_deref(),
-            &binary,
+            None,
+            &program,
             &args,
             &envs,
             &self.log_path,

@@ -4,6 +4,7 @@
 //! level-triggered and idempotent; the loop in `crate::agent` runs them on change and on a timer.
 
 mod backoff;
+mod settled;
 mod workload;
 
 use std::collections::BTreeMap;
@@ -67,6 +68,8 @@ pub struct Reconciler<R: ?Sized> {
     keys_written: std::sync::Mutex<BTreeMap<String, String>>,
     /// Wires sandboxes into their networks (None: this node wires nothing).
     network: Option<Arc<crate::network::Wiring>>,
+    /// Workloads whose timer passes need no engine call (see `settled`).
+    settled: settled::Settled,
 }
 
 impl<R: ContainerRuntime + ?Sized> Reconciler<R> {
@@ -77,6 +80,7 @@ impl<R: ContainerRuntime + ?Sized> Reconciler<R> {
             backoff: tokio::sync::Mutex::new(BTreeMap::new()),
             keys_written: std::sync::Mutex::new(BTreeMap::new()),
             network: None,
+            settled: settled::Settled::default(),
         }
     }
 
@@ -129,6 +133,8 @@ impl<R: ContainerRuntime + ?Sized> Reconciler<R> {
         {
             let mut backoff = self.backoff.lock().await;
             backoff.retain(|key, _| desired.workloads.contains_key(key));
+            self.settled
+                .retain(|key| desired.workloads.contains_key(key));
             for (key, assignment) in &desired.workloads {
                 let fingerprint = match assignment {
                     Ok(a) => format!("{:?}{}{}", a.desired, a.spec.generation, a.spec.app_hash()),
@@ -136,11 +142,21 @@ impl<R: ContainerRuntime + ?Sized> Reconciler<R> {
                 };
                 let entry = backoff.entry(key.clone()).or_default();
                 if entry.is_due(now, &fingerprint) {
-                    due.push((
-                        key.clone(),
-                        assignment.clone(),
-                        actual.remove(key).unwrap_or_default(),
-                    ));
+                    let containers = actual.remove(key).unwrap_or_default();
+                    let settled_fp = match assignment {
+                        Ok(a) if a.desired == Desired::Run => {
+                            Some(settled::fingerprint(a, &containers))
+                        }
+                        _ => None,
+                    };
+                    if let Some(status) = settled_fp
+                        .as_deref()
+                        .and_then(|fp| self.settled.reuse(key, fp, now))
+                    {
+                        outcome.statuses.insert(key.clone(), status);
+                        continue;
+                    }
+                    due.push((key.clone(), assignment.clone(), containers, settled_fp));
                 } else {
                     actual.remove(key);
                     if let Some(status) = previous.get(key) {
@@ -151,19 +167,25 @@ impl<R: ContainerRuntime + ?Sized> Reconciler<R> {
         }
 
         let results: Vec<_> = futures::stream::iter(due)
-            .map(|(key, assignment, containers)| async move {
+            .map(|(key, assignment, containers, settled_fp)| async move {
                 let result = self.converge(&key, assignment, containers).await;
-                (key, result)
+                (key, result, settled_fp)
             })
             .buffer_unordered(PARALLEL_WORKLOADS)
             .collect()
             .await;
 
         let mut backoff = self.backoff.lock().await;
-        for (key, result) in results {
+        for (key, result, settled_fp) in results {
             let entry = backoff.entry(key.clone()).or_default();
             match result {
-                workload::Converged::Status { status, healthy } => {
+                workload::Converged::Status {
+                    status,
+                    healthy,
+                    settle,
+                } => {
+                    self.settled
+                        .record(&key, settled_fp, &status, healthy && settle, now);
                     if healthy {
                         entry.succeeded();
                     } else {

@@ -374,3 +374,37 @@ async fn rich_on_an_image_without_the_contract_is_refused_and_leaves_nothing() {
     assert_eq!(status.last_error.as_ref().unwrap().code, "not-rich-image");
     assert!(fake.names().is_empty(), "{:?}", fake.names());
 }
+
+#[tokio::test]
+async fn a_settled_workload_costs_no_engine_call_until_something_changes() {
+    let fake = Arc::new(FakeRuntime::with_images(&[PAUSE, "app:1"]));
+    let r = reconciler(fake.clone());
+    let d = desired(&[spec("web", "app:1")]);
+    let first = r.pass(&d, &BTreeMap::new()).await.unwrap();
+    // The pass after a change looks in full once, then the workload is settled.
+    let second = r.pass(&d, &first.statuses).await.unwrap();
+    let reads = fake.reads();
+    let third = r.pass(&d, &second.statuses).await.unwrap();
+    assert_eq!(fake.reads(), reads, "a settled workload is not inspected");
+    assert_eq!(third.statuses, second.statuses);
+    // The app stops: the listing differs, so the next pass converges in full and starts it.
+    fake.kill("caas.p1.web");
+    fake.clear_calls();
+    let fourth = r.pass(&d, &third.statuses).await.unwrap();
+    assert!(fake.reads() > reads);
+    assert!(
+        fake.calls().iter().any(|c| c.starts_with("start")),
+        "{:?}",
+        fake.calls()
+    );
+    assert_eq!(
+        fourth.statuses[&WorkloadKey::new("p1", "web")].state,
+        WorkloadState::Running
+    );
+    // A new assignment (here: a new generation) is never answered from the settled status.
+    let mut next = spec("web", "app:1");
+    next.generation = 2;
+    let reads = fake.reads();
+    r.pass(&desired(&[next]), &fourth.statuses).await.unwrap();
+    assert!(fake.reads() > reads);
+}

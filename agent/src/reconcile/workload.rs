@@ -55,6 +55,9 @@ pub enum Converged {
     Status {
         status: WorkloadStatus,
         healthy: bool,
+        /// Whether the workload may be settled: plain, unwired, running, nothing changed or
+        /// wrong in this converge (see `settled`).
+        settle: bool,
     },
     Purged,
     PurgeFailed(WorkloadStatus),
@@ -166,8 +169,19 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
                 (Some(e), false)
             }
         };
+        let changed = !created.is_empty();
         let status = self.observe(spec, error).await;
-        Converged::Status { status, healthy }
+        let settle = healthy
+            && !changed
+            && !self.rich
+            && spec.networks.is_empty()
+            && status.state == WorkloadState::Running
+            && status.last_error.is_none();
+        Converged::Status {
+            status,
+            healthy,
+            settle,
+        }
     }
 
     /// Removes everything of the workload, data included.
@@ -233,6 +247,7 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
         Converged::Status {
             status,
             healthy: false,
+            settle: false,
         }
     }
 

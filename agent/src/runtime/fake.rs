@@ -33,6 +33,8 @@ struct State {
     /// Create calls for names in here fail (to test rollback).
     fail_create: BTreeSet<String>,
     down: bool,
+    /// Inspect and image look-up calls (reads the reconciler should spare settled workloads).
+    reads: usize,
 }
 
 /// In-memory engine.
@@ -90,6 +92,10 @@ impl FakeRuntime {
     }
     pub fn clear_calls(&self) {
         self.with(|s| s.calls.clear());
+    }
+    /// Inspect and image look-up calls so far.
+    pub fn reads(&self) -> usize {
+        self.with(|s| s.reads)
     }
     pub fn names(&self) -> Vec<String> {
         self.with(|s| {
@@ -162,6 +168,7 @@ impl ContainerRuntime for FakeRuntime {
     async fn inspect(&self, id: &str) -> Result<ContainerDetails, RuntimeError> {
         self.check_up()?;
         self.with(|s| {
+            s.reads += 1;
             let c = s
                 .containers
                 .get(id)
@@ -198,6 +205,7 @@ impl ContainerRuntime for FakeRuntime {
     ) -> Result<Option<BTreeMap<String, String>>, RuntimeError> {
         self.check_up()?;
         Ok(self.with(|s| {
+            s.reads += 1;
             s.images
                 .contains(image)
                 .then(|| s.image_labels.get(image).cloned().unwrap_or_default())

@@ -9,6 +9,7 @@ mod nodes;
 mod openapi;
 mod pools;
 pub mod reply;
+mod stats;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -279,6 +280,25 @@ pub fn routes(
                 finish(access::deploy(ctx, pool, name, body).await)
             },
         );
+    let pool_stats = v1
+        .and(warp::path!("pools" / String / "stats"))
+        .and(warp::get())
+        .and(c.clone())
+        .then(|pool: String, ctx: Ctx| async move { finish(stats::pool(ctx, pool).await) });
+    let container_stats = v1
+        .and(warp::path!(
+            "pools" / String / "containers" / String / "stats"
+        ))
+        .and(warp::get())
+        .and(c.clone())
+        .then(|pool: String, name: String, ctx: Ctx| async move {
+            finish(stats::container(ctx, pool, name).await)
+        });
+    let node_stats = v1
+        .and(warp::path!("stats" / "nodes"))
+        .and(warp::get())
+        .and(c.clone())
+        .then(|ctx: Ctx| async move { finish(stats::nodes(ctx).await) });
     let container_reschedule = v1
         .and(warp::path!(
             "pools" / String / "containers" / String / "reschedule"
@@ -327,6 +347,12 @@ pub fn routes(
         .or(network_delete)
         .unify()
         .boxed();
+    let stats_routes = pool_stats
+        .or(container_stats)
+        .unify()
+        .or(node_stats)
+        .unify()
+        .boxed();
     meta.or(pool_routes)
         .unify()
         .or(node_routes)
@@ -336,6 +362,8 @@ pub fn routes(
         .or(access_routes)
         .unify()
         .or(network_routes)
+        .unify()
+        .or(stats_routes)
         .unify()
         .recover(|rejection: warp::Rejection| async move {
             let err = if let Some(reply::Refused(refused)) = rejection.find::<reply::Refused>() {

@@ -41,6 +41,21 @@ pub fn document() -> Value {
         Some("SshKeysRequest"),
         "200"
     )});
+    paths["/v1/pools/{pool}/stats"] = json!({"get": op(
+        "Latest CPU, memory, block I/O, process and network figures of every container of the pool, from their agents",
+        None,
+        "200"
+    )});
+    paths["/v1/pools/{pool}/containers/{name}/stats"] = json!({"get": op(
+        "Latest figures and rates of one container (app, sandbox and data), from its agent",
+        None,
+        "200"
+    )});
+    paths["/v1/stats/nodes"] = json!({"get": op(
+        "Latest CPU, memory, load, filesystem and network figures of the nodes the caller sees",
+        None,
+        "200"
+    )});
     let schemas = &mut doc["components"]["schemas"];
     schemas["ExecRequest"] = json!({"type": "object", "additionalProperties": false, "required": ["command"], "properties": {
         "command": {"type": "array", "minItems": 1, "items": {"type": "string"}},
