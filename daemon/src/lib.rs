@@ -3,6 +3,8 @@
 //! (`ConfigError`), logs go to stderr filtered by `CAAS_LOG`, and the service runs on a tokio
 //! runtime until SIGTERM or SIGINT cancels it (`serve`).
 
+pub mod config_doc;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
