@@ -319,9 +319,11 @@ struct TestNode {
 
 impl TestNode {
     fn boot(name: &str, packages: &Path) -> anyhow::Result<Self> {
-        let image = run(Command::new(repo_root().join("packaging/test-node/build")))?
-            .trim()
-            .to_string();
+        let image = run(&mut Command::new(
+            repo_root().join("packaging/test-node/build"),
+        ))?
+        .trim()
+        .to_string();
         let _ = Command::new("docker").args(["rm", "-f", name]).output();
         run(Command::new("docker")
             .args(["run", "-d", "--name", name, "--network", "host"])
