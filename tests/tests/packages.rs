@@ -269,11 +269,11 @@ fn packages_carry_metadata_files_dependencies_scriptlets_and_pass_the_linters() 
     assert_eq!(conffiles.trim(), "/etc/caas/agent.toml");
     let contents = run(Command::new("dpkg-deb").arg("-c").arg(&agent_deb)).unwrap();
     for want in [
-        "./usr/bin/caas-agent",
-        "./etc/caas/agent.toml",
-        "./lib/systemd/system/caas-agent.service",
-        "./usr/share/doc/caas-agent/copyright",
-        "./usr/share/doc/caas-agent/changelog.Debian.gz",
+        "usr/bin/caas-agent",
+        "etc/caas/agent.toml",
+        "lib/systemd/system/caas-agent.service",
+        "usr/share/doc/caas-agent/copyright",
+        "usr/share/doc/caas-agent/changelog.Debian.gz",
     ] {
         assert!(
             contents.contains(want),
