@@ -25,7 +25,7 @@ pub use caas_daemon::{ConfigError, EXIT_CONFIG};
 #[derive(Debug, Clone, Default, Parser)]
 #[command(
     name = "caas-agent",
-    version,
+    version = caas_buildinfo::VERSION_TEXT,
     about = "caas node agent: registers this node in ZooKeeper and runs its assigned workloads on Docker",
     long_about = "caas node agent.\n\nRegisters this node ephemerally under <zk-root>/nodes/<node-id>, \
 runs the workloads assigned under <zk-root>/assign/<node-id> as Docker containers (sandbox, data, \
@@ -164,7 +164,16 @@ impl AgentConfig {
             None => hostname_label()?,
         };
         validate_dns_label("node_id", &node_id).map_err(|e| invalid("node_id", e.message))?;
-        let pool = flags.pool.clone().or(file.pool).ok_or_else(|| {
+        let pool = flags.pool.clone().or(file.pool);
+        if pool.is_none() && flags.zk.is_none() && file.zk.is_none() {
+            // An unedited packaged config: name everything ops must set, at once.
+            return Err(invalid(
+                "pool, zk",
+                "are required: set `pool = \"...\"` and `zk = \"host:port,...\"` in /etc/caas/agent.toml \
+                 (or --pool/--zk, CAAS_AGENT_POOL/CAAS_AGENT_ZK)",
+            ));
+        }
+        let pool = pool.ok_or_else(|| {
             invalid(
                 "pool",
                 "is required: set `pool = \"...\"` in the file, --pool or CAAS_AGENT_POOL",
@@ -375,6 +384,48 @@ mod tests {
         let c = AgentConfig::from_toml(&f, text, Path::new("a.toml")).unwrap();
         assert_eq!(c.pool, "p2");
         assert_eq!(c.labels["rack"], "r2");
+    }
+
+    #[test]
+    fn packaged_config_documents_every_key_and_needs_pool_and_zk() {
+        use caas_daemon::config_doc::{documented_keys, struct_fields, uncomment_examples};
+        let shipped = include_str!("../../packaging/agent.toml");
+        let path = Path::new("packaging/agent.toml");
+        let documented = documented_keys(shipped);
+        for field in struct_fields::<FileConfig>() {
+            assert!(
+                documented.iter().any(|k| k == field),
+                "packaging/agent.toml does not document `{field}`"
+            );
+        }
+        // Every documented key (examples uncommented) is one the parser accepts, with a value
+        // of the right type.
+        parse_file(&uncomment_examples(shipped), path).unwrap();
+        for key in &documented {
+            let top = key.split('.').next().unwrap();
+            assert!(
+                struct_fields::<FileConfig>().contains(&top),
+                "packaging/agent.toml documents `{key}`, which the agent refuses"
+            );
+        }
+        // As shipped it parses, and names exactly what ops must set.
+        match AgentConfig::from_toml(&flags(), shipped, path) {
+            Err(ConfigError::Invalid { field, message }) => {
+                assert_eq!(field, "pool, zk");
+                assert!(message.contains("/etc/caas/agent.toml"), "{message}");
+            }
+            other => panic!("expected pool and zk to be required, got {other:?}"),
+        }
+        let edited = format!("{shipped}\n").replace(
+            "# pool = \"pool1\"",
+            "pool = \"pool1\"\nzk = \"10.0.0.1:2181\"",
+        );
+        let c = AgentConfig::from_toml(&flags(), &edited, path).unwrap();
+        assert_eq!(
+            (c.pool.as_str(), c.zk_servers.as_str()),
+            ("pool1", "10.0.0.1:2181")
+        );
+        assert_eq!(c.listen.to_string(), "127.0.0.1:7070");
     }
 
     #[test]

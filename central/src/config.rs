@@ -15,7 +15,7 @@ pub use caas_daemon::{ConfigError, EXIT_CONFIG};
 #[derive(Debug, Clone, Default, Parser)]
 #[command(
     name = "caas-central",
-    version,
+    version = caas_buildinfo::VERSION_TEXT,
     about = "caas central: the stateless REST API and scheduler (all state lives in ZooKeeper)",
     long_about = "caas central: the stateless REST API and scheduler.\n\nRun any number of instances \
 behind one address; all state lives in ZooKeeper. One instance at a time is elected to do the \
@@ -80,6 +80,19 @@ impl CentralConfig {
             Some(path) => caas_daemon::read_toml::<FileConfig>(path)?,
             None => FileConfig::default(),
         };
+        if flags.zk.is_none()
+            && file.zk.is_none()
+            && flags.admin_token_file.is_none()
+            && file.admin_token_file.is_none()
+        {
+            // An unedited packaged config: name everything ops must set, at once.
+            return Err(invalid(
+                "zk, admin_token_file",
+                "are required: set `zk = \"host:port,...\"` and `admin_token_file = \"...\"` in \
+                 /etc/caas/central.toml (or --zk/--admin-token-file, CAAS_CENTRAL_ZK/\
+                 CAAS_CENTRAL_ADMIN_TOKEN_FILE)",
+            ));
+        }
         let zk_servers = flags.zk.clone().or(file.zk).ok_or_else(|| {
             invalid(
                 "zk",
@@ -133,5 +146,64 @@ impl CentralConfig {
             lost_grace,
             zk_session_timeout,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn packaged_config_documents_every_key_and_needs_zk_and_token() {
+        use caas_daemon::config_doc::{documented_keys, struct_fields, uncomment_examples};
+        let shipped = include_str!("../../packaging/central.toml");
+        let dir = tempfile::tempdir().unwrap();
+        let documented = documented_keys(shipped);
+        for field in struct_fields::<FileConfig>() {
+            assert!(
+                documented.iter().any(|k| k == field),
+                "packaging/central.toml does not document `{field}`"
+            );
+        }
+        for key in &documented {
+            assert!(
+                struct_fields::<FileConfig>().contains(&key.as_str()),
+                "packaging/central.toml documents `{key}`, which central refuses"
+            );
+        }
+        let path = dir.path().join("central.toml");
+        let load = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            CentralConfig::load(&Flags {
+                config: Some(path.clone()),
+                ..Default::default()
+            })
+        };
+        // Every documented example parses and validates (token files made here).
+        for name in ["admin.token", "control.token"] {
+            std::fs::write(dir.path().join(name), "0123456789abcdef0123\n").unwrap();
+        }
+        let examples = uncomment_examples(shipped)
+            .replace("/etc/caas/", &format!("{}/", dir.path().display()));
+        let c = load(&examples).unwrap();
+        assert!(c.agent_token.is_some());
+        match load(shipped) {
+            Err(ConfigError::Invalid { field, message }) => {
+                assert_eq!(field, "zk, admin_token_file");
+                assert!(message.contains("/etc/caas/central.toml"), "{message}");
+            }
+            other => panic!("expected zk and admin_token_file to be required, got {other:?}"),
+        }
+        let token = dir.path().join("admin.token");
+        std::fs::write(&token, "0123456789abcdef0123\n").unwrap();
+        let edited = format!(
+            "{shipped}\nzk = \"10.0.0.1:2181\"\nadmin_token_file = \"{}\"\n",
+            token.display()
+        );
+        let c = load(&edited).unwrap();
+        assert_eq!(c.zk_servers, "10.0.0.1:2181");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.lost_grace, Duration::from_secs(30));
     }
 }

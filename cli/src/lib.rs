@@ -152,7 +152,7 @@ pub enum OutputFormat {
 #[derive(Debug, Parser)]
 #[command(
     name = "caas",
-    version,
+    version = caas_buildinfo::VERSION_TEXT,
     about = ABOUT,
     long_about = LONG_ABOUT,
     after_help = AFTER_HELP,

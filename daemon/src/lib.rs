@@ -3,6 +3,8 @@
 //! (`ConfigError`), logs go to stderr filtered by `CAAS_LOG`, and the service runs on a tokio
 //! runtime until SIGTERM or SIGINT cancels it (`serve`).
 
+pub mod config_doc;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -115,7 +117,8 @@ where
     })
 }
 
-/// Logs to stderr, filtered by `CAAS_LOG` (tracing's env-filter syntax; default `info`).
+/// Logs to stderr, filtered by `CAAS_LOG` (tracing's env-filter syntax; default `info`), in
+/// colour only on a terminal.
 pub fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -123,6 +126,8 @@ pub fn init_logging() {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // No colour codes in journald or log files.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 
