@@ -144,6 +144,12 @@ pub async fn run_with<R: ContainerRuntime>(
     )
     .map_err(|e| AgentError::Zk(e.to_string()))?;
     let remote_changed = remote.changed();
+    // Internal DNS and load balancing (issue 11): a task of its own, following ZooKeeper.
+    tracker.spawn(crate::services::run(
+        session.clients(),
+        crate::services::ServicesConfig::of(&config),
+        work.clone(),
+    ));
     let health = crate::health::HealthBook::default();
     tracker.spawn(crate::health::run_prober(
         health.clone(),

@@ -382,6 +382,8 @@ impl Wiring {
             .iter()
             .copied()
             .filter(|a| *a != net.gateway)
+            // Load balancer VIPs (/32) are kept by `services::lb`, not the wiring.
+            .filter(|a| a.prefix_len() != 32)
             .collect();
         let has_gateway = b.addresses.contains(&net.gateway);
         for a in stale {
