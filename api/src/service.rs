@@ -270,10 +270,7 @@ mod tests {
             parse_forward("f", "10.0.0.53").unwrap().to_string(),
             "10.0.0.53:53"
         );
-        assert_eq!(
-            parse_forward("f", "10.0.0.53:5353").unwrap().port(),
-            5353
-        );
+        assert_eq!(parse_forward("f", "10.0.0.53:5353").unwrap().port(), 5353);
         assert!(parse_forward("f", "resolver").is_err());
         assert!(parse_forward("f", "10.0.0.1:0").is_err());
         assert!(refuse_slb_key("l", "slb.listener").is_err());

@@ -76,7 +76,10 @@ fn network_missing(pool: &str, network: &str) -> CentralError {
 pub fn validate_dns(request: &CreateDnsRequest) -> Result<(String, Option<String>), CentralError> {
     validate_dns_label("name", &request.name)?;
     validate_dns_label("network", &request.network)?;
-    let domain = validate_domain("domain", request.domain.as_deref().unwrap_or(DEFAULT_DOMAIN))?;
+    let domain = validate_domain(
+        "domain",
+        request.domain.as_deref().unwrap_or(DEFAULT_DOMAIN),
+    )?;
     let forward = match &request.forward {
         Some(text) => Some(parse_forward("forward", text)?.to_string()),
         None => None,
@@ -241,12 +244,15 @@ pub async fn lb_create(
                 }
                 ip
             }
-            None => subnet.hosts().find(|ip| !taken.contains(ip)).ok_or_else(|| {
-                CentralError::conflict(
-                    ConflictKind::Exhausted,
-                    format!("network {} has no free address left for a VIP", net.name),
-                )
-            })?,
+            None => subnet
+                .hosts()
+                .find(|ip| !taken.contains(ip))
+                .ok_or_else(|| {
+                    CentralError::conflict(
+                        ConflictKind::Exhausted,
+                        format!("network {} has no free address left for a VIP", net.name),
+                    )
+                })?,
         };
         let spec = LbSpec {
             version: caas_api::PAYLOAD_VERSION,
@@ -284,7 +290,10 @@ pub async fn lb_create(
                 data: Vec::new(),
             });
         }
-        ops.push(Op::create(layout.lb(pool, &net.name, &request.name), &spec)?);
+        ops.push(Op::create(
+            layout.lb(pool, &net.name, &request.name),
+            &spec,
+        )?);
         ops.push(Op::create(
             layout.ip(pool, &net.name, &vip.to_string()),
             &allocation,
@@ -334,9 +343,14 @@ pub async fn lb_remove(central: &Central, pool: &str, name: &str) -> Result<(), 
     ];
     match central.store.commit(&ops, None).await {
         Ok(()) => Ok(()),
-        Err(e) if e.conflict().is_some_and(|(f, _)| f == OpFailure::BadVersion) => Err(
-            CentralError::contention("the load balancer changed meanwhile; retry"),
-        ),
+        Err(e)
+            if e.conflict()
+                .is_some_and(|(f, _)| f == OpFailure::BadVersion) =>
+        {
+            Err(CentralError::contention(
+                "the load balancer changed meanwhile; retry",
+            ))
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -350,10 +364,7 @@ pub async fn lb_add_backend(
 ) -> Result<LbSpec, CentralError> {
     validate_dns_label("name", name)?;
     validate_dns_label("container", &request.container)?;
-    let port = request
-        .port
-        .map(|p| validate_port("port", p))
-        .transpose()?;
+    let port = request.port.map(|p| validate_port("port", p)).transpose()?;
     let weight = validate_weight("weight", request.weight.unwrap_or(1))?;
     for _ in 0..MAX_ATTEMPTS {
         let (mut spec, version) = lb_get(central, pool, name).await?;
@@ -401,7 +412,12 @@ pub async fn lb_add_backend(
             .await
         {
             Ok(()) => return Ok(spec),
-            Err(e) if e.conflict().is_some_and(|(f, _)| f == OpFailure::BadVersion) => continue,
+            Err(e)
+                if e.conflict()
+                    .is_some_and(|(f, _)| f == OpFailure::BadVersion) =>
+            {
+                continue
+            }
             Err(e) => return Err(e.into()),
         }
     }
@@ -433,7 +449,12 @@ pub async fn lb_remove_backend(
             .await
         {
             Ok(()) => return Ok(spec),
-            Err(e) if e.conflict().is_some_and(|(f, _)| f == OpFailure::BadVersion) => continue,
+            Err(e)
+                if e.conflict()
+                    .is_some_and(|(f, _)| f == OpFailure::BadVersion) =>
+            {
+                continue
+            }
             Err(e) => return Err(e.into()),
         }
     }
@@ -458,10 +479,14 @@ pub async fn lb_view(central: &Central, spec: LbSpec) -> Result<LbView, CentralE
                     .map(|e| e.ip.clone());
                 let key = WorkloadKey::new(&spec.pool, &b.container);
                 let status = central.store.status(&record.node, &key).await?;
-                let state = match status {
+                let state = match &status {
                     Some(s) if s.state != WorkloadState::Running => "not-running",
                     None => "not-running",
-                    Some(s) if s.health.is_some_and(|h| h.state == HealthState::Unhealthy) => {
+                    Some(s)
+                        if s.health
+                            .as_ref()
+                            .is_some_and(|h| h.state == HealthState::Unhealthy) =>
+                    {
                         "unhealthy"
                     }
                     Some(_) => "up",
@@ -517,7 +542,7 @@ pub async fn membership(
         }
     }
     for (lb, _) in lb_list(central, pool).await? {
-        if attached.contains(&lb.network)
+        if attached.contains(&lb.network.as_str())
             && lb.backends.iter().any(|b| b.container == record.spec.name)
         {
             out.lbs.push(lb.name);

@@ -100,9 +100,12 @@ fn options<'a>(
 ) -> Result<Vec<(String, &'a str)>, CliError> {
     let mut out: Vec<(String, &str)> = Vec::new();
     for item in items {
-        let (key, value) = item
-            .split_once('=')
-            .ok_or_else(|| bad(format!("-l {item:?}: expected KEY=VALUE ({})", known.join(", "))))?;
+        let (key, value) = item.split_once('=').ok_or_else(|| {
+            bad(format!(
+                "-l {item:?}: expected KEY=VALUE ({})",
+                known.join(", ")
+            ))
+        })?;
         refuse_slb_key("label", key).map_err(|e| bad(format!("-l {item}: {}", e.message)))?;
         let lower = key.to_ascii_lowercase();
         if !known.iter().any(|k| k.to_ascii_lowercase() == lower) {
@@ -152,7 +155,10 @@ impl DnsCreateArgs {
         label("-x network", &self.network)?;
         let opts = options(&self.options, &["Domain", "Forward"], "dns create")?;
         let domain = get(&opts, "domain")
-            .map(|d| validate_domain("domain", d).map_err(|e| bad(format!("-l Domain={d}: {}", e.message))))
+            .map(|d| {
+                validate_domain("domain", d)
+                    .map_err(|e| bad(format!("-l Domain={d}: {}", e.message)))
+            })
             .transpose()?;
         let forward = get(&opts, "forward")
             .map(|f| {
@@ -209,20 +215,19 @@ impl LbCreateArgs {
 impl LbMemberArgs {
     fn container(&self, opts: &[(String, &str)]) -> Result<String, CliError> {
         let named = get(opts, "container");
-        let container = match (&self.container, named) {
-            (Some(a), Some(b)) if a != b => {
-                return Err(bad(format!(
-                    "the container is given twice ({a} and -l container={b}); give it once"
-                )))
-            }
-            (Some(a), _) => a.clone(),
-            (None, Some(b)) => b.to_string(),
-            (None, None) => {
-                return Err(bad(
+        let container =
+            match (&self.container, named) {
+                (Some(a), Some(b)) if a != b => {
+                    return Err(bad(format!(
+                        "the container is given twice ({a} and -l container={b}); give it once"
+                    )))
+                }
+                (Some(a), _) => a.clone(),
+                (None, Some(b)) => b.to_string(),
+                (None, None) => return Err(bad(
                     "name the container: caas lb add_container LB CONTAINER (or -l container=NAME)",
-                ))
-            }
-        };
+                )),
+            };
         label("container", &container)?;
         Ok(container)
     }
@@ -303,7 +308,9 @@ pub async fn dns(
                     spec.domain,
                     spec.forward
                         .as_deref()
-                        .map_or("other names refused".into(), |f| format!("other names forwarded to {f}"))
+                        .map_or("other names refused".into(), |f| format!(
+                            "other names forwarded to {f}"
+                        ))
                 )?;
             }
         }
@@ -361,8 +368,9 @@ pub async fn lb(
                     spec.vip,
                     spec.port,
                     spec.protocol.as_str(),
-                    spec.publish
-                        .map_or(String::new(), |p| format!(", published on every node at {p}"))
+                    spec.publish.map_or(String::new(), |p| format!(
+                        ", published on every node at {p}"
+                    ))
                 )?;
             }
         }
@@ -428,46 +436,115 @@ mod tests {
 
     #[test]
     fn seed_shapes_parse() {
-        let cli = parse(&["caas", "--pool=pool2", "dns", "create", "dns1", "-x", "myvxlan"]);
+        let cli = parse(&[
+            "caas",
+            "--pool=pool2",
+            "dns",
+            "create",
+            "dns1",
+            "-x",
+            "myvxlan",
+        ]);
         let crate::Command::Dns(DnsCommand::Create(a)) = &cli.command else {
             panic!("{cli:?}")
         };
         let r = a.to_request().unwrap();
-        assert_eq!((r.network.as_str(), r.domain, r.forward), ("myvxlan", None, None));
+        assert_eq!(
+            (r.network.as_str(), r.domain, r.forward),
+            ("myvxlan", None, None)
+        );
 
         let cli = parse(&[
-            "caas", "--pool=pool2", "lb", "create", "web-lb", "-x", "myvxlan", "-l", "Port=80",
-            "-l", "Vip=192.168.31.100", "-l", "Publish=8080",
+            "caas",
+            "--pool=pool2",
+            "lb",
+            "create",
+            "web-lb",
+            "-x",
+            "myvxlan",
+            "-l",
+            "Port=80",
+            "-l",
+            "Vip=192.168.31.100",
+            "-l",
+            "Publish=8080",
         ]);
         let crate::Command::Lb(LbCommand::Create(a)) = &cli.command else {
             panic!("{cli:?}")
         };
         let r = a.to_request().unwrap();
-        assert_eq!((r.port, r.publish, r.vip.as_deref()), (80, Some(8080), Some("192.168.31.100")));
+        assert_eq!(
+            (r.port, r.publish, r.vip.as_deref()),
+            (80, Some(8080), Some("192.168.31.100"))
+        );
 
         let cli = parse(&[
-            "caas", "--pool=pool2", "lb", "add_container", "web-lb", "web-2", "--type=slb", "-l",
+            "caas",
+            "--pool=pool2",
+            "lb",
+            "add_container",
+            "web-lb",
+            "web-2",
+            "--type=slb",
+            "-l",
             "Port=8080",
         ]);
         let crate::Command::Lb(LbCommand::AddContainer(a)) = &cli.command else {
             panic!("{cli:?}")
         };
         let r = a.to_request().unwrap();
-        assert_eq!((r.container.as_str(), r.port, r.weight), ("web-2", Some(8080), None));
+        assert_eq!(
+            (r.container.as_str(), r.port, r.weight),
+            ("web-2", Some(8080), None)
+        );
     }
 
     #[test]
     fn bad_input_is_refused_locally() {
         let cases: &[(&[&str], &str)] = &[
             (&["lb", "create", "w", "-x", "n"], "needs a port"),
-            (&["lb", "create", "w", "-x", "n", "-l", "Port=0"], "not a port"),
-            (&["lb", "create", "w", "-x", "n", "-l", "Port=70000"], "not a port"),
-            (&["lb", "create", "w", "-x", "n", "-l", "Port=80", "-l", "slb.listener=x"], "only the built-in"),
-            (&["lb", "create", "Bad", "-x", "n", "-l", "Port=80"], "not a valid name"),
-            (&["lb", "add_container", "w", "c", "-l", "Weight=0"], "not a weight"),
-            (&["lb", "add_container", "w", "c", "--type=alb"], "only the built-in"),
-            (&["dns", "create", "d", "-x", "n", "-l", "Forward=nowhere"], "not an IPv4"),
-            (&["dns", "create", "d", "-x", "n", "-l", "Color=red"], "unknown key"),
+            (
+                &["lb", "create", "w", "-x", "n", "-l", "Port=0"],
+                "not a port",
+            ),
+            (
+                &["lb", "create", "w", "-x", "n", "-l", "Port=70000"],
+                "not a port",
+            ),
+            (
+                &[
+                    "lb",
+                    "create",
+                    "w",
+                    "-x",
+                    "n",
+                    "-l",
+                    "Port=80",
+                    "-l",
+                    "slb.listener=x",
+                ],
+                "only the built-in",
+            ),
+            (
+                &["lb", "create", "Bad", "-x", "n", "-l", "Port=80"],
+                "not a valid name",
+            ),
+            (
+                &["lb", "add_container", "w", "c", "-l", "Weight=0"],
+                "not a weight",
+            ),
+            (
+                &["lb", "add_container", "w", "c", "--type=alb"],
+                "only the built-in",
+            ),
+            (
+                &["dns", "create", "d", "-x", "n", "-l", "Forward=nowhere"],
+                "not an IPv4",
+            ),
+            (
+                &["dns", "create", "d", "-x", "n", "-l", "Color=red"],
+                "unknown key",
+            ),
         ];
         for (args, words) in cases {
             let mut full = vec!["caas", "--pool=p"];

@@ -211,7 +211,13 @@ fn main() {
         v.sort_by(|a, b| a.total_cmp(b));
         v[v.len() / 2]
     };
-    let qps_ratio = median(&mut caas.iter().zip(&reference).map(|(a, b)| a.qps / b.qps).collect());
+    let qps_ratio = median(
+        &mut caas
+            .iter()
+            .zip(&reference)
+            .map(|(a, b)| a.qps / b.qps)
+            .collect(),
+    );
     let p99_ratio = median(
         &mut caas
             .iter()

@@ -143,10 +143,9 @@ async fn run_until(
 }
 
 async fn member_state(c: &Cluster, token: &str, container: &str) -> String {
-    let lb: serde_json::Value = serde_json::from_str(
-        &cli_ok(c, token, &["--pool", POOL, "lb", "inspect", "web-lb"]).await,
-    )
-    .unwrap();
+    let lb: serde_json::Value =
+        serde_json::from_str(&cli_ok(c, token, &["--pool", POOL, "lb", "inspect", "web-lb"]).await)
+            .unwrap();
     lb["members"]
         .as_array()
         .unwrap()
@@ -172,42 +171,100 @@ async fn main() {
     cli_ok(
         &c,
         &token,
-        &[p, "network", "create", "myvxlan", "-l", "Subnet=192.168.0.0/19", "-l", "Gateway=192.168.31.254"],
+        &[
+            p,
+            "network",
+            "create",
+            "myvxlan",
+            "-l",
+            "Subnet=192.168.0.0/19",
+            "-l",
+            "Gateway=192.168.31.254",
+        ],
     )
     .await;
     for (name, slot, cmd) in [
         ("anchor", "1", "sleep 100000".to_string()),
-        ("web-1", "2", "mkdir -p /www && echo web-1 > /www/index.html && exec httpd -f -p 80 -h /www".to_string()),
-        ("web-2", "3", "mkdir -p /www && echo web-2 > /www/index.html && httpd -p 80 -h /www && sleep 100000".to_string()),
+        (
+            "web-1",
+            "2",
+            "mkdir -p /www && echo web-1 > /www/index.html && exec httpd -f -p 80 -h /www"
+                .to_string(),
+        ),
+        (
+            "web-2",
+            "3",
+            "mkdir -p /www && echo web-2 > /www/index.html && httpd -p 80 -h /www && sleep 100000"
+                .to_string(),
+        ),
     ] {
         let constraint = format!("slot=={slot}");
         cli_ok(
             &c,
             &token,
             &[
-                p, "container", "create", name, "--public-service", "web.myvxlan", "--image", &image, "-c",
-                &constraint, "--health-tcp", "80", "--health-interval", "1", "--health-retries", "1", "--",
-                "sh", "-c", &cmd,
+                p,
+                "container",
+                "create",
+                name,
+                "--public-service",
+                "web.myvxlan",
+                "--image",
+                &image,
+                "-c",
+                &constraint,
+                "--health-tcp",
+                "80",
+                "--health-interval",
+                "1",
+                "--health-retries",
+                "1",
+                "--",
+                "sh",
+                "-c",
+                &cmd,
             ],
         )
         .await;
     }
-    cli_ok(&c, &token, &[p, "lb", "create", "web-lb", "-x", "myvxlan", "-l", "Port=80", "-l", &format!("Vip={VIP}")]).await;
-    cli_ok(&c, &token, &[p, "lb", "add_container", "web-lb", "web-1"]).await;
-    let view: serde_json::Value = serde_json::from_str(
-        &cli_ok(&c, &token, &[p, "container", "inspect", "web-1"]).await,
+    cli_ok(
+        &c,
+        &token,
+        &[
+            p,
+            "lb",
+            "create",
+            "web-lb",
+            "-x",
+            "myvxlan",
+            "-l",
+            "Port=80",
+            "-l",
+            &format!("Vip={VIP}"),
+        ],
     )
-    .unwrap();
-    let web1_ip = view["spec"]["networks"][0]["ip"].as_str().unwrap().to_string();
+    .await;
+    cli_ok(&c, &token, &[p, "lb", "add_container", "web-lb", "web-1"]).await;
+    let view: serde_json::Value =
+        serde_json::from_str(&cli_ok(&c, &token, &[p, "container", "inspect", "web-1"]).await)
+            .unwrap();
+    let web1_ip = view["spec"]["networks"][0]["ip"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let node1 = NetnsExecutor::enter(c.topo.node(1)).unwrap();
-    until("the VIP answers from node 1", Duration::from_secs(120), || async {
-        let ok = node1
-            .run(async { get(VIP).await.ok() })
-            .await
-            .unwrap()
-            .is_some_and(|b| b == "web-1");
-        Ok(ok.then_some(()))
-    })
+    until(
+        "the VIP answers from node 1",
+        Duration::from_secs(120),
+        || async {
+            let ok = node1
+                .run(async { get(VIP).await.ok() })
+                .await
+                .unwrap()
+                .is_some_and(|b| b == "web-1");
+            Ok(ok.then_some(()))
+        },
+    )
     .await
     .unwrap();
 

@@ -111,9 +111,8 @@ fn resolve(container: &str, name: &str) -> Vec<String> {
 
 /// `n` HTTP requests through `url` from `container`; the body of each (or "FAIL").
 fn requests(container: &str, url: &str, n: usize) -> Vec<String> {
-    let script = format!(
-        "for i in $(seq {n}); do wget -q -T 3 -O - {url} 2>/dev/null || echo FAIL; done"
-    );
+    let script =
+        format!("for i in $(seq {n}); do wget -q -T 3 -O - {url} 2>/dev/null || echo FAIL; done");
     let (_, out) = exec(container, &["sh", "-c", &script]);
     out.lines().map(|l| l.trim().to_string()).collect()
 }
@@ -216,7 +215,15 @@ async fn dns_and_load_balancing_end_to_end() {
         &c,
         &token,
         &[
-            p, "network", "create", "myvxlan", "-d", "vxlan", "-l", "Subnet=192.168.0.0/19", "-l",
+            p,
+            "network",
+            "create",
+            "myvxlan",
+            "-d",
+            "vxlan",
+            "-l",
+            "Subnet=192.168.0.0/19",
+            "-l",
             "Gateway=192.168.31.254",
         ],
     )
@@ -224,14 +231,32 @@ async fn dns_and_load_balancing_end_to_end() {
     cli_ok(
         &c,
         &token,
-        &[p, "network", "create", "other", "-l", "Subnet=10.50.0.0/24", "-l", "Gateway=10.50.0.1"],
+        &[
+            p,
+            "network",
+            "create",
+            "other",
+            "-l",
+            "Subnet=10.50.0.0/24",
+            "-l",
+            "Gateway=10.50.0.1",
+        ],
     )
     .await;
     // The command, plus a forwarder in the fabric for other names.
     cli_ok(
         &c,
         &token,
-        &[p, "dns", "create", "dns1", "-x", "myvxlan", "-l", "Forward=198.18.0.1"],
+        &[
+            p,
+            "dns",
+            "create",
+            "dns1",
+            "-x",
+            "myvxlan",
+            "-l",
+            "Forward=198.18.0.1",
+        ],
     )
     .await;
     cli_ok(&c, &token, &[p, "dns", "create", "dns2", "-x", "other"]).await;
@@ -242,7 +267,13 @@ async fn dns_and_load_balancing_end_to_end() {
         image: &image,
     };
     create
-        .run("core", ".myvxlan", "1", "sleep 100000", &["-l", "Ip=192.168.31.3", "-l", "Hostname=core-1"])
+        .run(
+            "core",
+            ".myvxlan",
+            "1",
+            "sleep 100000",
+            &["-l", "Ip=192.168.31.3", "-l", "Hostname=core-1"],
+        )
         .await;
     for i in 1..=3 {
         let name = format!("web-{i}");
@@ -252,13 +283,28 @@ async fn dns_and_load_balancing_end_to_end() {
                 "web.myvxlan",
                 &i.to_string(),
                 &web_command(&name),
-                &["--health-tcp", "80", "--health-interval", "1", "--health-retries", "1"],
+                &[
+                    "--health-tcp",
+                    "80",
+                    "--health-interval",
+                    "1",
+                    "--health-retries",
+                    "1",
+                ],
             )
             .await;
     }
-    create.run("client", ".myvxlan", "1", "sleep 100000", &[]).await;
     create
-        .run("stranger", ".other", "2", "sleep 100000", &["-l", "Hostname=stranger-1"])
+        .run("client", ".myvxlan", "1", "sleep 100000", &[])
+        .await;
+    create
+        .run(
+            "stranger",
+            ".other",
+            "2",
+            "sleep 100000",
+            &["-l", "Hostname=stranger-1"],
+        )
         .await;
 
     let core = running(&c, &token, "core").await;
@@ -276,11 +322,16 @@ async fn dns_and_load_balancing_end_to_end() {
         .collect();
 
     // The agent wrote the container's resolver and search domain.
-    until("resolv.conf points at the gateway", Duration::from_secs(20), || async {
-        let (_, conf) = exec(&client_c, &["cat", "/etc/resolv.conf"]);
-        Ok((conf.contains(&format!("nameserver {GATEWAY}")) && conf.contains("search caas.local"))
+    until(
+        "resolv.conf points at the gateway",
+        Duration::from_secs(20),
+        || async {
+            let (_, conf) = exec(&client_c, &["cat", "/etc/resolv.conf"]);
+            Ok((conf.contains(&format!("nameserver {GATEWAY}"))
+                && conf.contains("search caas.local"))
             .then_some(()))
-    })
+        },
+    )
     .await
     .unwrap();
 
@@ -288,11 +339,15 @@ async fn dns_and_load_balancing_end_to_end() {
     // (every healthy replica), an external name (forwarded to the fabric's resolver).
     assert_eq!(resolve(&client_c, "core-1"), ["192.168.31.3"]);
     assert_eq!(resolve(&client_c, "core-1.caas.local"), ["192.168.31.3"]);
-    until("the service lists its three replicas", Duration::from_secs(20), || async {
-        let mut want = web_ips.clone();
-        want.sort();
-        Ok((resolve(&client_c, "web") == want).then_some(()))
-    })
+    until(
+        "the service lists its three replicas",
+        Duration::from_secs(20),
+        || async {
+            let mut want = web_ips.clone();
+            want.sort();
+            Ok((resolve(&client_c, "web") == want).then_some(()))
+        },
+    )
     .await
     .unwrap();
     assert_eq!(resolve(&client_c, "external.test"), [EXTERNAL_IP]);
@@ -304,7 +359,10 @@ async fn dns_and_load_balancing_end_to_end() {
     // on another node).
     let core_view = inspect(&c, &token, "core").await;
     assert!(
-        core_view.services.dns_names.contains(&"core-1.caas.local".to_string()),
+        core_view
+            .services
+            .dns_names
+            .contains(&"core-1.caas.local".to_string()),
         "{:?}",
         core_view.services
     );
@@ -314,18 +372,38 @@ async fn dns_and_load_balancing_end_to_end() {
     cli_ok(
         &c,
         &token,
-        &[p, "lb", "create", "web-lb", "-x", "myvxlan", "-l", "Port=80", "-l", &format!("Vip={VIP}"), "-l", "Publish=8080"],
+        &[
+            p,
+            "lb",
+            "create",
+            "web-lb",
+            "-x",
+            "myvxlan",
+            "-l",
+            "Port=80",
+            "-l",
+            &format!("Vip={VIP}"),
+            "-l",
+            "Publish=8080",
+        ],
     )
     .await;
     for i in 1..=3 {
         let name = format!("web-{i}");
-        cli_ok(&c, &token, &[p, "lb", "add_container", "web-lb", &name, "--type=slb"]).await;
+        cli_ok(
+            &c,
+            &token,
+            &[p, "lb", "add_container", "web-lb", &name, "--type=slb"],
+        )
+        .await;
     }
     let web1 = inspect(&c, &token, "web-1").await;
     assert_eq!(web1.services.lbs, ["web-lb"]);
-    until("the LB name resolves to the VIP", Duration::from_secs(20), || async {
-        Ok((resolve(&client_c, "web-lb") == [VIP]).then_some(()))
-    })
+    until(
+        "the LB name resolves to the VIP",
+        Duration::from_secs(20),
+        || async { Ok((resolve(&client_c, "web-lb") == [VIP]).then_some(())) },
+    )
     .await
     .unwrap();
     let url = format!("http://{VIP}/");
@@ -344,7 +422,10 @@ async fn dns_and_load_balancing_end_to_end() {
     assert_eq!(bodies.len(), 300, "{spread:?}");
     for i in 1..=3 {
         let n = spread.get(&format!("web-{i}")).copied().unwrap_or(0);
-        assert!((60..=141).contains(&n), "web-{i} got {n} of 300: {spread:?}");
+        assert!(
+            (60..=141).contains(&n),
+            "web-{i} got {n} of 300: {spread:?}"
+        );
     }
 
     // Publish: every node's underlay address answers from the fabric.
@@ -374,16 +455,22 @@ async fn dns_and_load_balancing_end_to_end() {
     })
     .await
     .unwrap();
-    until("the service name drops web-3", Duration::from_secs(10), || async {
-        Ok((!resolve(&client_c, "web").contains(&web_ips[2])).then_some(()))
-    })
+    until(
+        "the service name drops web-3",
+        Duration::from_secs(10),
+        || async { Ok((!resolve(&client_c, "web").contains(&web_ips[2])).then_some(())) },
+    )
     .await
     .unwrap();
     // The agents follow the status within a second; allow them that.
-    until("no request reaches web-3", Duration::from_secs(10), || async {
-        let b = requests(&client_c, &url, 20);
-        Ok(b.iter().all(|x| x == "web-1" || x == "web-2").then_some(()))
-    })
+    until(
+        "no request reaches web-3",
+        Duration::from_secs(10),
+        || async {
+            let b = requests(&client_c, &url, 20);
+            Ok(b.iter().all(|x| x == "web-1" || x == "web-2").then_some(()))
+        },
+    )
     .await
     .unwrap();
     let after = requests(&client_c, &url, 100);
@@ -396,20 +483,110 @@ async fn dns_and_load_balancing_end_to_end() {
     // Bad input: refused with a clear message, nothing written.
     let before = pool_dump(&c).await;
     let bad: &[(&[&str], &str)] = &[
-        (&[p, "lb", "create", "web-lb", "-x", "myvxlan", "-l", "Port=81"], "already exists"),
-        (&[p, "lb", "create", "lb2", "-x", "nonet", "-l", "Port=80"], "not found"),
-        (&[p, "lb", "create", "lb2", "-x", "myvxlan", "-l", "Port=80", "-l", "Vip=10.9.9.9"], "outside the subnet"),
-        (&[p, "lb", "create", "lb2", "-x", "myvxlan", "-l", "Port=80", "-l", "Vip=192.168.31.3"], "already used"),
-        (&[p, "lb", "create", "lb2", "-x", "myvxlan", "-l", "Port=80", "-l", "Publish=8080"], "already published"),
-        (&[p, "lb", "create", "lb2", "-x", "myvxlan", "-l", "Port=0"], "not a port"),
-        (&[p, "lb", "create", "lb2", "-x", "myvxlan", "-l", "Port=80", "-l", "slb.spec=x"], "only the built-in"),
-        (&[p, "lb", "add_container", "web-lb", "stranger"], "not attached"),
+        (
+            &[
+                p, "lb", "create", "web-lb", "-x", "myvxlan", "-l", "Port=81",
+            ],
+            "already exists",
+        ),
+        (
+            &[p, "lb", "create", "lb2", "-x", "nonet", "-l", "Port=80"],
+            "not found",
+        ),
+        (
+            &[
+                p,
+                "lb",
+                "create",
+                "lb2",
+                "-x",
+                "myvxlan",
+                "-l",
+                "Port=80",
+                "-l",
+                "Vip=10.9.9.9",
+            ],
+            "outside the subnet",
+        ),
+        (
+            &[
+                p,
+                "lb",
+                "create",
+                "lb2",
+                "-x",
+                "myvxlan",
+                "-l",
+                "Port=80",
+                "-l",
+                "Vip=192.168.31.3",
+            ],
+            "already used",
+        ),
+        (
+            &[
+                p,
+                "lb",
+                "create",
+                "lb2",
+                "-x",
+                "myvxlan",
+                "-l",
+                "Port=80",
+                "-l",
+                "Publish=8080",
+            ],
+            "already published",
+        ),
+        (
+            &[p, "lb", "create", "lb2", "-x", "myvxlan", "-l", "Port=0"],
+            "not a port",
+        ),
+        (
+            &[
+                p,
+                "lb",
+                "create",
+                "lb2",
+                "-x",
+                "myvxlan",
+                "-l",
+                "Port=80",
+                "-l",
+                "slb.spec=x",
+            ],
+            "only the built-in",
+        ),
+        (
+            &[p, "lb", "add_container", "web-lb", "stranger"],
+            "not attached",
+        ),
         (&[p, "lb", "add_container", "web-lb", "ghost"], "not found"),
-        (&[p, "lb", "add_container", "web-lb", "web-1", "-l", "Weight=0"], "not a weight"),
-        (&[p, "dns", "create", "dns3", "-x", "myvxlan"], "already has the DNS service"),
-        (&[p, "dns", "create", "Bad_Name", "-x", "myvxlan"], "not a valid name"),
+        (
+            &[
+                p,
+                "lb",
+                "add_container",
+                "web-lb",
+                "web-1",
+                "-l",
+                "Weight=0",
+            ],
+            "not a weight",
+        ),
+        (
+            &[p, "dns", "create", "dns3", "-x", "myvxlan"],
+            "already has the DNS service",
+        ),
+        (
+            &[p, "dns", "create", "Bad_Name", "-x", "myvxlan"],
+            "not a valid name",
+        ),
         (&[p, "dns", "create", "dns1", "-x", "nonet"], "not found"),
-        (&["--pool=otherpool", "dns", "create", "dns9", "-x", "myvxlan"], "not found"),
+        (
+            &["--pool=otherpool", "dns", "create", "dns9", "-x", "myvxlan"],
+            "not found",
+        ),
     ];
     for (args, words) in bad {
         let out = c.cli(0, &token, args).await.unwrap();
@@ -422,9 +599,18 @@ async fn dns_and_load_balancing_end_to_end() {
     }
     // Central itself refuses what the CLI would have caught (other clients).
     for (body, words) in [
-        (serde_json::json!({"name": "lb3", "network": "myvxlan", "port": 70000}), "not a port"),
-        (serde_json::json!({"name": "lb3", "network": "myvxlan", "port": 80, "vip": GATEWAY}), "gateway"),
-        (serde_json::json!({"name": "x.y", "network": "myvxlan", "port": 80}), "not a valid name"),
+        (
+            serde_json::json!({"name": "lb3", "network": "myvxlan", "port": 70000}),
+            "not a port",
+        ),
+        (
+            serde_json::json!({"name": "lb3", "network": "myvxlan", "port": 80, "vip": GATEWAY}),
+            "gateway",
+        ),
+        (
+            serde_json::json!({"name": "x.y", "network": "myvxlan", "port": 80}),
+            "not a valid name",
+        ),
     ] {
         let (code, text) = c
             .request(0, "POST", "/v1/pools/pool2/lbs", Some(body.clone()), &token)
@@ -433,34 +619,45 @@ async fn dns_and_load_balancing_end_to_end() {
         assert!(code == 422 || code == 400, "{body}: {code} {text}");
         assert!(text.contains(words), "{body}: {text}");
     }
-    assert_eq!(pool_dump(&c).await, before, "a refused request wrote something");
+    assert_eq!(
+        pool_dump(&c).await,
+        before,
+        "a refused request wrote something"
+    );
 
     // lb rm: no VIP on any bridge, no table on any node, the VIP's address is free again.
     cli_ok(&c, &token, &[p, "lb", "rm", "web-lb"]).await;
-    until("every node dropped the LB", Duration::from_secs(20), || async {
-        let clean = (1..=3).all(|i| {
-            let ns = c.topo.node(i);
-            let (_, addrs) = ns_run(ns, &["ip", "-o", "addr", "show"]);
-            let (_, tables) = ns_run(ns, &["nft", "list", "tables"]);
-            !addrs.contains(VIP) && !tables.contains("caaslb")
-        });
-        Ok(clean.then_some(()))
-    })
+    until(
+        "every node dropped the LB",
+        Duration::from_secs(20),
+        || async {
+            let clean = (1..=3).all(|i| {
+                let ns = c.topo.node(i);
+                let (_, addrs) = ns_run(ns, &["ip", "-o", "addr", "show"]);
+                let (_, tables) = ns_run(ns, &["nft", "list", "tables"]);
+                !addrs.contains(VIP) && !tables.contains("caaslb")
+            });
+            Ok(clean.then_some(()))
+        },
+    )
     .await
     .unwrap();
-    let net: serde_json::Value = serde_json::from_str(
-        &cli_ok(&c, &token, &[p, "network", "inspect", "myvxlan"]).await,
-    )
-    .unwrap();
+    let net: serde_json::Value =
+        serde_json::from_str(&cli_ok(&c, &token, &[p, "network", "inspect", "myvxlan"]).await)
+            .unwrap();
     assert!(!net.to_string().contains(VIP), "{net}");
 
     // dns rm: the servers stop answering, resolv.conf loses the resolver.
     cli_ok(&c, &token, &[p, "dns", "rm", "dns1"]).await;
-    until("the DNS servers stopped", Duration::from_secs(60), || async {
-        let (_, conf) = exec(&client_c, &["cat", "/etc/resolv.conf"]);
-        let (ok, _) = exec(&client_c, &["nslookup", "core-1.caas.local", GATEWAY]);
-        Ok((!ok && !conf.contains("nameserver")).then_some(()))
-    })
+    until(
+        "the DNS servers stopped",
+        Duration::from_secs(60),
+        || async {
+            let (_, conf) = exec(&client_c, &["cat", "/etc/resolv.conf"]);
+            let (ok, _) = exec(&client_c, &["nslookup", "core-1.caas.local", GATEWAY]);
+            Ok((!ok && !conf.contains("nameserver")).then_some(()))
+        },
+    )
     .await
     .unwrap();
 
@@ -469,7 +666,10 @@ async fn dns_and_load_balancing_end_to_end() {
         cli_ok(&c, &token, &[p, "container", "rm", name]).await;
     }
     until("stranger is gone", Duration::from_secs(60), || async {
-        let out = c.cli(0, &token, &[p, "network", "rm", "other"]).await.unwrap();
+        let out = c
+            .cli(0, &token, &[p, "network", "rm", "other"])
+            .await
+            .unwrap();
         Ok((out.code == Some(0)).then_some(()))
     })
     .await
@@ -478,7 +678,11 @@ async fn dns_and_load_balancing_end_to_end() {
     assert!(
         !dump.keys().any(|k| k.contains("/networks/other")),
         "left behind: {:?}",
-        dump.keys().filter(|k| k.contains("/networks/other")).collect::<Vec<_>>()
+        dump.keys()
+            .filter(|k| k.contains("/networks/other"))
+            .collect::<Vec<_>>()
     );
-    assert!(!dump.keys().any(|k| k.ends_with("/dns") || k.contains("/lbs/")));
+    assert!(!dump
+        .keys()
+        .any(|k| k.ends_with("/dns") || k.contains("/lbs/")));
 }

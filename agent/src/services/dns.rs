@@ -338,10 +338,22 @@ mod tests {
             panic!()
         };
         assert_eq!(r.len(), 1);
-        assert!(matches!(lookup(&z, "core-1", RecordType::A), Answer::Records(_)));
-        assert!(matches!(lookup(&z, "CORE-1.Caas.Local", RecordType::A), Answer::Records(_)));
-        assert_eq!(lookup(&z, "core-1.caas.local", RecordType::AAAA), Answer::NoData);
-        assert_eq!(lookup(&z, "nope.caas.local", RecordType::A), Answer::NxDomain);
+        assert!(matches!(
+            lookup(&z, "core-1", RecordType::A),
+            Answer::Records(_)
+        ));
+        assert!(matches!(
+            lookup(&z, "CORE-1.Caas.Local", RecordType::A),
+            Answer::Records(_)
+        ));
+        assert_eq!(
+            lookup(&z, "core-1.caas.local", RecordType::AAAA),
+            Answer::NoData
+        );
+        assert_eq!(
+            lookup(&z, "nope.caas.local", RecordType::A),
+            Answer::NxDomain
+        );
         assert_eq!(lookup(&z, "example.org", RecordType::A), Answer::Elsewhere);
         assert!(matches!(
             lookup(&z, "_front._tcp.caas.local", RecordType::SRV),

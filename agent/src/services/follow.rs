@@ -61,7 +61,8 @@ impl Follow {
         };
         let changed = Arc::new(Notify::new());
         let start = |path: String| -> Result<ChildrenCache, CacheError> {
-            let cache = ChildrenCache::start(clients.clone(), path, options.clone(), cancel.clone())?;
+            let cache =
+                ChildrenCache::start(clients.clone(), path, options.clone(), cancel.clone())?;
             forward_changes(&cache, changed.clone(), cancel.clone());
             Ok(cache)
         };
@@ -186,7 +187,9 @@ impl Follow {
             }
             s.ips.insert(
                 net.clone(),
-                decode::<IpAllocation>(&c.ips.current()).map(|(_, a)| a).collect(),
+                decode::<IpAllocation>(&c.ips.current())
+                    .map(|(_, a)| a)
+                    .collect(),
             );
             s.lbs.insert(
                 net.clone(),

@@ -182,7 +182,10 @@ pub async fn apply_table(rules: Option<&str>) -> Result<(), LbError> {
 }
 
 /// Keeps exactly the wanted VIPs as /32 addresses on the bridges of carried networks.
-pub async fn sync_vips(backend: &Arc<dyn NetworkBackend>, models: &[NetModel]) -> Result<(), LbError> {
+pub async fn sync_vips(
+    backend: &Arc<dyn NetworkBackend>,
+    models: &[NetModel],
+) -> Result<(), LbError> {
     let links = backend
         .links()
         .await
@@ -300,7 +303,10 @@ mod tests {
         // c is down: nowhere.
         assert!(!text.contains("10.0.0.3"), "{text}");
         assert!(text.contains("ip daddr 198.18.0.11 tcp dport 8080 ip saddr @peers dnat ip to numgen random mod 1 map { 0 : 10.0.0.1 . 80 }"), "{text}");
-        assert!(text.contains("map { 0 : 10.0.0.1 . 80, 1-2 : 198.18.0.12 . 8080 }"), "{text}");
+        assert!(
+            text.contains("map { 0 : 10.0.0.1 . 80, 1-2 : 198.18.0.12 . 8080 }"),
+            "{text}"
+        );
         assert!(text.contains("ct status dnat ip daddr @peers tcp dport 8080 masquerade"));
         assert!(render(&[], &ctx).is_none());
     }

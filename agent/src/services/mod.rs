@@ -112,7 +112,15 @@ pub async fn run(clients: ClientWatch, config: ServicesConfig, cancel: Cancellat
         if applied.as_ref() != Some(&rules) {
             match lb::apply_table(rules.as_deref()).await {
                 Ok(()) => {
-                    tracing::info!(balancers = models.iter().map(|m| m.balancers.len()).sum::<usize>(), "load balancer table {}", if rules.is_some() { "replaced" } else { "removed" });
+                    tracing::info!(
+                        balancers = models.iter().map(|m| m.balancers.len()).sum::<usize>(),
+                        "load balancer table {}",
+                        if rules.is_some() {
+                            "replaced"
+                        } else {
+                            "removed"
+                        }
+                    );
                     applied = Some(rules);
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot program the load balancer table"),

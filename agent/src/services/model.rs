@@ -95,7 +95,11 @@ pub fn build(snapshot: &Snapshot, node_id: &str) -> Vec<NetModel> {
     let mut out = Vec::new();
     for net in &snapshot.networks {
         let Ok(subnet) = net.subnet() else { continue };
-        let ips = snapshot.ips.get(&net.name).map(Vec::as_slice).unwrap_or(&[]);
+        let ips = snapshot
+            .ips
+            .get(&net.name)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
         let carried = ips.iter().any(|a| a.node == node_id);
         let address_of = |container: &str| -> Option<&IpAllocation> {
             ips.iter().find(|a| a.workload == container)
@@ -133,7 +137,10 @@ pub fn build(snapshot: &Snapshot, node_id: &str) -> Vec<NetModel> {
                 })
             })
             .collect();
-        let dns = snapshot.dns.get(&net.name).map(|d| zone(d, net, ips, &balancers, snapshot));
+        let dns = snapshot
+            .dns
+            .get(&net.name)
+            .map(|d| zone(d, net, ips, &balancers, snapshot));
         out.push(NetModel {
             name: net.name.clone(),
             vni: net.vni,
@@ -298,7 +305,11 @@ mod tests {
         );
         s.statuses.insert(
             "web-2".into(),
-            status("web-2", WorkloadState::Running, Some(HealthState::Unhealthy)),
+            status(
+                "web-2",
+                WorkloadState::Running,
+                Some(HealthState::Unhealthy),
+            ),
         );
         s
     }

@@ -43,7 +43,10 @@ pub fn content(networks: &[String], models: &[NetModel]) -> Option<String> {
     for s in &servers {
         out.push_str(&format!("nameserver {s}\n"));
     }
-    out.push_str(&format!("search {}\noptions ndots:1 timeout:1 attempts:2\n", search.join(" ")));
+    out.push_str(&format!(
+        "search {}\noptions ndots:1 timeout:1 attempts:2\n",
+        search.join(" ")
+    ));
     Some(out)
 }
 
@@ -79,9 +82,7 @@ pub async fn sync(
         let Some(name) = labels.get(LABEL_NAME) else {
             continue;
         };
-        let wanted = networks_of
-            .get(name)
-            .and_then(|nets| content(nets, models));
+        let wanted = networks_of.get(name).and_then(|nets| content(nets, models));
         let details = docker.inspect_container(&id, None).await?;
         let Some(path) = details.resolv_conf_path.filter(|p| !p.is_empty()) else {
             continue;

@@ -1,6 +1,8 @@
 //! `CentralClient` methods of the DNS and load-balancer routes.
 
-use caas_api::service::{AddBackendRequest, CreateDnsRequest, CreateLbRequest, DnsSpec, LbSpec, LbView};
+use caas_api::service::{
+    AddBackendRequest, CreateDnsRequest, CreateLbRequest, DnsSpec, LbSpec, LbView,
+};
 use reqwest::Method;
 
 use super::CentralClient;
@@ -8,7 +10,11 @@ use crate::error::ClientError;
 
 impl CentralClient {
     /// Creates a network's DNS service (one per network).
-    pub async fn create_dns(&self, pool: &str, req: &CreateDnsRequest) -> Result<DnsSpec, ClientError> {
+    pub async fn create_dns(
+        &self,
+        pool: &str,
+        req: &CreateDnsRequest,
+    ) -> Result<DnsSpec, ClientError> {
         let (_, spec) = self
             .send(Method::POST, &["v1", "pools", pool, "dns"], Some(req))
             .await?;
@@ -20,11 +26,16 @@ impl CentralClient {
     }
 
     pub async fn delete_dns(&self, pool: &str, name: &str) -> Result<(), ClientError> {
-        self.delete(self.url(&["v1", "pools", pool, "dns", name])?).await
+        self.delete(self.url(&["v1", "pools", pool, "dns", name])?)
+            .await
     }
 
     /// Creates a load balancer; central allocates the VIP when `req.vip` is `None`.
-    pub async fn create_lb(&self, pool: &str, req: &CreateLbRequest) -> Result<LbSpec, ClientError> {
+    pub async fn create_lb(
+        &self,
+        pool: &str,
+        req: &CreateLbRequest,
+    ) -> Result<LbSpec, ClientError> {
         let (_, spec) = self
             .send(Method::POST, &["v1", "pools", pool, "lbs"], Some(req))
             .await?;
@@ -41,7 +52,8 @@ impl CentralClient {
 
     /// Removes a load balancer and releases its VIP.
     pub async fn delete_lb(&self, pool: &str, name: &str) -> Result<(), ClientError> {
-        self.delete(self.url(&["v1", "pools", pool, "lbs", name])?).await
+        self.delete(self.url(&["v1", "pools", pool, "lbs", name])?)
+            .await
     }
 
     pub async fn add_lb_backend(
@@ -51,7 +63,11 @@ impl CentralClient {
         req: &AddBackendRequest,
     ) -> Result<LbSpec, ClientError> {
         let (_, spec) = self
-            .send(Method::POST, &["v1", "pools", pool, "lbs", lb, "backends"], Some(req))
+            .send(
+                Method::POST,
+                &["v1", "pools", pool, "lbs", lb, "backends"],
+                Some(req),
+            )
             .await?;
         Ok(spec)
     }
