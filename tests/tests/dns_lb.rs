@@ -109,10 +109,12 @@ fn resolve(container: &str, name: &str) -> Vec<String> {
     ips
 }
 
-/// `n` HTTP requests through `url` from `container`; the body of each (or "FAIL").
-fn requests(container: &str, url: &str, n: usize) -> Vec<String> {
-    let script =
-        format!("for i in $(seq {n}); do wget -q -T 3 -O - {url} 2>/dev/null || echo FAIL; done");
+/// `n` HTTP requests to `ip`:80 from `container` (busybox nc: the image's static wget crashes
+/// in getaddrinfo); the body of each (or "FAIL").
+fn requests(container: &str, ip: &str, n: usize) -> Vec<String> {
+    let script = format!(
+        "for i in $(seq {n}); do r=$(printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {ip} 80 | tail -n 1); [ -n \"$r\" ] && echo \"$r\" || echo FAIL; done"
+    );
     let (_, out) = exec(container, &["sh", "-c", &script]);
     out.lines().map(|l| l.trim().to_string()).collect()
 }
@@ -194,8 +196,25 @@ async fn pool_dump(c: &Cluster) -> BTreeMap<String, Vec<u8>> {
     dump
 }
 
+/// What the nodes have, for a failure's message.
+fn diagnose(c: &Cluster) {
+    for i in 1..=3 {
+        let ns = c.topo.node(i);
+        eprintln!("=== node {i} ({ns})");
+        eprintln!("{}", ns_run(ns, &["nft", "list", "table", "ip", "caaslb"]).1);
+        eprintln!("{}", ns_run(ns, &["ip", "-o", "addr", "show"]).1);
+        let log = c.agents[i - 1].log();
+        for line in log.lines().filter(|l| {
+            l.contains("services") || l.contains("load balancer") || l.contains("VIP") || l.contains("DNS")
+        }) {
+            eprintln!("{line}");
+        }
+    }
+}
+
 fn web_command(name: &str) -> String {
-    format!("mkdir -p /www && echo {name} > /www/index.html && exec httpd -f -p 80 -h /www")
+    // httpd daemonizes (not PID 1, which would ignore the test's kill).
+    format!("mkdir -p /www && echo {name} > /www/index.html && httpd -p 80 -h /www && exec sleep 100000")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -210,6 +229,8 @@ async fn dns_and_load_balancing_end_to_end() {
     let image = c.busybox.clone();
     let _upstream = fake_upstream(&c);
     let p = "--pool=pool2";
+    let t0 = std::time::Instant::now();
+    let phase = |what: &str| eprintln!("[{:>6.1}s] {what}", t0.elapsed().as_secs_f64());
 
     cli_ok(
         &c,
@@ -307,6 +328,7 @@ async fn dns_and_load_balancing_end_to_end() {
         )
         .await;
 
+    phase("containers created");
     let core = running(&c, &token, "core").await;
     let mut webs = Vec::new();
     for i in 1..=3 {
@@ -321,6 +343,7 @@ async fn dns_and_load_balancing_end_to_end() {
         .map(|w| w.status.as_ref().unwrap().interfaces[0].ip.clone())
         .collect();
 
+    phase("all running");
     // The agent wrote the container's resolver and search domain.
     until(
         "resolv.conf points at the gateway",
@@ -368,6 +391,7 @@ async fn dns_and_load_balancing_end_to_end() {
     );
     let _ = core;
 
+    phase("DNS checked");
     // The load balancer, in the shapes.
     cli_ok(
         &c,
@@ -406,18 +430,26 @@ async fn dns_and_load_balancing_end_to_end() {
     )
     .await
     .unwrap();
-    let url = format!("http://{VIP}/");
-    until("the VIP answers", Duration::from_secs(20), || async {
-        Ok(requests(&client_c, &url, 1)
+    let url = VIP;
+    if let Err(e) = until("the VIP answers", Duration::from_secs(20), || async {
+        Ok(requests(&client_c, url, 1)
             .first()
             .is_some_and(|b| b.starts_with("web-"))
             .then_some(()))
     })
     .await
-    .unwrap();
+    {
+        diagnose(&c);
+        if std::env::var_os("CAAS_DNSLB_HOLD").is_some() {
+            eprintln!("HOLDING client={client_c}");
+            tokio::time::sleep(Duration::from_secs(900)).await;
+        }
+        panic!("{e}");
+    }
 
+    phase("LB answers");
     // 300 requests spread over the three backends (same node and other nodes).
-    let bodies = requests(&client_c, &url, 300);
+    let bodies = requests(&client_c, url, 300);
     let spread = counts(&bodies);
     assert_eq!(bodies.len(), 300, "{spread:?}");
     for i in 1..=3 {
@@ -428,6 +460,7 @@ async fn dns_and_load_balancing_end_to_end() {
         );
     }
 
+    phase("300 requests done");
     // Publish: every node's underlay address answers from the fabric.
     for i in 1..=3 {
         let target = format!("http://{}:8080/", node_ip(i));
@@ -437,6 +470,7 @@ async fn dns_and_load_balancing_end_to_end() {
         }
     }
 
+    phase("publish checked");
     // Failover: web-3's server dies; its health check turns it unhealthy, the LB and the
     // service name drop it, and no request after that fails.
     let web3_c = app(&webs[2].node, "web-3");
@@ -467,19 +501,20 @@ async fn dns_and_load_balancing_end_to_end() {
         "no request reaches web-3",
         Duration::from_secs(10),
         || async {
-            let b = requests(&client_c, &url, 20);
+            let b = requests(&client_c, url, 20);
             Ok(b.iter().all(|x| x == "web-1" || x == "web-2").then_some(()))
         },
     )
     .await
     .unwrap();
-    let after = requests(&client_c, &url, 100);
+    let after = requests(&client_c, url, 100);
     assert!(
         after.iter().all(|x| x == "web-1" || x == "web-2"),
         "{:?}",
         counts(&after)
     );
 
+    phase("failover checked");
     // Bad input: refused with a clear message, nothing written.
     let before = pool_dump(&c).await;
     let bad: &[(&[&str], &str)] = &[
@@ -625,6 +660,7 @@ async fn dns_and_load_balancing_end_to_end() {
         "a refused request wrote something"
     );
 
+    phase("bad input checked");
     // lb rm: no VIP on any bridge, no table on any node, the VIP's address is free again.
     cli_ok(&c, &token, &[p, "lb", "rm", "web-lb"]).await;
     until(
@@ -647,6 +683,7 @@ async fn dns_and_load_balancing_end_to_end() {
             .unwrap();
     assert!(!net.to_string().contains(VIP), "{net}");
 
+    phase("lb rm checked");
     // dns rm: the servers stop answering, resolv.conf loses the resolver.
     cli_ok(&c, &token, &[p, "dns", "rm", "dns1"]).await;
     until(
@@ -661,6 +698,7 @@ async fn dns_and_load_balancing_end_to_end() {
     .await
     .unwrap();
 
+    phase("dns rm checked");
     // Deleting the network (after its containers) takes its DNS service along.
     for name in ["stranger"] {
         cli_ok(&c, &token, &[p, "container", "rm", name]).await;
