@@ -201,11 +201,17 @@ fn diagnose(c: &Cluster) {
     for i in 1..=3 {
         let ns = c.topo.node(i);
         eprintln!("=== node {i} ({ns})");
-        eprintln!("{}", ns_run(ns, &["nft", "list", "table", "ip", "caaslb"]).1);
+        eprintln!(
+            "{}",
+            ns_run(ns, &["nft", "list", "table", "ip", "caaslb"]).1
+        );
         eprintln!("{}", ns_run(ns, &["ip", "-o", "addr", "show"]).1);
         let log = c.agents[i - 1].log();
         for line in log.lines().filter(|l| {
-            l.contains("services") || l.contains("load balancer") || l.contains("VIP") || l.contains("DNS")
+            l.contains("services")
+                || l.contains("load balancer")
+                || l.contains("VIP")
+                || l.contains("DNS")
         }) {
             eprintln!("{line}");
         }
