@@ -30,6 +30,10 @@ const TICK: Duration = Duration::from_secs(1);
 /// resolv.conf files are checked at most this often without a change.
 const RESOLV_EVERY: u32 = 5;
 
+/// What the resolv.conf files were last written from: the models and each local workload's
+/// networks.
+type ResolvInputs = (Vec<model::NetModel>, BTreeMap<String, Vec<String>>);
+
 #[derive(Debug, Clone)]
 pub struct ServicesConfig {
     pub node_id: String,
@@ -84,7 +88,7 @@ pub async fn run(clients: ClientWatch, config: ServicesConfig, cancel: Cancellat
     let mut dns = dns::DnsServers::default();
     let mut applied: Option<Option<String>> = None;
     let mut docker = None;
-    let mut last_resolv: Option<(Vec<model::NetModel>, BTreeMap<String, Vec<String>>)> = None;
+    let mut last_resolv: Option<ResolvInputs> = None;
     let mut ticks = 0u32;
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -146,7 +150,7 @@ pub async fn run(clients: ClientWatch, config: ServicesConfig, cancel: Cancellat
         let same = last_resolv
             .as_ref()
             .is_some_and(|(m, n)| *m == models && *n == networks_of);
-        if same && ticks % RESOLV_EVERY != 0 {
+        if same && !ticks.is_multiple_of(RESOLV_EVERY) {
             continue;
         }
         if docker.is_none() {
