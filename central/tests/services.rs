@@ -80,30 +80,160 @@ async fn dns_and_load_balancers_are_validated_committed_and_released() {
 
     let before = world.store.dump();
     let bad: Vec<(&str, &str, Value, u16, &str)> = vec![
-        ("POST", "/v1/pools/p/dns", json!({"name": "Bad", "network": "myvxlan"}), 400, "name"),
-        ("POST", "/v1/pools/p/dns", json!({"name": "d", "network": "myvxlan", "domain": "a..b"}), 400, "domain"),
-        ("POST", "/v1/pools/p/dns", json!({"name": "d", "network": "myvxlan", "forward": "x"}), 400, "forward"),
-        ("POST", "/v1/pools/p/dns", json!({"name": "dns2", "network": "myvxlan"}), 409, "exists"),
-        ("POST", "/v1/pools/p/dns", json!({"name": "dns1", "network": "back"}), 409, "exists"),
-        ("POST", "/v1/pools/p/dns", json!({"name": "d", "network": "theirs"}), 404, "not-found"),
-        ("POST", "/v1/pools/p/lbs", json!({"name": "l", "network": "myvxlan", "port": 0}), 400, "port"),
-        ("POST", "/v1/pools/p/lbs", json!({"name": "l", "network": "myvxlan", "port": 65536}), 400, "port"),
-        ("POST", "/v1/pools/p/lbs", json!({"name": "l", "network": "myvxlan", "port": 80, "publish": 0}), 400, "publish"),
-        ("POST", "/v1/pools/p/lbs", json!({"name": "l", "network": "myvxlan", "port": 80, "vip": "10.0.0.1"}), 400, "vip"),
-        ("POST", "/v1/pools/p/lbs", json!({"name": "l", "network": "myvxlan", "port": 80, "vip": "192.168.31.254"}), 400, "vip"),
-        ("POST", "/v1/pools/p/lbs", json!({"name": "l", "network": "myvxlan", "port": 80, "vip": vip}), 409, "address-taken"),
-        ("POST", "/v1/pools/p/lbs", json!({"name": "l", "network": "back", "port": 80, "publish": 8080}), 409, "port-taken"),
-        ("POST", "/v1/pools/p/lbs", json!({"name": "web-lb", "network": "back", "port": 80}), 409, "exists"),
-        ("POST", "/v1/pools/p/lbs", json!({"name": "l", "network": "nonet", "port": 80}), 404, "not-found"),
-        ("POST", "/v1/pools/q/lbs", json!({"name": "l", "network": "myvxlan", "port": 80}), 404, "not-found"),
-        ("POST", "/v1/pools/p/lbs/web-lb/backends", json!({"container": "db"}), 400, "container"),
-        ("POST", "/v1/pools/p/lbs/web-lb/backends", json!({"container": "ghost"}), 404, "not-found"),
-        ("POST", "/v1/pools/p/lbs/web-lb/backends", json!({"container": "web-1", "weight": 0}), 400, "weight"),
-        ("POST", "/v1/pools/p/lbs/web-lb/backends", json!({"container": "web-1", "port": 70000}), 400, "port"),
-        ("POST", "/v1/pools/p/lbs/nolb/backends", json!({"container": "web-1"}), 404, "not-found"),
+        (
+            "POST",
+            "/v1/pools/p/dns",
+            json!({"name": "Bad", "network": "myvxlan"}),
+            400,
+            "name",
+        ),
+        (
+            "POST",
+            "/v1/pools/p/dns",
+            json!({"name": "d", "network": "myvxlan", "domain": "a..b"}),
+            400,
+            "domain",
+        ),
+        (
+            "POST",
+            "/v1/pools/p/dns",
+            json!({"name": "d", "network": "myvxlan", "forward": "x"}),
+            400,
+            "forward",
+        ),
+        (
+            "POST",
+            "/v1/pools/p/dns",
+            json!({"name": "dns2", "network": "myvxlan"}),
+            409,
+            "exists",
+        ),
+        (
+            "POST",
+            "/v1/pools/p/dns",
+            json!({"name": "dns1", "network": "back"}),
+            409,
+            "exists",
+        ),
+        (
+            "POST",
+            "/v1/pools/p/dns",
+            json!({"name": "d", "network": "theirs"}),
+            404,
+            "not-found",
+        ),
+        (
+            "POST",
+            "/v1/pools/p/lbs",
+            json!({"name": "l", "network": "myvxlan", "port": 0}),
+            400,
+            "port",
+        ),
+        (
+            "POST",
+            "/v1/pools/p/lbs",
+            json!({"name": "l", "network": "myvxlan", "port": 65536}),
+            400,
+            "port",
+        ),
+        (
+            "POST",
+            "/v1/pools/p/lbs",
+            json!({"name": "l", "network": "myvxlan", "port": 80, "publish": 0}),
+            400,
+            "publish",
+        ),
+        (
+            "POST",
+            "/v1/pools/p/lbs",
+            json!({"name": "l", "network": "myvxlan", "port": 80, "vip": "10.0.0.1"}),
+            400,
+            "vip",
+        ),
+        (
+            "POST",
+            "/v1/pools/p/lbs",
+            json!({"name": "l", "network": "myvxlan", "port": 80, "vip": "192.168.31.254"}),
+            400,
+            "vip",
+        ),
+        (
+            "POST",
+            "/v1/pools/p/lbs",
+            json!({"name": "l", "network": "myvxlan", "port": 80, "vip": vip}),
+            409,
+            "address-taken",
+        ),
+        (
+            "POST",
+            "/v1/pools/p/lbs",
+            json!({"name": "l", "network": "back", "port": 80, "publish": 8080}),
+            409,
+            "port-taken",
+        ),
+        (
+            "POST",
+            "/v1/pools/p/lbs",
+            json!({"name": "web-lb", "network": "back", "port": 80}),
+            409,
+            "exists",
+        ),
+        (
+            "POST",
+            "/v1/pools/p/lbs",
+            json!({"name": "l", "network": "nonet", "port": 80}),
+            404,
+            "not-found",
+        ),
+        (
+            "POST",
+            "/v1/pools/q/lbs",
+            json!({"name": "l", "network": "myvxlan", "port": 80}),
+            404,
+            "not-found",
+        ),
+        (
+            "POST",
+            "/v1/pools/p/lbs/web-lb/backends",
+            json!({"container": "db"}),
+            400,
+            "container",
+        ),
+        (
+            "POST",
+            "/v1/pools/p/lbs/web-lb/backends",
+            json!({"container": "ghost"}),
+            404,
+            "not-found",
+        ),
+        (
+            "POST",
+            "/v1/pools/p/lbs/web-lb/backends",
+            json!({"container": "web-1", "weight": 0}),
+            400,
+            "weight",
+        ),
+        (
+            "POST",
+            "/v1/pools/p/lbs/web-lb/backends",
+            json!({"container": "web-1", "port": 70000}),
+            400,
+            "port",
+        ),
+        (
+            "POST",
+            "/v1/pools/p/lbs/nolb/backends",
+            json!({"container": "web-1"}),
+            404,
+            "not-found",
+        ),
     ];
     for (method, path, body, want, what) in bad {
-        let tok = if path.contains("/pools/q/") { &other } else { &token };
+        let tok = if path.contains("/pools/q/") {
+            &other
+        } else {
+            &token
+        };
         let (status, reply) = a.call(method, path, tok, Some(body.clone())).await;
         assert_eq!(status, want, "{path} {body} -> {reply}");
         if want == 400 {
@@ -126,11 +256,17 @@ async fn dns_and_load_balancers_are_validated_committed_and_released() {
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["backends"][0]["weight"], 3);
-    let (_, view) = a.call("GET", "/v1/pools/p/containers/web-1", &token, None).await;
+    let (_, view) = a
+        .call("GET", "/v1/pools/p/containers/web-1", &token, None)
+        .await;
     assert_eq!(view["services"]["lbs"], json!(["web-lb"]));
     assert_eq!(
         view["services"]["dns_names"],
-        json!(["web-1.caas.local", "web.caas.local", "web.myvxlan.caas.local"])
+        json!([
+            "web-1.caas.local",
+            "web.caas.local",
+            "web.myvxlan.caas.local"
+        ])
     );
     let (_, lb) = a.call("GET", "/v1/pools/p/lbs/web-lb", &token, None).await;
     assert_eq!(lb["members"][0]["ip"], "192.168.0.1");
@@ -142,24 +278,41 @@ async fn dns_and_load_balancers_are_validated_committed_and_released() {
     assert_eq!(list, json!([]));
 
     // The network cannot go while the LB holds its VIP; lb rm releases it.
-    let (status, _) = a.call("DELETE", "/v1/pools/p/networks/myvxlan", &token, None).await;
+    let (status, _) = a
+        .call("DELETE", "/v1/pools/p/networks/myvxlan", &token, None)
+        .await;
     assert_eq!(status, 409);
     let (status, _) = a
-        .call("DELETE", "/v1/pools/p/lbs/web-lb/backends/web-1", &token, None)
+        .call(
+            "DELETE",
+            "/v1/pools/p/lbs/web-lb/backends/web-1",
+            &token,
+            None,
+        )
         .await;
     assert_eq!(status, 200);
-    let (status, _) = a.call("DELETE", "/v1/pools/p/lbs/web-lb", &token, None).await;
+    let (status, _) = a
+        .call("DELETE", "/v1/pools/p/lbs/web-lb", &token, None)
+        .await;
     assert_eq!(status, 204);
     let dump = world.store.dump();
     assert!(!dump.keys().any(|k| k.ends_with(&format!("/ips/{vip}"))));
     assert!(!dump.keys().any(|k| k.contains("/lbs/web-lb")));
 
     // network rm (once its containers are gone) takes the DNS service along.
-    let (status, _) = a.call("DELETE", "/v1/pools/p/containers/web-1", &token, None).await;
+    let (status, _) = a
+        .call("DELETE", "/v1/pools/p/containers/web-1", &token, None)
+        .await;
     assert_eq!(status, 204);
-    let (status, body) = a.call("DELETE", "/v1/pools/p/networks/myvxlan", &token, None).await;
+    let (status, body) = a
+        .call("DELETE", "/v1/pools/p/networks/myvxlan", &token, None)
+        .await;
     assert_eq!(status, 204, "{body}");
     let (_, list) = a.call("GET", "/v1/pools/p/dns", &token, None).await;
     assert_eq!(list, json!([]));
-    assert!(!world.store.dump().keys().any(|k| k.contains("/networks/myvxlan")));
+    assert!(!world
+        .store
+        .dump()
+        .keys()
+        .any(|k| k.contains("/networks/myvxlan")));
 }
