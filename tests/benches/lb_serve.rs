@@ -45,14 +45,23 @@ async fn cli_ok(c: &Cluster, token: &str, args: &[&str]) -> String {
     out.stdout
 }
 
+/// A connection from node 1's underlay address: a process on the node would otherwise take
+/// the VIP (a local address of the bridge) as its source, which every node holds.
+async fn connect(addr: &str) -> std::io::Result<tokio::net::TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(std::net::SocketAddr::from((
+        caas_tests::netns::node_ip(1),
+        0,
+    )))?;
+    let ip: std::net::Ipv4Addr = addr.parse().map_err(std::io::Error::other)?;
+    socket.connect(std::net::SocketAddr::from((ip, 80))).await
+}
+
 /// One request on a new connection; the body's first line.
 async fn get(addr: &str) -> Result<String, std::io::Error> {
-    let mut s = tokio::time::timeout(
-        Duration::from_secs(2),
-        tokio::net::TcpStream::connect((addr, 80)),
-    )
-    .await
-    .map_err(|_| std::io::Error::other("connect timeout"))??;
+    let mut s = tokio::time::timeout(Duration::from_secs(2), connect(addr))
+        .await
+        .map_err(|_| std::io::Error::other("connect timeout"))??;
     s.write_all(b"GET / HTTP/1.0\r\n\r\n").await?;
     let mut buf = Vec::new();
     tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut buf))
@@ -165,6 +174,7 @@ async fn main() {
         NodeSpec::new(POOL, &["slot=3"]),
     ];
     let c = Cluster::start("lbb", &nodes, 1, 3).await.unwrap();
+    eprintln!("cluster up");
     let token = c.create_pool(POOL).await.unwrap();
     let image = c.busybox.clone();
     let p = "--pool=pool2";
@@ -252,6 +262,7 @@ async fn main() {
         .as_str()
         .unwrap()
         .to_string();
+    eprintln!("workloads and LB created; web-1 at {web1_ip}");
     let node1 = NetnsExecutor::enter(c.topo.node(1)).unwrap();
     until(
         "the VIP answers from node 1",
