@@ -151,6 +151,12 @@ pub async fn run_with<R: ContainerRuntime>(
         config.stats_interval,
         work.clone(),
     ));
+    // Internal DNS and load balancing (issue 11): a task of its own, following ZooKeeper.
+    tracker.spawn(crate::services::run(
+        session.clients(),
+        crate::services::ServicesConfig::of(&config),
+        work.clone(),
+    ));
     let health = crate::health::HealthBook::default();
     tracker.spawn(crate::health::run_prober(
         health.clone(),

@@ -16,6 +16,7 @@ pub mod reconcile;
 pub mod rich;
 pub mod runtime;
 pub mod sandbox_image;
+pub mod services;
 pub mod stats;
 pub mod status_sync;
 pub mod view;

@@ -126,6 +126,12 @@ pub struct ContainerView {
     pub app: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<WorkloadStatus>,
+    /// The DNS names and load balancers it takes part in.
+    #[serde(
+        default,
+        skip_serializing_if = "crate::service::ServiceMembership::is_empty"
+    )]
+    pub services: crate::service::ServiceMembership,
 }
 
 /// Resources in scheduler units.

@@ -11,6 +11,7 @@ pub mod network;
 pub mod node;
 pub mod paths;
 pub mod quantity;
+pub mod service;
 pub mod spec;
 pub mod stats;
 pub mod status;

@@ -86,6 +86,17 @@ impl ZkLayout {
     pub fn ip(&self, pool: &str, network: &str, ip: &str) -> String {
         format!("{}/pools/{pool}/networks/{network}/ips/{ip}", self.root)
     }
+    /// The network's DNS service (`DnsSpec`), at most one.
+    pub fn dns(&self, pool: &str, network: &str) -> String {
+        format!("{}/pools/{pool}/networks/{network}/dns", self.root)
+    }
+    /// Directory of the network's load balancers (`LbSpec` per name).
+    pub fn lbs(&self, pool: &str, network: &str) -> String {
+        format!("{}/pools/{pool}/networks/{network}/lbs", self.root)
+    }
+    pub fn lb(&self, pool: &str, network: &str, name: &str) -> String {
+        format!("{}/pools/{pool}/networks/{network}/lbs/{name}", self.root)
+    }
     /// Cluster-wide VNI claims: `vnis/<vni>` holds the pool and network that own it.
     pub fn vnis(&self) -> String {
         format!("{}/vnis", self.root)

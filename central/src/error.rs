@@ -25,6 +25,8 @@ pub enum ConflictKind {
     VniTaken,
     /// No address (or VNI) is left.
     Exhausted,
+    /// A `Publish` port another load balancer of the pool already uses on the nodes.
+    PortTaken,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]

@@ -12,6 +12,7 @@ pub mod networks;
 pub mod placement;
 pub mod scheduler;
 pub mod server;
+pub mod services;
 pub mod state;
 pub mod store;
 

@@ -224,7 +224,9 @@ pub async fn remove(central: &Central, pool: &str, name: &str) -> Result<(), Cen
             ),
         ));
     }
-    let ops = vec![
+    // The network's DNS service goes with it; a load balancer keeps it (its VIP is listed above).
+    let mut ops = crate::services::network_teardown_ops(central, &spec).await?;
+    ops.extend([
         // Fails with NotEmpty if an address was allocated meanwhile.
         Op::Delete {
             path: layout.ips(pool, name),
@@ -238,7 +240,7 @@ pub async fn remove(central: &Central, pool: &str, name: &str) -> Result<(), Cen
             path: layout.vni(spec.vni),
             version: None,
         },
-    ];
+    ]);
     match central.store.commit(&ops, None).await {
         Ok(()) => Ok(()),
         Err(e) if e.conflict().is_some_and(|(f, _)| f == OpFailure::NotEmpty) => {

@@ -34,6 +34,18 @@ pub async fn run(cli: &Cli, out: &mut dyn Write) -> Result<u8, CliError> {
             let pool = cli.require_pool()?;
             network(&client()?, &ctx, pool, cmd, out).await.map(|()| 0)
         }
+        Command::Dns(cmd) => {
+            let pool = cli.require_pool()?;
+            super::services::dns(&client()?, ctx.json(), pool, cmd, out)
+                .await
+                .map(|()| 0)
+        }
+        Command::Lb(cmd) => {
+            let pool = cli.require_pool()?;
+            super::services::lb(&client()?, ctx.json(), pool, cmd, out)
+                .await
+                .map(|()| 0)
+        }
     }
 }
 

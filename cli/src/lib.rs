@@ -9,6 +9,7 @@ pub mod render;
 
 mod create;
 mod network;
+pub mod services;
 pub mod stats;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -197,6 +198,12 @@ pub enum Command {
     /// Create, list, inspect and remove container networks of a pool (needs --pool).
     #[command(subcommand)]
     Network(NetworkCommand),
+    /// Create, list and remove a network's internal DNS service (needs --pool).
+    #[command(subcommand)]
+    Dns(services::DnsCommand),
+    /// Create, list, inspect and remove load balancers and their backends (needs --pool).
+    #[command(subcommand)]
+    Lb(services::LbCommand),
 }
 
 #[derive(Debug, Subcommand)]

@@ -15,6 +15,8 @@ use serde::Serialize;
 
 use crate::error::{synthetic_code, ClientError, NetworkKind};
 
+mod services;
+
 /// How long to wait for a TCP connection to central.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long one request may take in all. Creating many replicas commits to ZooKeeper with

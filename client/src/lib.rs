@@ -17,6 +17,10 @@ pub use caas_api::network::{
     CreateNetworkRequest, Endpoint, InterfaceStatus, IpAllocation, NetworkAttachment,
     NetworkDriver, NetworkSpec, NetworkView,
 };
+pub use caas_api::service::{
+    AddBackendRequest, CreateDnsRequest, CreateLbRequest, DnsSpec, LbBackend, LbMember, LbSpec,
+    LbView, ServiceMembership,
+};
 pub use caas_api::stats::{NodeStats, NodeStatsEntry, WorkloadStats};
 pub use client::{CentralClient, CreateOutcome};
 pub use error::{ClientError, NetworkKind};

@@ -421,7 +421,11 @@ impl Wiring {
         };
         let index = b.index;
         let addresses = self.backend.addresses(index).await?;
-        for stale in addresses.iter().filter(|a| **a != net.gateway) {
+        // Load balancer VIPs (/32) are kept by `services::lb`, not the wiring.
+        for stale in addresses
+            .iter()
+            .filter(|a| **a != net.gateway && a.prefix_len() != 32)
+        {
             self.backend.del_address(&bridge, *stale).await?;
         }
         if !addresses.contains(&net.gateway) {

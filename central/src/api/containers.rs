@@ -36,6 +36,7 @@ async fn view(ctx: &Ctx, record: ContainerRecord) -> Result<ContainerView, Centr
     let key = WorkloadKey::new(&record.spec.pool, &record.spec.name);
     let status = ctx.central.store.status(&record.node, &key).await?;
     Ok(ContainerView {
+        services: Default::default(),
         pool: record.spec.pool.clone(),
         name: record.spec.name.clone(),
         node: record.node,
@@ -353,6 +354,7 @@ fn unreported_view(record: ContainerRecord) -> ContainerView {
         app: record.app,
         spec: record.spec,
         status: None,
+        services: Default::default(),
     }
 }
 
@@ -375,7 +377,11 @@ pub async fn get(ctx: Ctx, pool: String, name: String) -> Result<Response, Centr
         .ok_or_else(|| {
             CentralError::not_found(format!("container {name} not found in pool {pool}"))
         })?;
-    Ok(json(StatusCode::OK, &view(&ctx, record).await?))
+    // Inspect (not list) shows the DNS names and load balancers it is part of.
+    let services = crate::services::membership(&ctx.central, &record).await?;
+    let mut shown = view(&ctx, record).await?;
+    shown.services = services;
+    Ok(json(StatusCode::OK, &shown))
 }
 
 pub async fn delete(

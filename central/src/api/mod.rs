@@ -9,6 +9,7 @@ mod nodes;
 mod openapi;
 mod pools;
 pub mod reply;
+mod services;
 mod stats;
 
 use std::convert::Infallible;
@@ -126,6 +127,7 @@ pub fn routes(
     agents: Arc<AgentLink>,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     let c = ctx(central, agents);
+    let service_routes = services::routes(c.clone());
     let v1 = warp::path("v1");
 
     let healthz = warp::path!("healthz").and(warp::get()).and(c.clone()).map(|ctx: Ctx| {
@@ -364,6 +366,7 @@ pub fn routes(
         .or(network_routes)
         .unify()
         .or(stats_routes)
+        .or(service_routes)
         .unify()
         .recover(|rejection: warp::Rejection| async move {
             let err = if let Some(reply::Refused(refused)) = rejection.find::<reply::Refused>() {

@@ -78,7 +78,54 @@ pub fn document() -> Value {
             "service": {"type": "string", "description": "service name published on the network"},
             "ip": {"type": "string", "format": "ipv4", "description": "a requested address; the lowest free one when absent (not with instances > 1)"}}}});
     networks(&mut doc);
+    services(&mut doc);
     doc
+}
+
+/// The DNS and load-balancer routes and their schemas.
+fn services(doc: &mut Value) {
+    let removed = |summary: &str| {
+        json!({"summary": summary, "security": [{"bearer": []}],
+            "responses": {"204": {"description": "removed"}, "default": {"$ref": "#/components/responses/Error"}}})
+    };
+    let paths = &mut doc["paths"];
+    paths["/v1/pools/{pool}/dns"] = json!({
+        "get": op("List the pool's DNS services", None, "200"),
+        "post": op("Create a network's DNS service (one per network), answered by the agents on the network's gateway address, port 53", Some("CreateDnsRequest"), "201")
+    });
+    paths["/v1/pools/{pool}/dns/{name}"] = json!({"delete": removed("Remove a DNS service")});
+    paths["/v1/pools/{pool}/lbs"] = json!({
+        "get": op("List the pool's load balancers with their backends' states", None, "200"),
+        "post": op("Create a load balancer: a VIP of the network (IPAM unless given), a port, optionally published on every node; 409 exists / address-taken / port-taken", Some("CreateLbRequest"), "201")
+    });
+    paths["/v1/pools/{pool}/lbs/{name}"] = json!({
+        "get": op("Inspect a load balancer: VIP, port, backends with address and state (up, unhealthy, not-running, missing)", None, "200"),
+        "delete": removed("Remove a load balancer and release its VIP")
+    });
+    paths["/v1/pools/{pool}/lbs/{name}/backends"] = json!({"post": op(
+        "Add a container of the LB's network as a backend (or change its port and weight)", Some("AddBackendRequest"), "200")});
+    paths["/v1/pools/{pool}/lbs/{name}/backends/{container}"] = json!({"delete": op(
+        "Remove a backend; its open connections finish", None, "200")});
+    let schemas = &mut doc["components"]["schemas"];
+    schemas["CreateDnsRequest"] = json!({"type": "object", "additionalProperties": false,
+        "required": ["name", "network"], "properties": {
+            "name": {"type": "string"},
+            "network": {"type": "string"},
+            "domain": {"type": "string", "example": caas_api::service::DEFAULT_DOMAIN, "description": "names are answered as NAME.<domain> and, through the search domain, as NAME"},
+            "forward": {"type": "string", "example": "10.0.0.53:53", "description": "resolver for other names; without it they are refused"}}});
+    schemas["CreateLbRequest"] = json!({"type": "object", "additionalProperties": false,
+        "required": ["name", "network", "port"], "properties": {
+            "name": {"type": "string"},
+            "network": {"type": "string"},
+            "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+            "vip": {"type": "string", "format": "ipv4", "description": "a free host address of the network; allocated when absent"},
+            "publish": {"type": "integer", "minimum": 1, "maximum": 65535, "description": "also served on every node's underlay address at this port"},
+            "protocol": {"type": "string", "enum": ["tcp", "udp"]}}});
+    schemas["AddBackendRequest"] = json!({"type": "object", "additionalProperties": false,
+        "required": ["container"], "properties": {
+            "container": {"type": "string"},
+            "port": {"type": "integer", "minimum": 1, "maximum": 65535, "description": "the container's port; the LB's port when absent"},
+            "weight": {"type": "integer", "minimum": 1, "maximum": 1000}}});
 }
 
 /// The network routes and their schemas.

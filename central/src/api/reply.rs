@@ -53,6 +53,7 @@ pub fn code(e: &CentralError) -> &'static str {
             ConflictKind::AddressTaken => "address-taken",
             ConflictKind::VniTaken => "vni-taken",
             ConflictKind::Exhausted => "exhausted",
+            ConflictKind::PortTaken => "port-taken",
         },
         CentralError::Unschedulable(_) => "unschedulable",
         CentralError::Contention(_) => "contention",
