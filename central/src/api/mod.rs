@@ -366,6 +366,7 @@ pub fn routes(
         .or(network_routes)
         .unify()
         .or(stats_routes)
+        .unify()
         .or(service_routes)
         .unify()
         .recover(|rejection: warp::Rejection| async move {
