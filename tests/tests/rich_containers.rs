@@ -305,7 +305,11 @@ async fn ssh_is_key_only_with_per_container_host_keys_and_supervisord_restarts_a
     let restarts = metrics
         .lines()
         .find(|l| {
-            l.starts_with("caas_program_restarts_total{pool=\"rich\",name=\"vm1\",program=\"app\"}")
+            // Label order is the exporter's business: match the labels, not their order.
+            l.starts_with("caas_program_restarts_total{")
+                && ["pool=\"rich\"", "name=\"vm1\"", "program=\"app\""]
+                    .iter()
+                    .all(|label| l.contains(label))
         })
         .unwrap_or_else(|| panic!("no restart series:\n{metrics}"));
     assert!(!restarts.ends_with(" 0"), "{restarts}");
