@@ -248,7 +248,17 @@ pub fn routes<R: ContainerRuntime + ?Sized>(
     read.or(control)
         .unify()
         .recover(|rejection: warp::Rejection| async move {
-            let reply = if rejection.is_not_found() {
+            // The matched route's own refusals first: warp combines the rejections of every
+            // route tried, and routes sharing the path with another method add
+            // MethodNotAllowed to them.
+            let reply = if let Some(denied) = rejection.find::<Denied>() {
+                error(denied.code, denied.message.clone())
+            } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+                error(
+                    HttpErrorCode::TooLarge,
+                    format!("packages are limited to {MAX_PACKAGE} bytes"),
+                )
+            } else if rejection.is_not_found() {
                 error(
                     HttpErrorCode::NotFound,
                     "no such endpoint; see /healthz, /metrics, /v1/containers, /v1/stats, /v1/node/stats"
@@ -258,13 +268,6 @@ pub fn routes<R: ContainerRuntime + ?Sized>(
                 error(
                     HttpErrorCode::MethodNotAllowed,
                     "method not allowed on this path".into(),
-                )
-            } else if let Some(denied) = rejection.find::<Denied>() {
-                error(denied.code, denied.message.clone())
-            } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
-                error(
-                    HttpErrorCode::TooLarge,
-                    format!("packages are limited to {MAX_PACKAGE} bytes"),
                 )
             } else if rejection.find::<warp::reject::InvalidQuery>().is_some() {
                 error(

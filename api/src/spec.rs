@@ -18,6 +18,9 @@ pub const RICH_LOGS_DIR: &str = "/home/admin/logs";
 /// Most processes one workload may be limited to; beyond this a limit means nothing.
 pub const MAX_PIDS: i64 = 4_194_304;
 
+/// Least CPU a limit may ask for: a hundredth of a core, what the engine can enforce.
+pub const MIN_CPU_MILLIS: u64 = 10;
+
 /// Desired state of one workload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -94,6 +97,18 @@ impl Resources {
             .as_deref()
             .map(|m| parse_memory("resources.memory", m))
             .transpose()?;
+        if let Some(millis) = cpu_millis {
+            // The engine cannot enforce less than a hundredth of a CPU (the kernel's smallest
+            // CFS quota, 1 ms per 100 ms period); say so before Docker does.
+            if millis < MIN_CPU_MILLIS {
+                return Err(ValidationError::new(
+                    "resources.cpu",
+                    format!(
+                        "{millis}m is below {MIN_CPU_MILLIS}m, the least CPU the Docker engine can enforce; ask for at least \"{MIN_CPU_MILLIS}m\""
+                    ),
+                ));
+            }
+        }
         if let Some(memory) = memory_bytes {
             // Docker refuses less than 6 MiB; say so before Docker does.
             if memory < 6 << 20 {
@@ -164,13 +179,21 @@ impl WorkloadSpec {
                 ));
             }
         }
-        for key in self.labels.keys() {
+        for (key, value) in &self.env {
+            refuse_nul(&format!("env.{key}"), value)?;
+        }
+        for (i, arg) in self.command.iter().enumerate() {
+            refuse_nul(&format!("command[{i}]"), arg)?;
+        }
+        for (key, value) in &self.labels {
             if key.is_empty() || key.starts_with("caas.") {
                 return Err(ValidationError::new(
                     format!("labels.{key}"),
                     "label keys must be non-empty and must not start with \"caas.\" (reserved)",
                 ));
             }
+            refuse_nul(&format!("labels.{key}"), key)?;
+            refuse_nul(&format!("labels.{key}"), value)?;
         }
         let mut seen = std::collections::BTreeSet::new();
         for (i, path) in self.volumes.iter().enumerate() {
@@ -223,6 +246,18 @@ impl WorkloadSpec {
     pub fn data_hash(&self) -> String {
         volumes_hash(&self.volumes)
     }
+}
+
+/// A NUL byte ends a C string: the kernel would cut the value there (or the engine refuse the
+/// container at every start), so such a value can never run as written.
+fn refuse_nul(field: &str, value: &str) -> Result<(), ValidationError> {
+    if value.contains('\0') {
+        return Err(ValidationError::new(
+            field,
+            "contains a NUL byte, which a process's arguments and environment cannot carry; remove it",
+        ));
+    }
+    Ok(())
 }
 
 /// Hash of a data container's volume list (order and trailing slashes do not matter).
@@ -351,6 +386,26 @@ mod tests {
                 Box::new(|s| s.resources.cpu = Some("lots".into())),
             ),
             ("resources.pids", Box::new(|s| s.resources.pids = Some(0))),
+            (
+                "resources.cpu",
+                Box::new(|s| s.resources.cpu = Some("1m".into())),
+            ),
+            (
+                "env.PASSWORD",
+                Box::new(|s| {
+                    s.env.insert("PASSWORD".into(), "se\0cret".into());
+                }),
+            ),
+            (
+                "command[1]",
+                Box::new(|s| s.command = vec!["sh".into(), "-c\0".into()]),
+            ),
+            (
+                "labels.team",
+                Box::new(|s| {
+                    s.labels.insert("team".into(), "a\0b".into());
+                }),
+            ),
             ("volumes[0]", Box::new(|s| s.volumes = vec!["data".into()])),
             (
                 "volumes[1]",
@@ -369,6 +424,16 @@ mod tests {
             mutate(&mut s);
             assert_eq!(s.validate().unwrap_err().field, field);
         }
+    }
+
+    #[test]
+    fn the_least_enforceable_cpu_is_accepted() {
+        let mut s = spec();
+        s.resources.cpu = Some("10m".into());
+        assert_eq!(s.validate().unwrap().cpu_millis, Some(10));
+        s.resources.cpu = Some("9m".into());
+        let err = s.validate().unwrap_err();
+        assert!(err.message.contains("at least \"10m\""), "{err:?}");
     }
 
     #[test]

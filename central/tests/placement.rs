@@ -196,6 +196,19 @@ async fn bad_input_is_refused_naming_the_field_and_writes_nothing() {
         ),
         (json!({"name": "ok", "image": "i", "unknown": 1}), "unknown"),
         (json!({"name": "ok", "image": "i", "rich": true}), "rich"),
+        // Specs the engine could never run: refused here, not retried forever on a node.
+        (
+            json!({"name": "ok", "image": "i", "resources": {"cpu": "1m"}}),
+            "resources.cpu",
+        ),
+        (
+            json!({"name": "ok", "image": "i", "env": {"DB_PASSWORD": "se\u{0}cret"}}),
+            "env.DB_PASSWORD",
+        ),
+        (
+            json!({"name": "ok", "image": "i", "command": ["sh", "-c", "echo \u{0}"]}),
+            "command[2]",
+        ),
     ];
     for (body, field) in cases {
         let (status, answer) = a
@@ -218,6 +231,20 @@ async fn bad_input_is_refused_naming_the_field_and_writes_nothing() {
         .call("POST", "/v1/pools", ADMIN, Some(json!({"name": "p"})))
         .await;
     assert_eq!((status, answer["code"].clone()), (409, json!("exists")));
+    // A body over the limit is 413 with the limit named, whatever other routes share the path.
+    let huge = json!({"name": "ok", "image": "i", "env": {"BIG": "x".repeat(2 << 20)}});
+    let (status, answer) = a
+        .call("POST", "/v1/pools/p/containers", &token, Some(huge))
+        .await;
+    assert_eq!(
+        (status, answer["code"].clone()),
+        (413, json!("too-large")),
+        "{answer}"
+    );
+    assert!(
+        answer["message"].as_str().unwrap_or("").contains("bytes"),
+        "{answer}"
+    );
     assert_eq!(world.store.dump(), before, "nothing written by any refusal");
 }
 

@@ -372,10 +372,9 @@ pub fn routes(
         .recover(|rejection: warp::Rejection| async move {
             let err = if let Some(reply::Refused(refused)) = rejection.find::<reply::Refused>() {
                 refused.clone()
-            } else if rejection.is_not_found() {
-                CentralError::not_found("no such endpoint; see /v1/openapi.json")
-            } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
-                CentralError::MethodNotAllowed
+            // The body's own problems first: warp combines the rejections of every route
+            // tried, and the routes that share the path with another method add
+            // MethodNotAllowed to the one route that matched and refused the body.
             } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
                 CentralError::TooLarge(format!(
                     "bodies are limited to {MAX_BODY} bytes ({MAX_PACKAGE} for deploy packages)"
@@ -385,6 +384,10 @@ pub fn routes(
                     "this request needs a Content-Length header (send a JSON body, `{}` if empty)"
                         .into(),
                 )
+            } else if rejection.is_not_found() {
+                CentralError::not_found("no such endpoint; see /v1/openapi.json")
+            } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+                CentralError::MethodNotAllowed
             } else if rejection.find::<warp::reject::InvalidQuery>().is_some() {
                 CentralError::invalid("query", "invalid query string (purge_data=true|false)")
             } else {
