@@ -14,15 +14,19 @@ pub enum EngineCode {
     ImageNotFound,
     NameConflict,
     Refused,
+    /// The engine called the container's configuration invalid (HTTP 400): the same spec
+    /// will be refused again, so it is not retried.
+    RefusedSpec,
 }
 
 impl EngineCode {
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Unavailable,
         Self::ContainerNotFound,
         Self::ImageNotFound,
         Self::NameConflict,
         Self::Refused,
+        Self::RefusedSpec,
     ];
 
     /// The wire string (central, the CLI and tests read it).
@@ -33,6 +37,7 @@ impl EngineCode {
             Self::ImageNotFound => "image-not-found",
             Self::NameConflict => "name-conflict",
             Self::Refused => "engine-refused",
+            Self::RefusedSpec => "engine-refused-spec",
         }
     }
 }
@@ -65,7 +70,7 @@ pub enum LastErrorCode {
 }
 
 impl LastErrorCode {
-    pub const ALL: [Self; 15] = [
+    pub const ALL: [Self; 16] = [
         Self::InvalidSpec,
         Self::InvalidAssignment,
         Self::WrongPool,
@@ -81,6 +86,7 @@ impl LastErrorCode {
         Self::Engine(EngineCode::ImageNotFound),
         Self::Engine(EngineCode::NameConflict),
         Self::Engine(EngineCode::Refused),
+        Self::Engine(EngineCode::RefusedSpec),
     ];
 
     /// The wire string in the status znode.
@@ -111,12 +117,41 @@ impl LastErrorCode {
             | Self::VolumesChanged
             | Self::DataMissing
             | Self::NetworkUnsupported
-            | Self::Engine(EngineCode::ImageNotFound | EngineCode::NameConflict) => true,
+            | Self::Engine(
+                EngineCode::ImageNotFound | EngineCode::NameConflict | EngineCode::RefusedSpec,
+            ) => true,
             Self::AppFatal
             | Self::Internal
             | Self::NetworkFailed
             | Self::Engine(
                 EngineCode::Unavailable | EngineCode::ContainerNotFound | EngineCode::Refused,
+            ) => false,
+        }
+    }
+}
+
+impl LastErrorCode {
+    /// Errors about the spec itself: the same assignment fails the same way on every attempt,
+    /// so a workload that has nothing running waits for a new assignment instead of cycling
+    /// through create and remove.
+    pub fn waits_for_new_spec(self) -> bool {
+        match self {
+            Self::InvalidSpec | Self::Engine(EngineCode::RefusedSpec) => true,
+            Self::InvalidAssignment
+            | Self::WrongPool
+            | Self::NotRichImage
+            | Self::VolumesChanged
+            | Self::DataMissing
+            | Self::AppFatal
+            | Self::Internal
+            | Self::NetworkUnsupported
+            | Self::NetworkFailed
+            | Self::Engine(
+                EngineCode::Unavailable
+                | EngineCode::ContainerNotFound
+                | EngineCode::ImageNotFound
+                | EngineCode::NameConflict
+                | EngineCode::Refused,
             ) => false,
         }
     }
@@ -163,7 +198,7 @@ pub enum HttpErrorCode {
 }
 
 impl HttpErrorCode {
-    pub const ALL: [Self; 19] = [
+    pub const ALL: [Self; 20] = [
         Self::NotFound,
         Self::MethodNotAllowed,
         Self::BadQuery,
@@ -183,6 +218,7 @@ impl HttpErrorCode {
         Self::Engine(EngineCode::ImageNotFound),
         Self::Engine(EngineCode::NameConflict),
         Self::Engine(EngineCode::Refused),
+        Self::Engine(EngineCode::RefusedSpec),
     ];
 
     /// The wire string in the error body (central relays it).
@@ -268,12 +304,27 @@ mod tests {
             ("image-not-found", true),
             ("name-conflict", true),
             ("engine-refused", false),
+            ("engine-refused-spec", true),
         ];
         let actual: Vec<(&str, bool)> = LastErrorCode::ALL
             .iter()
             .map(|c| (c.as_str(), c.permanent()))
             .collect();
         assert_eq!(actual, expected);
+    }
+
+    #[test]
+    fn only_spec_errors_wait_for_a_new_spec_and_they_are_permanent() {
+        let waiting: Vec<&str> = LastErrorCode::ALL
+            .iter()
+            .filter(|c| c.waits_for_new_spec())
+            .map(|c| c.as_str())
+            .collect();
+        assert_eq!(waiting, ["invalid-spec", "engine-refused-spec"]);
+        assert!(LastErrorCode::ALL
+            .iter()
+            .filter(|c| c.waits_for_new_spec())
+            .all(|c| c.permanent()));
     }
 
     /// The HTTP statuses as they were (plus the unpacked-size refusal); `internal` is a 500
@@ -300,6 +351,7 @@ mod tests {
             ("image-not-found", 502),
             ("name-conflict", 502),
             ("engine-refused", 502),
+            ("engine-refused-spec", 502),
         ];
         let actual: Vec<(&str, u16)> = HttpErrorCode::ALL
             .iter()

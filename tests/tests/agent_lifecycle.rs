@@ -286,7 +286,22 @@ async fn bad_input_is_reported_and_leaves_nothing_behind() {
     bad_name.name = "Bad_Name".into();
     let mut relative_volume = f.spec("relative-volume", "true");
     relative_volume.volumes = vec!["data/db".into()];
-    for spec in [&unknown_image, &bad_memory, &relative_volume] {
+    // Specs the engine can never run: caught by validation (central refuses them the same
+    // way), or refused by the engine as invalid and then not retried.
+    let mut nul_env = f.spec("nul-env", "true");
+    nul_env.env.insert("DB_PASSWORD".into(), "se\0cret".into());
+    let mut tiny_cpu = f.spec("tiny-cpu", "true");
+    tiny_cpu.resources.cpu = Some("1m".into());
+    let mut no_such_command = f.spec("no-such-command", "true");
+    no_such_command.command = vec!["/no/such/binary".into()];
+    for spec in [
+        &unknown_image,
+        &bad_memory,
+        &relative_volume,
+        &nul_env,
+        &tiny_cpu,
+        &no_such_command,
+    ] {
         f.assign(spec).await.unwrap();
     }
     // The znode name is valid, the name inside the spec is not.
@@ -309,6 +324,13 @@ async fn bad_input_is_reported_and_leaves_nothing_behind() {
         ("bad-memory", "invalid-spec", "resources.memory"),
         ("bad-name", "invalid-spec", "name"),
         ("relative-volume", "invalid-spec", "volumes[0]"),
+        ("nul-env", "invalid-spec", "env.DB_PASSWORD"),
+        ("tiny-cpu", "invalid-spec", "resources.cpu"),
+        (
+            "no-such-command",
+            "engine-refused-spec",
+            "cannot run as written",
+        ),
         ("not-json", "invalid-assignment", "not a valid assignment"),
     ] {
         let status = f

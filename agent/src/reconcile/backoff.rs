@@ -9,6 +9,8 @@ const MAX: Duration = Duration::from_secs(60);
 #[derive(Debug, Default, Clone)]
 pub struct Backoff {
     failures: u32,
+    /// Not attempted again until the fingerprint changes (see `park`).
+    parked: bool,
     next_attempt: Option<Instant>,
     fingerprint: String,
 }
@@ -20,13 +22,20 @@ impl Backoff {
             self.fingerprint = fingerprint.to_string();
             self.failures = 0;
             self.next_attempt = None;
+            self.parked = false;
         }
-        self.next_attempt.is_none_or(|at| now >= at)
+        !self.parked && self.next_attempt.is_none_or(|at| now >= at)
     }
 
     pub fn succeeded(&mut self) {
         self.failures = 0;
         self.next_attempt = None;
+    }
+
+    /// The attempt failed in a way only a new assignment can change: wait for one.
+    pub fn park(&mut self) {
+        self.failures = self.failures.saturating_add(1);
+        self.parked = true;
     }
 
     pub fn failed(&mut self, now: Instant) {
@@ -37,6 +46,10 @@ impl Backoff {
         self.next_attempt = Some(now + delay + jitter);
     }
 
+    pub fn parked(&self) -> bool {
+        self.parked
+    }
+
     pub fn failures(&self) -> u32 {
         self.failures
     }
@@ -45,6 +58,16 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parked_waits_for_a_new_fingerprint() {
+        let t0 = Instant::now();
+        let mut b = Backoff::default();
+        assert!(b.is_due(t0, "a"));
+        b.park();
+        assert!(!b.is_due(t0 + Duration::from_secs(3600), "a"));
+        assert!(b.is_due(t0, "b"));
+    }
 
     #[test]
     fn grows_caps_and_resets_on_new_spec() {

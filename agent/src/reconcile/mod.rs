@@ -111,6 +111,16 @@ impl<R: ContainerRuntime + ?Sized> Reconciler<R> {
     }
 
     /// One full pass. `previous` statuses are kept for workloads still backing off.
+    /// Whether the workload waits for a new assignment (its spec cannot run as written).
+    #[cfg(test)]
+    pub async fn waits_for_new_spec(&self, key: &WorkloadKey) -> bool {
+        self.backoff
+            .lock()
+            .await
+            .get(key)
+            .is_some_and(Backoff::parked)
+    }
+
     pub async fn pass(
         &self,
         desired: &DesiredState,
@@ -182,11 +192,15 @@ impl<R: ContainerRuntime + ?Sized> Reconciler<R> {
                 workload::Converged::Status {
                     status,
                     healthy,
+                    park,
                     settle,
                 } => {
                     self.settled
                         .record(&key, settled_fp, &status, healthy && settle, now);
-                    if healthy {
+                    if park {
+                        tracing::warn!(workload = %key, "the spec cannot run as written; waiting for a new assignment");
+                        entry.park();
+                    } else if healthy {
                         entry.succeeded();
                     } else {
                         entry.failed(now);
@@ -202,15 +216,27 @@ impl<R: ContainerRuntime + ?Sized> Reconciler<R> {
         }
         drop(backoff);
 
-        // What is left in `actual` is not assigned here any more.
+        // What is left in `actual` is not assigned here any more. Removed in parallel like
+        // converges are: each stop may take the whole grace period, and a node that returns
+        // from a partition must drop every moved copy within one grace, not one per copy.
         if desired.authoritative {
-            for (key, containers) in actual {
-                if containers.has_role(Role::App) || containers.has_role(Role::Sandbox) {
-                    match self.remove_workload(&key, &containers, false).await {
-                        Ok(()) => outcome.removed.push(key),
-                        Err(e) => {
-                            tracing::warn!(workload = %key, error = %e, "removing unassigned workload failed; will retry")
-                        }
+            let unassigned: Vec<_> = actual
+                .into_iter()
+                .filter(|(_, c)| c.has_role(Role::App) || c.has_role(Role::Sandbox))
+                .collect();
+            let removals: Vec<_> = futures::stream::iter(unassigned)
+                .map(|(key, containers)| async move {
+                    let result = self.remove_workload(&key, &containers, false).await;
+                    (key, result)
+                })
+                .buffer_unordered(PARALLEL_WORKLOADS)
+                .collect()
+                .await;
+            for (key, result) in removals {
+                match result {
+                    Ok(()) => outcome.removed.push(key),
+                    Err(e) => {
+                        tracing::warn!(workload = %key, error = %e, "removing unassigned workload failed; will retry")
                     }
                 }
             }

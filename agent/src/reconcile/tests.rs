@@ -176,6 +176,70 @@ async fn invalid_spec_is_reported_with_its_field() {
 }
 
 #[tokio::test]
+async fn a_spec_the_engine_calls_invalid_fails_leaves_nothing_and_waits_for_a_new_one() {
+    let fake = Arc::new(FakeRuntime::with_images(&[PAUSE, "app:1"]));
+    fake.refuse_spec_of("caas.p1.web");
+    let r = reconciler(fake.clone());
+    let first = spec("web", "app:1");
+    let out = r
+        .pass(&desired(std::slice::from_ref(&first)), &BTreeMap::new())
+        .await
+        .unwrap();
+    let status = &out.statuses[&WorkloadKey::new("p1", "web")];
+    assert_eq!(status.state, WorkloadState::Failed);
+    assert_eq!(
+        status.last_error.as_ref().unwrap().code,
+        "engine-refused-spec"
+    );
+    assert!(fake.names().is_empty(), "{:?}", fake.names());
+    let key = WorkloadKey::new("p1", "web");
+    assert!(r.waits_for_new_spec(&key).await);
+    // The same assignment again: not attempted (no engine call), the failure still reported.
+    let calls = fake.calls().len();
+    let out = r
+        .pass(&desired(std::slice::from_ref(&first)), &out.statuses)
+        .await
+        .unwrap();
+    assert_eq!(fake.calls().len(), calls, "{:?}", fake.calls());
+    assert_eq!(
+        out.statuses[&WorkloadKey::new("p1", "web")].state,
+        WorkloadState::Failed
+    );
+    // A new assignment is attempted at once.
+    let mut second = first;
+    second.generation += 1;
+    second.env.insert("MODE".into(), "fixed".into());
+    r.pass(&desired(&[second]), &out.statuses).await.unwrap();
+    assert!(fake.calls().len() > calls, "{:?}", fake.calls());
+    assert!(
+        r.waits_for_new_spec(&key).await,
+        "refused again, parked again"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn unassigned_workloads_are_stopped_in_parallel() {
+    let fake = Arc::new(FakeRuntime::with_images(&[PAUSE, "app:1"]));
+    let r = reconciler(fake.clone());
+    let specs: Vec<WorkloadSpec> = (1..=4).map(|i| spec(&format!("w{i}"), "app:1")).collect();
+    let out = r.pass(&desired(&specs), &BTreeMap::new()).await.unwrap();
+    assert_eq!(out.statuses.len(), 4);
+    fake.stops_take(Duration::from_secs(10));
+    let out = r.pass(&desired(&[]), &out.statuses).await.unwrap();
+    assert_eq!(out.removed.len(), 4, "{:?}", out.removed);
+    assert_eq!(
+        fake.most_concurrent_stops(),
+        4,
+        "the four apps' grace periods overlap"
+    );
+    let left = fake.names();
+    assert!(
+        left.len() == 4 && left.iter().all(|n| n.ends_with(".data")),
+        "only the data containers stay: {left:?}"
+    );
+}
+
+#[tokio::test]
 async fn unassigned_keeps_data_until_purge() {
     let fake = Arc::new(FakeRuntime::with_images(&[PAUSE, "app:1"]));
     let r = reconciler(fake.clone());

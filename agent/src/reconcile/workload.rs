@@ -55,6 +55,9 @@ pub enum Converged {
     Status {
         status: WorkloadStatus,
         healthy: bool,
+        /// The error is about the spec itself and nothing of the workload is left: do not
+        /// retry until the assignment changes.
+        park: bool,
         /// Whether the workload may be settled: plain, unwired, running, nothing changed or
         /// wrong in this converge (see `settled`).
         settle: bool,
@@ -170,6 +173,9 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
             }
         };
         let changed = !created.is_empty();
+        let park = !existed
+            && self.ids == ContainerIds::default()
+            && error.as_ref().is_some_and(|e| e.code.waits_for_new_spec());
         let status = self.observe(spec, error).await;
         let settle = healthy
             && !changed
@@ -180,6 +186,7 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
         Converged::Status {
             status,
             healthy,
+            park,
             settle,
         }
     }
@@ -247,6 +254,7 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
         Converged::Status {
             status,
             healthy: false,
+            park: false,
             settle: false,
         }
     }

@@ -99,6 +99,16 @@ fn map_err(op: &'static str, target: &str, err: BollardError) -> RuntimeError {
         } if op == "create" && message.contains("already in use") => {
             RuntimeError::NameConflict(target.to_string())
         }
+        // Docker answers 400 for an invalid parameter (its errdefs.InvalidParameter); on
+        // create and start that parameter came from the workload's spec.
+        BollardError::DockerResponseServerError {
+            status_code: 400,
+            message,
+        } if op == "create" || op == "start" => RuntimeError::RefusedSpec {
+            op,
+            target: target.to_string(),
+            message,
+        },
         BollardError::DockerResponseServerError { message, .. } => RuntimeError::Refused {
             op,
             target: target.to_string(),

@@ -32,6 +32,13 @@ struct State {
     calls: Vec<String>,
     /// Create calls for names in here fail (to test rollback).
     fail_create: BTreeSet<String>,
+    /// Create calls for names in here are refused as invalid, as Docker answers 400.
+    refuse_spec: BTreeSet<String>,
+    /// How long a stop of a running container takes (as an app that uses its grace period).
+    stop_takes: Duration,
+    /// Stops in progress now, and the most there ever were at once.
+    stopping: usize,
+    most_stopping: usize,
     down: bool,
     /// Inspect and image look-up calls (reads the reconciler should spare settled workloads).
     reads: usize,
@@ -115,6 +122,17 @@ impl FakeRuntime {
     }
     pub fn fail_create_of(&self, name: &str) {
         self.with(|s| s.fail_create.insert(name.to_string()));
+    }
+    /// Makes every stop of a running container take `duration` (tokio time).
+    pub fn stops_take(&self, duration: Duration) {
+        self.with(|s| s.stop_takes = duration);
+    }
+    /// The most stops that were in progress at the same time.
+    pub fn most_concurrent_stops(&self) -> usize {
+        self.with(|s| s.most_stopping)
+    }
+    pub fn refuse_spec_of(&self, name: &str) {
+        self.with(|s| s.refuse_spec.insert(name.to_string()));
     }
     pub fn set_down(&self, down: bool) {
         self.with(|s| s.down = down);
@@ -275,6 +293,13 @@ impl ContainerRuntime for FakeRuntime {
                     message: "injected failure".into(),
                 });
             }
+            if s.refuse_spec.contains(&request.name) {
+                return Err(RuntimeError::RefusedSpec {
+                    op: "create",
+                    target: request.name.clone(),
+                    message: "injected invalid parameter".into(),
+                });
+            }
             if !s.images.contains(&request.image) {
                 return Err(RuntimeError::ImageNotFound(request.image.clone()));
             }
@@ -318,8 +343,22 @@ impl ContainerRuntime for FakeRuntime {
 
     async fn stop(&self, id: &str, _grace: Duration) -> Result<(), RuntimeError> {
         self.check_up()?;
-        self.with(|s| {
+        let takes = self.with(|s| {
             s.calls.push(format!("stop {id}"));
+            let running = s.containers.get(id).is_some_and(|c| c.running);
+            if running {
+                s.stopping += 1;
+                s.most_stopping = s.most_stopping.max(s.stopping);
+            }
+            running.then_some(s.stop_takes)
+        });
+        if let Some(takes) = takes {
+            tokio::time::sleep(takes).await;
+        }
+        self.with(|s| {
+            if takes.is_some() {
+                s.stopping -= 1;
+            }
             if let Some(c) = s.containers.get_mut(id) {
                 c.running = false;
             }

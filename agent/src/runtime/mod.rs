@@ -28,6 +28,13 @@ pub enum RuntimeError {
     ImageNotFound(String),
     #[error("container name {0:?} is already taken by a container caas does not manage")]
     NameConflict(String),
+    /// The engine called the request itself invalid (HTTP 400): asking again will not help.
+    #[error("the engine refused {op} on {target} as invalid (the spec cannot run as written): {message}")]
+    RefusedSpec {
+        op: &'static str,
+        target: String,
+        message: String,
+    },
     #[error("the engine refused {op} on {target}: {message}")]
     Refused {
         op: &'static str,
@@ -45,6 +52,7 @@ impl RuntimeError {
             Self::ImageNotFound(_) => EngineCode::ImageNotFound,
             Self::NameConflict(_) => EngineCode::NameConflict,
             Self::Refused { .. } => EngineCode::Refused,
+            Self::RefusedSpec { .. } => EngineCode::RefusedSpec,
         }
     }
 }
