@@ -47,6 +47,10 @@ pub struct Flags {
     /// Seconds a node may be unregistered before it is declared lost [default: 30]
     #[arg(long, env = "CAAS_CENTRAL_LOST_GRACE", value_name = "SECS")]
     pub lost_grace: Option<u64>,
+    /// Seconds a lost node with no workload left keeps its records before they are removed
+    /// [default: 604800, a week]
+    #[arg(long, env = "CAAS_CENTRAL_INVENTORY_RETENTION", value_name = "SECS")]
+    pub inventory_retention: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -58,6 +62,7 @@ struct FileConfig {
     admin_token_file: Option<PathBuf>,
     agent_token_file: Option<PathBuf>,
     lost_grace_secs: Option<u64>,
+    inventory_retention_secs: Option<u64>,
     zk_session_timeout_ms: Option<u64>,
 }
 
@@ -71,6 +76,7 @@ pub struct CentralConfig {
     /// The token sent to agents for exec and deploy, when configured.
     pub agent_token: Option<String>,
     pub lost_grace: Duration,
+    pub inventory_retention: Duration,
     pub zk_session_timeout: Duration,
 }
 
@@ -136,6 +142,17 @@ impl CentralConfig {
         if lost_grace.is_zero() {
             return Err(invalid("lost_grace", "must be at least 1 second"));
         }
+        let inventory_retention = flags
+            .inventory_retention
+            .or(file.inventory_retention_secs)
+            .map(Duration::from_secs)
+            .unwrap_or(crate::leader::DEFAULT_INVENTORY_RETENTION);
+        if inventory_retention.is_zero() {
+            return Err(invalid(
+                "inventory_retention",
+                "must be at least 1 second (the default keeps a lost node's records for a week)",
+            ));
+        }
         let zk_session_timeout = Duration::from_millis(file.zk_session_timeout_ms.unwrap_or(6000));
         Ok(Self {
             zk_servers,
@@ -144,6 +161,7 @@ impl CentralConfig {
             admin_token,
             agent_token,
             lost_grace,
+            inventory_retention,
             zk_session_timeout,
         })
     }

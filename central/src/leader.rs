@@ -1,7 +1,8 @@
 //! Background work done by the elected leader only: track node liveness in the inventory
 //! (ready -> disconnected -> lost after a grace period), re-place the stateless workloads of lost
 //! nodes (same name, spec and hostname), mark workloads with data `lost` until ops force them,
-//! and bring workloads back when their node returns. Every write carries the leader fence, so a
+//! and bring workloads back when their node returns; forget nodes that have been lost longer than
+//! the inventory retention with nothing left on them. Every write carries the leader fence, so a
 //! deposed leader's late writes are rejected by ZooKeeper.
 
 use std::sync::Arc;
@@ -20,17 +21,40 @@ use crate::store::Op;
 /// How often the leader looks at the fleet.
 pub const TICK: Duration = Duration::from_millis(500);
 
+/// How long lost nodes' records are kept by default once nothing is left on them.
+pub const DEFAULT_INVENTORY_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The leader's waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timers {
+    /// How long a node may be unregistered before it is lost.
+    pub lost_grace: Duration,
+    /// How long a lost node with no workload left keeps its inventory record, assignment and
+    /// status directories before they are removed.
+    pub inventory_retention: Duration,
+}
+
+/// A bare duration is the lost grace, with the default retention.
+impl From<Duration> for Timers {
+    fn from(lost_grace: Duration) -> Self {
+        Self {
+            lost_grace,
+            inventory_retention: DEFAULT_INVENTORY_RETENTION,
+        }
+    }
+}
+
 /// Runs until `cancel`: whenever this instance leads, one `tick` per [`TICK`].
 pub async fn run(
     central: Arc<Central>,
     latch: LeaderLatch,
-    grace: Duration,
+    timers: Timers,
     cancel: CancellationToken,
 ) {
     let mut leadership = latch.leadership();
     loop {
         if let Some(fence) = latch.fence() {
-            if let Err(e) = tick(&central, &fence, grace).await {
+            if let Err(e) = tick(&central, &fence, timers).await {
                 tracing::warn!(error = %e, "leader background pass failed; retrying");
             }
         }
@@ -46,17 +70,25 @@ pub async fn run(
 }
 
 /// One pass over the fleet.
-pub async fn tick(central: &Central, fence: &Fence, grace: Duration) -> Result<(), CentralError> {
-    tick_at(central, fence, grace, crate::now()).await
+pub async fn tick(
+    central: &Central,
+    fence: &Fence,
+    timers: impl Into<Timers>,
+) -> Result<(), CentralError> {
+    tick_at(central, fence, timers, crate::now()).await
 }
 
 /// One pass over the fleet at `now` (unix seconds), so tests can step the clock.
 pub async fn tick_at(
     central: &Central,
     fence: &Fence,
-    grace: Duration,
+    timers: impl Into<Timers>,
     now: u64,
 ) -> Result<(), CentralError> {
+    let Timers {
+        lost_grace: grace,
+        inventory_retention,
+    } = timers.into();
     if !central.synced() {
         return Ok(());
     }
@@ -140,6 +172,12 @@ pub async fn tick_at(
                 // One node's trouble must not stop the pass for the others.
                 if let Err(e) = handle_lost(central, fence, id, v).await {
                     tracing::warn!(node = %id, error = %e, "handling lost node failed; will retry");
+                } else if record.workloads.is_empty()
+                    && now.saturating_sub(record.since) >= inventory_retention.as_secs()
+                {
+                    if let Err(e) = forget(central, fence, id, v).await {
+                        tracing::warn!(node = %id, error = %e, "forgetting a long-lost node failed; will retry");
+                    }
                 }
                 continue;
             }
@@ -214,6 +252,47 @@ async fn handle_lost(
             mark(central, fence, &record, version, Placement::Lost).await?;
         }
     }
+    Ok(())
+}
+
+/// Removes what central keeps of a node lost for longer than the retention with no workload
+/// left on it: its inventory record, its (empty) assignment directory and its stale status
+/// directory, in one multi that fails if the record changed meanwhile. A node that comes back
+/// later registers as new.
+async fn forget(
+    central: &Central,
+    fence: &Fence,
+    node: &str,
+    v: &VersionedNode,
+) -> Result<(), CentralError> {
+    let layout = central.layout();
+    let assign_dir = layout.assign_dir(node);
+    if !central.store.children(&assign_dir).await?.is_empty() {
+        // An instruction (a purge) still waits for the node: keep everything.
+        return Ok(());
+    }
+    let mut ops = Vec::new();
+    let status_dir = layout.status_dir(node);
+    for child in central.store.children(&status_dir).await? {
+        ops.push(Op::Delete {
+            path: format!("{status_dir}/{child}"),
+            version: None,
+        });
+    }
+    for dir in [status_dir, assign_dir] {
+        if central.store.get_raw(&dir).await?.is_some() {
+            ops.push(Op::Delete {
+                path: dir,
+                version: None,
+            });
+        }
+    }
+    ops.push(Op::Delete {
+        path: layout.inventory(node),
+        version: Some(v.version),
+    });
+    tracing::info!(node = %node, lost_since = v.record.since, "forgetting a node lost longer than the inventory retention");
+    commit_logged(central, fence, ops, "forget lost node").await;
     Ok(())
 }
 

@@ -40,7 +40,10 @@ pub async fn run(
     let layout = config.layout.clone();
     let bootstrap_cancel = work.clone();
     let latch_central = central.clone();
-    let grace = config.lost_grace;
+    let timers = crate::leader::Timers {
+        lost_grace: config.lost_grace,
+        inventory_retention: config.inventory_retention,
+    };
     let leader_cancel = work.clone();
     tracker.spawn(async move {
         let Some(client) = caas_zk::wait_for_client(&mut clients, &bootstrap_cancel).await else { return };
@@ -51,7 +54,7 @@ pub async fn run(
         }
         drop(client);
         match LeaderLatch::start(clients, layout.leader(), crate::leader::candidate_data(&listen), leader_cancel.clone()) {
-            Ok(latch) => crate::leader::run(latch_central, latch, grace, leader_cancel).await,
+            Ok(latch) => crate::leader::run(latch_central, latch, timers, leader_cancel).await,
             Err(e) => tracing::error!(error = %e, "cannot join the leader election; this instance serves the API only"),
         }
     });

@@ -1,13 +1,14 @@
 //! The leader's background work on the in-memory store with a stepped clock: liveness
 //! transitions, re-placement of stateless workloads keeping name and hostname, workloads with
-//! data waiting for ops, revival, and the fence that silences a deposed leader.
+//! data waiting for ops, revival, the fence that silences a deposed leader, and forgetting nodes
+//! lost for longer than the inventory retention.
 
 mod support;
 
 use std::time::Duration;
 
 use caas_api::central::{Liveness, Placement};
-use caas_central::leader::tick_at;
+use caas_central::leader::{tick_at, Timers};
 use caas_central::store::{Op, Store, StoreError};
 use serde_json::json;
 use support::{container, node_info, World};
@@ -146,4 +147,125 @@ async fn a_deposed_leader_writes_nothing() {
         world.inventory().await["n1"].liveness,
         Liveness::Disconnected
     );
+}
+
+#[tokio::test]
+async fn a_node_placed_on_before_the_leader_recorded_it_is_still_seen_and_marked_lost() {
+    let mut world = World::new();
+    let a = world.instance();
+    let token = world.pool(&a, "p").await;
+    let session = world.store.new_session();
+    let fence = world.store.leader_fence(session).unwrap();
+    world.register(node_info("n1", "p", 4000, 8 * GI));
+    world.register(node_info("n2", "p", 4000, 8 * GI));
+    // No leader pass yet: the placement itself records the node it uses.
+    let (status, body) = a
+        .call(
+            "POST",
+            "/v1/pools/p/containers",
+            &token,
+            Some(container("web", "100m", "64Mi")),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let victim = body[0]["node"].as_str().unwrap().to_string();
+    let survivor = if victim == "n1" { "n2" } else { "n1" };
+    world.kill(&victim);
+    let t0 = 5_000;
+    tick_at(&a.central, &fence, GRACE, t0).await.unwrap();
+    assert_eq!(
+        world.inventory().await[&victim].liveness,
+        Liveness::Disconnected
+    );
+    tick_at(&a.central, &fence, GRACE, t0 + 40).await.unwrap();
+    assert_eq!(world.inventory().await[&victim].liveness, Liveness::Lost);
+    tick_at(&a.central, &fence, GRACE, t0 + 41).await.unwrap();
+    let records = world.records("p").await;
+    assert_eq!(records[0].node, survivor, "web moved off the dead node");
+    world.check_invariants(&["p"]).await;
+}
+
+#[tokio::test]
+async fn a_long_lost_node_with_nothing_left_is_forgotten_and_returns_as_new() {
+    let timers = Timers {
+        lost_grace: GRACE,
+        inventory_retention: Duration::from_secs(3600),
+    };
+    let mut world = World::new();
+    let a = world.instance();
+    let token = world.pool(&a, "p").await;
+    let session = world.store.new_session();
+    let fence = world.store.leader_fence(session).unwrap();
+    // web (stateless) on n1, db (with data) on n3; n2 has room for web later.
+    world.register(node_info("n1", "p", 1000, 8 * GI));
+    let (status, body) = a
+        .call(
+            "POST",
+            "/v1/pools/p/containers",
+            &token,
+            Some(container("web", "100m", "64Mi")),
+        )
+        .await;
+    assert_eq!(
+        (status, body[0]["node"].as_str()),
+        (201, Some("n1")),
+        "{body}"
+    );
+    world.register(node_info("n3", "p", 4000, 8 * GI));
+    let mut db = container("db", "2", "64Mi");
+    db["volumes"] = json!(["/data"]);
+    let (status, body) = a
+        .call("POST", "/v1/pools/p/containers", &token, Some(db))
+        .await;
+    assert_eq!(
+        (status, body[0]["node"].as_str()),
+        (201, Some("n3")),
+        "{body}"
+    );
+    world.register(node_info("n2", "p", 4000, 8 * GI));
+    let t0 = 10_000;
+    tick_at(&a.central, &fence, timers, t0).await.unwrap();
+
+    world.kill("n1");
+    world.kill("n3");
+    tick_at(&a.central, &fence, timers, t0 + 1).await.unwrap();
+    tick_at(&a.central, &fence, timers, t0 + 40).await.unwrap();
+    tick_at(&a.central, &fence, timers, t0 + 41).await.unwrap();
+    let inventory = world.inventory().await;
+    assert_eq!(inventory["n1"].liveness, Liveness::Lost);
+    assert!(inventory["n1"].workloads.is_empty(), "web moved away");
+
+    // Within the retention the record stays.
+    tick_at(&a.central, &fence, timers, t0 + 40 + 3599)
+        .await
+        .unwrap();
+    assert!(world.inventory().await.contains_key("n1"));
+    // Past it, n1 (nothing left) is forgotten whole; n3 keeps db's record: its data waits.
+    tick_at(&a.central, &fence, timers, t0 + 40 + 3600)
+        .await
+        .unwrap();
+    let inventory = world.inventory().await;
+    assert!(!inventory.contains_key("n1"), "{inventory:?}");
+    assert_eq!(inventory["n3"].liveness, Liveness::Lost);
+    let left: Vec<String> = world
+        .store
+        .dump()
+        .into_keys()
+        .filter(|p| p.split('/').any(|part| part == "n1"))
+        .collect();
+    assert!(left.is_empty(), "nothing of n1 is left: {left:?}");
+    let records = world.records("p").await;
+    let db = records.iter().find(|r| r.spec.name == "db").unwrap();
+    assert_eq!((db.node.as_str(), db.placement), ("n3", Placement::Lost));
+    world.check_invariants(&["p"]).await;
+
+    // n1 comes back: a new node, ready, with nothing on it.
+    world.revive("n1");
+    tick_at(&a.central, &fence, timers, t0 + 5000)
+        .await
+        .unwrap();
+    let n1 = &world.inventory().await["n1"];
+    assert_eq!(n1.liveness, Liveness::Ready);
+    assert!(n1.workloads.is_empty());
+    world.check_invariants(&["p"]).await;
 }

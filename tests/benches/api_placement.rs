@@ -718,6 +718,7 @@ async fn main() -> Result<()> {
         admin_token: ADMIN_TOKEN.into(),
         agent_token: None,
         lost_grace: Duration::from_secs(30),
+        inventory_retention: caas_central::leader::DEFAULT_INVENTORY_RETENTION,
         zk_session_timeout: Duration::from_secs(10),
     };
     let cancel = CancellationToken::new();
