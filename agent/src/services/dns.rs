@@ -1,6 +1,6 @@
-//! The DNS servers of this node: one hickory-server per network that has a DNS service and is
-//! carried here, bound to the network's gateway address (the anycast gateway every node's
-//! bridge holds), UDP and TCP port 53. It answers its own network's zone only, authoritatively
+//! The DNS servers of this node: one per network that has a DNS service and is carried here,
+//! bound to the network's gateway address (the anycast gateway every node's bridge holds), UDP
+//! (`dns_udp`'s receive loops) and TCP (hickory-server with this zone handler) port 53. It answers its own network's zone only, authoritatively
 //! with a short TTL; single-label names are looked up in the zone (the search domain); other
 //! names go to the zone's `Forward` resolver or are REFUSED. The zone is swapped in place when
 //! ZooKeeper changes, without restarting the server.
@@ -40,14 +40,14 @@ impl ZoneHandler {
         }
     }
 
-    fn current(&self) -> Arc<Zone> {
+    pub(super) fn current(&self) -> Arc<Zone> {
         match self.zone.read() {
             Ok(z) => z.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
     }
 
-    fn replace(&self, zone: Zone) {
+    pub(super) fn replace(&self, zone: Zone) {
         match self.zone.write() {
             Ok(mut z) => *z = Arc::new(zone),
             Err(poisoned) => *poisoned.into_inner() = Arc::new(zone),
@@ -290,6 +290,9 @@ impl DnsServers {
     }
 }
 
+/// UDP sockets (and receive loops) per server; the agent's runtime has two workers.
+const UDP_SOCKETS: usize = 2;
+
 /// Binds UDP and TCP on `gateway:53` and serves until the returned token is cancelled.
 pub async fn serve(
     gateway: Ipv4Addr,
@@ -297,10 +300,20 @@ pub async fn serve(
     cancel: CancellationToken,
 ) -> std::io::Result<CancellationToken> {
     let addr = SocketAddr::from((gateway, DNS_PORT));
-    let udp = tokio::net::UdpSocket::bind(addr).await?;
+    // UDP: this module's own receive loops (see `dns_udp`); TCP: hickory-server.
+    let mut udp = Vec::new();
+    for _ in 0..UDP_SOCKETS {
+        udp.push(Arc::new(super::dns_udp::reuseport_socket(addr)?));
+    }
     let tcp = tokio::net::TcpListener::bind(addr).await?;
+    for socket in udp {
+        tokio::spawn(super::dns_udp::serve(
+            socket,
+            handler.clone(),
+            cancel.clone(),
+        ));
+    }
     let mut server = Server::new(handler);
-    server.register_socket(udp);
     server.register_listener(tcp, TCP_TIMEOUT, 64);
     let token = cancel.clone();
     tokio::spawn(async move {

@@ -1,11 +1,12 @@
 //! The node's share of the network services (internal DNS and load balancing): a task that
 //! follows the pool's networks, DNS services, load balancers, containers and statuses in
 //! ZooKeeper (`follow`), computes what this node must serve (`model`) and makes it so: DNS
-//! servers on the gateways of the networks it carries (`dns`), the `ip caaslb` nftables table
+//! servers on the gateways of the networks it carries (`dns`, its UDP side in `dns_udp`), the `ip caaslb` nftables table
 //! and VIP addresses (`lb`), and the containers' resolv.conf (`resolv`). Nothing central is on
 //! the data path; every node serves the same answers from the same ZooKeeper state.
 
 pub mod dns;
+pub mod dns_udp;
 pub mod follow;
 pub mod lb;
 pub mod model;
