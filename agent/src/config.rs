@@ -72,8 +72,8 @@ pub struct Flags {
     /// Prefix of Docker container names [default: caas]
     #[arg(long, env = "CAAS_AGENT_NAME_PREFIX")]
     pub name_prefix: Option<String>,
-    /// File holding the token central sends for exec and deploy (central's
-    /// --agent-token-file); without it this agent refuses exec and deploy
+    /// File holding the token central sends on every /v1 request (central's
+    /// --agent-token-file); without it the /v1 API is off (/healthz and /metrics stay open)
     #[arg(long, env = "CAAS_AGENT_CONTROL_TOKEN_FILE", value_name = "FILE")]
     pub control_token_file: Option<PathBuf>,
 }

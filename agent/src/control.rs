@@ -47,7 +47,7 @@ impl Drop for DeploySlot {
 /// What the control endpoints take from the configuration.
 #[derive(Debug, Clone)]
 pub struct ControlOptions {
-    /// Bearer token central must send; exec and deploy are off without one.
+    /// Bearer token central must send on every `/v1` route; the `/v1` API is off without one.
     pub token: Option<String>,
     /// The most a deploy package may unpack to, in bytes.
     pub max_unpacked: u64,

@@ -86,8 +86,9 @@ pub fn routes<R: ContainerRuntime + ?Sized>(
     let with_runtime = warp::any().map(move || runtime.clone());
     let max_unpacked = control.max_unpacked;
     let control_token = Arc::new(control.token);
-    // Checked before the body is read: nobody without the token makes the agent buffer a
-    // package.
+    // Every `/v1` route needs central's token (specs carry tenants' env, logs their output);
+    // only `/healthz` and `/metrics` (names and numbers, no spec) are open. Checked before a
+    // body is read: nobody without the token makes the agent buffer a package.
     let authorized = warp::header::optional::<String>("authorization")
         .and_then(move |header: Option<String>| {
             let refusal = authorize(control_token.as_deref(), header.as_deref());
@@ -126,6 +127,7 @@ pub fn routes<R: ContainerRuntime + ?Sized>(
 
     let list = warp::path!("v1" / "containers")
         .and(warp::get())
+        .and(authorized.clone())
         .and(with_view.clone())
         .then(|view: AgentView| async move {
             warp::reply::json(&workload_views(&view).await).into_response()
@@ -133,6 +135,7 @@ pub fn routes<R: ContainerRuntime + ?Sized>(
 
     let get = warp::path!("v1" / "containers" / String / String)
         .and(warp::get())
+        .and(authorized.clone())
         .and(with_view.clone())
         .then(|pool: String, name: String, view: AgentView| async move {
             let key = WorkloadKey::new(&pool, &name);
@@ -151,6 +154,7 @@ pub fn routes<R: ContainerRuntime + ?Sized>(
 
     let logs = warp::path!("v1" / "containers" / String / String / "logs")
         .and(warp::get())
+        .and(authorized.clone())
         .and(warp::query::<LogQuery>())
         .and(with_view.clone())
         .and(with_runtime.clone())
@@ -175,7 +179,7 @@ pub fn routes<R: ContainerRuntime + ?Sized>(
             warp::reply::with_header(text, "content-type", crate::metrics::CONTENT_TYPE)
                 .into_response()
         });
-    let stats = crate::stats::http::routes(with_view.clone());
+    let stats = crate::stats::http::routes(with_view.clone(), authorized.clone());
 
     let exec =
         warp::path!("v1" / "containers" / String / String / "exec")
@@ -297,7 +301,8 @@ fn authorize(token: Option<&str>, header: Option<&str>) -> Option<Denied> {
     let Some(token) = token else {
         return Some(Denied {
             code: HttpErrorCode::Forbidden,
-            message: "exec and deploy are off on this agent: start it with --control-token-file"
+            message: "the agent's /v1 API is off: start it with --control-token-file (central's \
+                      --agent-token-file); /healthz and /metrics stay open"
                 .into(),
         });
     };
@@ -310,7 +315,7 @@ fn authorize(token: Option<&str>, header: Option<&str>) -> Option<Denied> {
         Some(sent) if digest(sent) == digest(token) => None,
         _ => Some(Denied {
             code: HttpErrorCode::Unauthorized,
-            message: "exec and deploy need central's agent token as a bearer token".into(),
+            message: "the agent's /v1 API needs central's agent token as a bearer token".into(),
         }),
     }
 }

@@ -1,6 +1,6 @@
 //! `AgentLink`: how central reaches the agent that runs a workload (its registered `api_addr`)
-//! for what only that node can do, `exec` and `deploy`, authenticated with the agent token
-//! that central and every agent share.
+//! for what only that node can do (`exec`, `deploy`, its stats), authenticated with the agent
+//! token that central and every agent share.
 
 use std::time::Duration;
 
@@ -75,17 +75,25 @@ impl AgentLink {
 pub const STATS_WAIT: Duration = Duration::from_secs(5);
 
 impl AgentLink {
-    /// GETs `path` from the agent at `api_addr` (its read-only routes need no token) and
-    /// decodes the JSON answer; an unreachable agent or an error answer says which agent.
+    /// GETs `path` from the agent at `api_addr` with the agent token (every `/v1` route of an
+    /// agent needs it) and decodes the JSON answer; an unreachable agent or an error answer
+    /// says which agent.
     pub async fn get_json<T: serde::de::DeserializeOwned>(
         &self,
         api_addr: &str,
         path: &str,
     ) -> Result<T, CentralError> {
+        let Some(token) = &self.token else {
+            return Err(CentralError::unavailable(
+                "this central has no agent token, so it cannot read from agents; start it with \
+                 --agent-token-file (the same token as the agents' --control-token-file)",
+            ));
+        };
         let url = format!("http://{api_addr}{path}");
         let response = self
             .http
             .get(&url)
+            .bearer_auth(token)
             .timeout(STATS_WAIT)
             .send()
             .await

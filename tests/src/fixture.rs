@@ -31,6 +31,9 @@ pub struct NodeFixture {
     pub layout: ZkLayout,
     pub node_id: String,
     pub pool: String,
+    /// The agent's control token (central's agent token), sent by `agent_get`.
+    pub agent_token: String,
+    _token_dir: tempfile::TempDir,
 }
 
 impl NodeFixture {
@@ -55,6 +58,16 @@ impl NodeFixture {
             .await??;
         let layout = ZkLayout::new("/caas")?;
         let pool = "pool1".to_string();
+        let token_dir = tempfile::Builder::new()
+            .prefix("caas-node-token-")
+            .tempdir()?;
+        let agent_token = format!("agent-token-{node_id}");
+        let token_file = token_dir.path().join("control.token");
+        std::fs::write(&token_file, &agent_token)?;
+        let extra_config = format!(
+            "control_token_file = \"{}\"\n{extra_config}",
+            token_file.display()
+        );
         let agent = AgentProcess::start(AgentOptions {
             node_id: node_id.clone(),
             pool: pool.clone(),
@@ -64,7 +77,7 @@ impl NodeFixture {
             listen: SocketAddr::new(IpAddr::V4(node_ip(1)), AGENT_PORT),
             underlay: Some(node_ip(1).to_string()),
             labels: vec!["rack=r1".into()],
-            extra_config: extra_config.to_string(),
+            extra_config,
         })?;
         let fixture = Self {
             agent,
@@ -79,6 +92,8 @@ impl NodeFixture {
             layout,
             node_id,
             pool,
+            agent_token,
+            _token_dir: token_dir,
         };
         Ok(fixture)
     }
@@ -188,10 +203,24 @@ impl NodeFixture {
         Ok(out)
     }
 
-    /// GET on the agent API from inside the node namespace.
+    /// GET on the agent API from inside the node namespace, with central's token.
     pub async fn agent_get(&self, path: &str) -> anyhow::Result<(u16, String)> {
         self.node_ns
-            .http_get(&format!("{}{path}", self.agent.url()))
+            .http_get_as(
+                &format!("{}{path}", self.agent.url()),
+                Some(&self.agent_token),
+            )
+            .await
+    }
+
+    /// GET on the agent API with no token (or a wrong one).
+    pub async fn agent_get_as(
+        &self,
+        path: &str,
+        bearer: Option<&str>,
+    ) -> anyhow::Result<(u16, String)> {
+        self.node_ns
+            .http_get_as(&format!("{}{path}", self.agent.url()), bearer)
             .await
     }
 

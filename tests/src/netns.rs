@@ -207,13 +207,27 @@ impl NetnsExecutor {
 
     /// GET `url` from inside the namespace; returns (status, body).
     pub async fn http_get(&self, url: &str) -> anyhow::Result<(u16, String)> {
+        self.http_get_as(url, None).await
+    }
+
+    /// GET with `bearer` as the bearer token, if any.
+    pub async fn http_get_as(
+        &self,
+        url: &str,
+        bearer: Option<&str>,
+    ) -> anyhow::Result<(u16, String)> {
         let url = url.to_string();
+        let bearer = bearer.map(str::to_string);
         self.run(async move {
             let client = reqwest::Client::builder()
                 .no_proxy()
                 .timeout(std::time::Duration::from_secs(10))
                 .build()?;
-            let resp = client.get(&url).send().await?;
+            let mut request = client.get(&url);
+            if let Some(token) = bearer {
+                request = request.bearer_auth(token);
+            }
+            let resp = request.send().await?;
             let status = resp.status().as_u16();
             Ok::<_, anyhow::Error>((status, resp.text().await?))
         })

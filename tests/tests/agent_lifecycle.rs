@@ -114,6 +114,29 @@ async fn assignment_runs_with_limits_and_reports_status() {
         .await
         .unwrap();
     assert_eq!(code, 404);
+    // Without central's token the /v1 API answers nothing of the workloads (their env holds
+    // tenants' secrets); /healthz and /metrics stay open.
+    for path in [
+        "/v1/containers".to_string(),
+        format!("/v1/containers/{}/web", f.pool),
+        format!("/v1/containers/{}/web/logs", f.pool),
+        format!("/v1/containers/{}/web/stats", f.pool),
+        "/v1/stats".to_string(),
+        "/v1/node/stats".to_string(),
+    ] {
+        for bearer in [None, Some("not-the-token")] {
+            let (code, body) = f.agent_get_as(&path, bearer).await.unwrap();
+            assert_eq!(code, 401, "{path} with {bearer:?}: {body}");
+            assert!(
+                !body.contains("48Mi") && !body.contains("hello-from-web"),
+                "{body}"
+            );
+        }
+    }
+    for path in ["/healthz", "/metrics"] {
+        let (code, body) = f.agent_get_as(path, None).await.unwrap();
+        assert_eq!(code, 200, "{path}: {body}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

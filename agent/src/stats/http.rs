@@ -1,6 +1,7 @@
 //! The stats routes of the agent API, read from the collector's latest sweep:
 //! `GET /v1/stats[?pool=P]` (every workload), `GET /v1/containers/{pool}/{name}/stats` (one
-//! workload: latest sample and rates of its containers) and `GET /v1/node/stats`.
+//! workload: latest sample and rates of its containers) and `GET /v1/node/stats`, each behind the
+//! agent's token check like every `/v1` route.
 
 use std::convert::Infallible;
 
@@ -27,9 +28,11 @@ fn not_found(message: String) -> warp::reply::Response {
 /// The three stats routes; `with_view` hands out the agent's view.
 pub fn routes(
     with_view: impl Filter<Extract = (AgentView,), Error = Infallible> + Clone + Send + Sync + 'static,
+    authorized: impl Filter<Extract = (), Error = warp::Rejection> + Clone + Send + Sync + 'static,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
     let all = warp::path!("v1" / "stats")
         .and(warp::get())
+        .and(authorized.clone())
         .and(warp::query::<PoolQuery>())
         .and(with_view.clone())
         .map(|query: PoolQuery, view: AgentView| {
@@ -43,6 +46,7 @@ pub fn routes(
         });
     let one = warp::path!("v1" / "containers" / String / String / "stats")
         .and(warp::get())
+        .and(authorized.clone())
         .and(with_view.clone())
         .then(|pool: String, name: String, view: AgentView| async move {
             let key = WorkloadKey::new(&pool, &name);
@@ -75,6 +79,7 @@ pub fn routes(
         });
     let node = warp::path!("v1" / "node" / "stats")
         .and(warp::get())
+        .and(authorized)
         .and(with_view)
         .map(|view: AgentView| match &view.stats().latest().node {
             Some(n) => warp::reply::json(n).into_response(),
