@@ -114,6 +114,39 @@ async fn assignment_runs_with_limits_and_reports_status() {
         .await
         .unwrap();
     assert_eq!(code, 404);
+    // Hardened by default, as the engine and the kernel see it.
+    let inspect = |id: &str| {
+        let out = std::process::Command::new("docker")
+            .args([
+                "inspect",
+                "-f",
+                "{{json .HostConfig.CapDrop}} {{json .HostConfig.SecurityOpt}} {{.HostConfig.PidsLimit}} {{.HostConfig.MemorySwap}}",
+                id,
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(
+        inspect(ids.sandbox.as_deref().unwrap()),
+        format!("[\"ALL\"] [\"no-new-privileges:true\"] 16 {}", 32 << 20)
+    );
+    assert!(
+        inspect(ids.app.as_deref().unwrap()).starts_with(
+            "[\"MKNOD\",\"SETFCAP\",\"SYS_CHROOT\",\"AUDIT_WRITE\"] [\"no-new-privileges:true\"]"
+        ),
+        "{}",
+        inspect(ids.app.as_deref().unwrap())
+    );
+    let status = f
+        .docker_exec(ids.app.as_deref().unwrap(), &["cat", "/proc/self/status"])
+        .unwrap();
+    assert!(
+        status
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["NoNewPrivs:", "1"]),
+        "{status}"
+    );
     // Without central's token the /v1 API answers nothing of the workloads (their env holds
     // tenants' secrets); /healthz and /metrics stay open.
     for path in [

@@ -78,6 +78,23 @@ async fn creates_data_sandbox_and_app_with_limits() {
         app.volumes_from,
         vec![status.containers.data.clone().unwrap()]
     );
+    // Hardened by default: no new privileges anywhere, no capability at all for the pause
+    // containers, and the app without device nodes, file capabilities, chroot or audit.
+    assert!(app.no_new_privileges);
+    assert_eq!(
+        app.cap_drop,
+        ["MKNOD", "SETFCAP", "SYS_CHROOT", "AUDIT_WRITE"]
+    );
+    for infra in ["caas.p1.web.data", "caas.p1.web.sandbox"] {
+        let r = fake.request(infra).unwrap();
+        assert!(r.no_new_privileges, "{infra}");
+        assert_eq!(r.cap_drop, ["ALL"], "{infra}");
+        assert_eq!(
+            (r.pids_limit, r.memory),
+            (Some(16), Some(32 << 20)),
+            "{infra}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -131,6 +131,34 @@ impl From<crate::network::WiringError> for StepError {
     }
 }
 
+/// Limits of the containers that only hold a namespace or volumes (sandbox and data): their
+/// pause process needs no capability, few processes and little memory.
+const INFRASTRUCTURE_PIDS: i64 = 16;
+const INFRASTRUCTURE_MEMORY: i64 = 32 << 20;
+
+/// The privileges of a sandbox or data container: none.
+fn infrastructure() -> CreateRequest {
+    CreateRequest {
+        cap_drop: vec!["ALL".to_string()],
+        no_new_privileges: true,
+        pids_limit: Some(INFRASTRUCTURE_PIDS),
+        memory: Some(INFRASTRUCTURE_MEMORY),
+        ..Default::default()
+    }
+}
+
+/// Capabilities taken from the engine's default set for apps: device nodes (MKNOD) and file
+/// capabilities (SETFCAP) are no app's business; a plain app also has no use for chroot or the
+/// audit log, which a rich container's sshd needs (supervisor-images/CONTRACT.md). NET_RAW stays
+/// (ping is how people check a network) and NET_BIND_SERVICE (ports below 1024).
+fn app_cap_drop(rich: bool) -> Vec<String> {
+    let mut drop = vec!["MKNOD".to_string(), "SETFCAP".to_string()];
+    if !rich {
+        drop.extend(["SYS_CHROOT".to_string(), "AUDIT_WRITE".to_string()]);
+    }
+    drop
+}
+
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -443,7 +471,7 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
             network_mode: Some("none".to_string()),
             volumes,
             restart: RestartMode::Always,
-            ..Default::default()
+            ..infrastructure()
         };
         let id = self.runtime.create(&request).await?;
         created.push(id.clone());
@@ -498,7 +526,7 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
             hostname: Some(spec.effective_hostname().to_string()),
             network_mode: Some("none".to_string()),
             restart: RestartMode::Always,
-            ..Default::default()
+            ..infrastructure()
         };
         let id = self.runtime.create(&request).await?;
         created.push(id.clone());
@@ -582,6 +610,8 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
                 RestartPolicy::OnFailure => RestartMode::OnFailure,
                 RestartPolicy::Always => RestartMode::Always,
             },
+            cap_drop: app_cap_drop(self.rich),
+            no_new_privileges: true,
             ..Default::default()
         };
         let id = self.runtime.create(&request).await?;

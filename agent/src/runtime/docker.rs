@@ -351,6 +351,10 @@ impl ContainerRuntime for DockerRuntime {
             memory_swap: request.memory,
             pids_limit: request.pids_limit,
             restart_policy: Some(restart_policy(request.restart)),
+            cap_drop: (!request.cap_drop.is_empty()).then(|| request.cap_drop.clone()),
+            security_opt: request
+                .no_new_privileges
+                .then(|| vec!["no-new-privileges:true".to_string()]),
             ..Default::default()
         };
         let body = ContainerCreateBody {

@@ -153,6 +153,10 @@ pub struct CreateRequest {
     pub memory: Option<i64>,
     pub pids_limit: Option<i64>,
     pub restart: RestartMode,
+    /// Linux capabilities removed from the engine's default set (`ALL`: none left).
+    pub cap_drop: Vec<String>,
+    /// `no-new-privileges`: no execve grants more privileges (setuid bits, file capabilities).
+    pub no_new_privileges: bool,
 }
 
 /// Engine restart policy.
