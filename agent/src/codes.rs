@@ -132,8 +132,8 @@ impl LastErrorCode {
 
 impl LastErrorCode {
     /// Errors about the spec itself: the same assignment fails the same way on every attempt,
-    /// so a workload that has nothing running waits for a new assignment instead of cycling
-    /// through create and remove.
+    /// so a workload that has nothing running waits for a new assignment (or 10 minutes)
+    /// instead of cycling through create and remove.
     pub fn waits_for_new_spec(self) -> bool {
         match self {
             Self::InvalidSpec | Self::Engine(EngineCode::RefusedSpec) => true,

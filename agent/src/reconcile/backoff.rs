@@ -5,11 +5,15 @@ use std::time::{Duration, Instant};
 
 const FIRST: Duration = Duration::from_secs(1);
 const MAX: Duration = Duration::from_secs(60);
+/// How long a parked workload waits when its assignment does not change: long enough that a
+/// spec the engine refuses costs nothing, short enough that a refusal that was not about the
+/// spec after all (the engine's 400 is not always the spec's fault) heals by itself.
+const PARKED: Duration = Duration::from_secs(600);
 
 #[derive(Debug, Default, Clone)]
 pub struct Backoff {
     failures: u32,
-    /// Not attempted again until the fingerprint changes (see `park`).
+    /// Waiting for a new assignment (see `park`).
     parked: bool,
     next_attempt: Option<Instant>,
     fingerprint: String,
@@ -24,21 +28,25 @@ impl Backoff {
             self.next_attempt = None;
             self.parked = false;
         }
-        !self.parked && self.next_attempt.is_none_or(|at| now >= at)
+        self.next_attempt.is_none_or(|at| now >= at)
     }
 
     pub fn succeeded(&mut self) {
         self.failures = 0;
         self.next_attempt = None;
+        self.parked = false;
     }
 
-    /// The attempt failed in a way only a new assignment can change: wait for one.
-    pub fn park(&mut self) {
+    /// The attempt failed in a way only a new assignment should change: wait for one (or, at
+    /// most, [`PARKED`]).
+    pub fn park(&mut self, now: Instant) {
         self.failures = self.failures.saturating_add(1);
         self.parked = true;
+        self.next_attempt = Some(now + PARKED);
     }
 
     pub fn failed(&mut self, now: Instant) {
+        self.parked = false;
         self.failures = self.failures.saturating_add(1);
         let exp = FIRST.saturating_mul(1 << self.failures.min(7).saturating_sub(1));
         let delay = exp.min(MAX);
@@ -64,9 +72,13 @@ mod tests {
         let t0 = Instant::now();
         let mut b = Backoff::default();
         assert!(b.is_due(t0, "a"));
-        b.park();
-        assert!(!b.is_due(t0 + Duration::from_secs(3600), "a"));
-        assert!(b.is_due(t0, "b"));
+        b.park(t0);
+        assert!(b.parked());
+        assert!(!b.is_due(t0 + Duration::from_secs(599), "a"));
+        assert!(b.is_due(t0 + PARKED, "a"), "a mistaken refusal heals");
+        b.park(t0);
+        assert!(b.is_due(t0, "b"), "a new assignment is tried at once");
+        assert!(!b.parked());
     }
 
     #[test]

@@ -110,7 +110,6 @@ impl<R: ContainerRuntime + ?Sized> Reconciler<R> {
         Ok(grouped)
     }
 
-    /// One full pass. `previous` statuses are kept for workloads still backing off.
     /// Whether the workload waits for a new assignment (its spec cannot run as written).
     #[cfg(test)]
     pub async fn waits_for_new_spec(&self, key: &WorkloadKey) -> bool {
@@ -121,6 +120,7 @@ impl<R: ContainerRuntime + ?Sized> Reconciler<R> {
             .is_some_and(Backoff::parked)
     }
 
+    /// One full pass. `previous` statuses are kept for workloads still backing off.
     pub async fn pass(
         &self,
         desired: &DesiredState,
@@ -198,8 +198,8 @@ impl<R: ContainerRuntime + ?Sized> Reconciler<R> {
                     self.settled
                         .record(&key, settled_fp, &status, healthy && settle, now);
                     if park {
-                        tracing::warn!(workload = %key, "the spec cannot run as written; waiting for a new assignment");
-                        entry.park();
+                        tracing::warn!(workload = %key, "the spec cannot run as written; waiting for a new assignment (retried in 10 min)");
+                        entry.park(now);
                     } else if healthy {
                         entry.succeeded();
                     } else {

@@ -55,8 +55,8 @@ pub enum Converged {
     Status {
         status: WorkloadStatus,
         healthy: bool,
-        /// The error is about the spec itself and nothing of the workload is left: do not
-        /// retry until the assignment changes.
+        /// The error is about the spec itself and nothing of the workload is left: wait for a
+        /// new assignment (or 10 minutes) instead of backing off.
         park: bool,
         /// Whether the workload may be settled: plain, unwired, running, nothing changed or
         /// wrong in this converge (see `settled`).
