@@ -374,6 +374,68 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn refusals_of_the_matched_route_win_over_its_siblings_methods() {
+        let routes = routes(
+            AgentView::default(),
+            Arc::new(FakeRuntime::with_images(&[])),
+            "n1".into(),
+            ControlOptions {
+                token: Some(TOKEN.into()),
+                max_unpacked: 1 << 20,
+            },
+        );
+        let call =
+            |method: &'static str, path: &'static str, token: Option<&'static str>, length: u64| {
+                let routes = routes.clone();
+                async move {
+                    let mut request = warp::test::request()
+                        .method(method)
+                        .path(path)
+                        .header("content-length", length.to_string());
+                    if let Some(token) = token {
+                        request = request.header("authorization", format!("Bearer {token}"));
+                    }
+                    let reply = request.reply(&routes).await;
+                    let body: serde_json::Value =
+                        serde_json::from_slice(reply.body()).unwrap_or_default();
+                    (
+                        reply.status().as_u16(),
+                        body["code"].as_str().unwrap_or("").to_string(),
+                    )
+                }
+            };
+        // A declared body over the limit: 413, not the 405 of the GET routes on nearby paths.
+        assert_eq!(
+            call(
+                "POST",
+                "/v1/containers/p1/web/deploy",
+                Some(TOKEN),
+                MAX_PACKAGE + 1
+            )
+            .await,
+            (413, "too-large".to_string())
+        );
+        // No or a wrong token: 401 on reads and writes alike, not 405 or 404.
+        for (method, path) in [
+            ("GET", "/v1/containers"),
+            ("GET", "/v1/containers/p1/web"),
+            ("POST", "/v1/containers/p1/web/exec"),
+        ] {
+            for token in [None, Some("wrong-token-of-some-length")] {
+                assert_eq!(
+                    call(method, path, token, 0).await,
+                    (401, "unauthorized".to_string()),
+                    "{method} {path} {token:?}"
+                );
+            }
+        }
+        // Open routes stay open; an unknown one is still 404 and a wrong method 405.
+        assert_eq!(call("GET", "/metrics", None, 0).await.0, 200);
+        assert_eq!(call("GET", "/nope", None, 0).await.0, 404);
+        assert_eq!(call("DELETE", "/healthz", None, 0).await.0, 405);
+    }
+
+    #[tokio::test]
     async fn a_package_over_the_unpacked_cap_is_refused_before_anything_is_touched() {
         let runtime = Arc::new(FakeRuntime::with_images(&[]));
         let (status, body) = deploy(runtime.clone(), package(2 << 20)).await;
