@@ -87,6 +87,9 @@ pub struct CreateContainerRequest {
     /// Networks to join, one interface each (`eth0`, `eth1`, ... in this order).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub networks: Vec<crate::network::NetworkAttachment>,
+    /// See `WorkloadSpec::read_only_root`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only_root: bool,
 }
 
 /// Where a container stands as far as central is concerned.

@@ -63,6 +63,10 @@ pub struct WorkloadSpec {
     /// sandbox has no network but loopback.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub networks: Vec<crate::network::Endpoint>,
+    /// The app's root file system is read-only: only its volumes and a `/tmp` tmpfs can be
+    /// written. Not for rich images (they write host keys and supervisord's state at start).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only_root: bool,
 }
 
 /// Resource limits as written by people (`"500m"`, `"256Mi"`).
@@ -208,6 +212,13 @@ impl WorkloadSpec {
         if let Some(check) = &self.health_check {
             check.validate("health_check")?;
         }
+        if self.read_only_root && self.rich {
+            return Err(ValidationError::new(
+                "read_only_root",
+                "a rich container writes its SSH host keys and supervisord's state at start, so \
+                 its root cannot be read-only; use it for plain apps (volumes and /tmp stay writable)",
+            ));
+        }
         self.resources.parse()
     }
 
@@ -225,6 +236,9 @@ impl WorkloadSpec {
             labels: &'a BTreeMap<String, String>,
             #[serde(skip_serializing_if = "std::ops::Not::not")]
             rich: bool,
+            // Skipped when false, so the hashes of existing specs (and their containers) stay.
+            #[serde(skip_serializing_if = "std::ops::Not::not")]
+            read_only_root: bool,
         }
         short_hash(&AppShape {
             image: &self.image,
@@ -234,6 +248,7 @@ impl WorkloadSpec {
             restart: self.restart,
             labels: &self.labels,
             rich: self.rich,
+            read_only_root: self.read_only_root,
         })
     }
 
@@ -406,6 +421,13 @@ mod tests {
                     s.labels.insert("team".into(), "a\0b".into());
                 }),
             ),
+            (
+                "read_only_root",
+                Box::new(|s| {
+                    s.rich = true;
+                    s.read_only_root = true;
+                }),
+            ),
             ("volumes[0]", Box::new(|s| s.volumes = vec!["data".into()])),
             (
                 "volumes[1]",
@@ -434,6 +456,20 @@ mod tests {
         s.resources.cpu = Some("9m".into());
         let err = s.validate().unwrap_err();
         assert!(err.message.contains("at least \"10m\""), "{err:?}");
+    }
+
+    #[test]
+    fn a_read_only_root_changes_the_app_hash_only_when_set() {
+        let plain = spec();
+        let before = plain.app_hash();
+        // Serialised without the field, so existing containers keep their hash.
+        assert!(!serde_json::to_string(&plain)
+            .unwrap()
+            .contains("read_only_root"));
+        let mut ro = spec();
+        ro.read_only_root = true;
+        assert_ne!(ro.app_hash(), before);
+        assert!(ro.validate().is_ok());
     }
 
     #[test]

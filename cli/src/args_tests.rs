@@ -51,6 +51,12 @@ fn the_command_tree_is_consistent() {
 }
 
 #[test]
+fn read_only_asks_for_a_read_only_root() {
+    assert!(request(&["--read-only"]).read_only_root);
+    assert!(!request(&[]).read_only_root);
+}
+
+#[test]
 fn minimal_create_leaves_defaults_to_central() {
     let req = request(&[]);
     assert_eq!(
@@ -126,6 +132,7 @@ fn full_create_maps_every_flag() {
             rich: false,
             health_check: None,
             networks: vec![],
+            read_only_root: false,
         }
     );
 }

@@ -77,6 +77,7 @@ impl CreateArgs {
             rich: self.rich,
             health_check: self.health_check()?,
             networks,
+            read_only_root: self.read_only,
         })
     }
 

@@ -378,6 +378,11 @@ pub struct CreateArgs {
     #[arg(long)]
     pub rich: bool,
 
+    /// Make the app's root file system read-only: only its --volume paths and a /tmp tmpfs can
+    /// be written (not with --rich).
+    #[arg(long, conflicts_with = "rich")]
+    pub read_only: bool,
+
     /// Health check: healthy while this TCP port accepts connections.
     #[arg(
         long,

@@ -288,6 +288,7 @@ fn spec_of(request: &CreateContainerRequest) -> WorkloadSpec {
         health_check: None,
         generation: 1,
         networks: Vec::new(),
+        read_only_root: false,
     }
 }
 

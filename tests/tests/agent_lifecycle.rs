@@ -173,6 +173,28 @@ async fn assignment_runs_with_limits_and_reports_status() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_root_leaves_volumes_and_tmp_writable() {
+    let f = NodeFixture::start("ro", "").await.unwrap();
+    let mut spec = f.spec(
+        "ro",
+        "touch /data/ok && touch /tmp/ok && echo volume-and-tmp-writable; \
+         touch /etc/nope 2>/dev/null || echo root-refused; exec sleep 3600",
+    );
+    spec.volumes = vec!["/data".into()];
+    spec.read_only_root = true;
+    f.assign(&spec).await.unwrap();
+    let logs = caas_tests::wait::until("the app's verdict", CONVERGE, || async {
+        let (code, body) = f
+            .agent_get(&format!("/v1/containers/{}/ro/logs", f.pool))
+            .await?;
+        Ok((code == 200 && body.contains("root-refused")).then_some(body))
+    })
+    .await
+    .unwrap();
+    assert!(logs.contains("volume-and-tmp-writable"), "{logs}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unassign_keeps_data_until_purge() {
     let f = NodeFixture::start("purge", "").await.unwrap();
     let mut spec = f.spec("db", "exec sleep 3600");

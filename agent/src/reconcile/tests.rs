@@ -81,6 +81,7 @@ async fn creates_data_sandbox_and_app_with_limits() {
     // Hardened by default: no new privileges anywhere, no capability at all for the pause
     // containers, and the app without device nodes, file capabilities, chroot or audit.
     assert!(app.no_new_privileges);
+    assert!(!app.read_only_root, "only when the spec asks");
     assert_eq!(
         app.cap_drop,
         ["MKNOD", "SETFCAP", "SYS_CHROOT", "AUDIT_WRITE"]

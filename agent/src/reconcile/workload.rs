@@ -273,6 +273,7 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
             health_check: None,
             generation: 0,
             networks: Vec::new(),
+            read_only_root: false,
         };
         let error = StepError {
             code: LastErrorCode::InvalidAssignment,
@@ -612,6 +613,7 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
             },
             cap_drop: app_cap_drop(self.rich),
             no_new_privileges: true,
+            read_only_root: spec.read_only_root,
             ..Default::default()
         };
         let id = self.runtime.create(&request).await?;

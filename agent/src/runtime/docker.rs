@@ -81,6 +81,9 @@ impl DockerRuntime {
     }
 }
 
+/// The `/tmp` of an app whose root is read-only: writable, no devices, no setuid, bounded.
+const READ_ONLY_ROOT_TMP: &str = "rw,nosuid,nodev,size=64m";
+
 fn map_err(op: &'static str, target: &str, err: BollardError) -> RuntimeError {
     match err {
         BollardError::DockerResponseServerError {
@@ -355,6 +358,13 @@ impl ContainerRuntime for DockerRuntime {
             security_opt: request
                 .no_new_privileges
                 .then(|| vec!["no-new-privileges:true".to_string()]),
+            readonly_rootfs: request.read_only_root.then_some(true),
+            tmpfs: request.read_only_root.then(|| {
+                std::collections::HashMap::from([(
+                    "/tmp".to_string(),
+                    READ_ONLY_ROOT_TMP.to_string(),
+                )])
+            }),
             ..Default::default()
         };
         let body = ContainerCreateBody {

@@ -157,6 +157,8 @@ pub struct CreateRequest {
     pub cap_drop: Vec<String>,
     /// `no-new-privileges`: no execve grants more privileges (setuid bits, file capabilities).
     pub no_new_privileges: bool,
+    /// Read-only root file system, with a tmpfs on `/tmp`.
+    pub read_only_root: bool,
 }
 
 /// Engine restart policy.

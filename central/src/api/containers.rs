@@ -129,6 +129,7 @@ fn plan(
             health_check: request.health_check.clone(),
             generation: 1,
             networks: Vec::new(),
+            read_only_root: request.read_only_root,
         };
         spec.validate().map_err(|e| {
             if e.field == "name" {
@@ -177,9 +178,10 @@ fn differences(
 ) -> Vec<&'static str> {
     let (a, b) = (&existing.spec, &want.spec);
     let mut diff = Vec::new();
-    let checks: [(&'static str, bool); 12] = [
+    let checks: [(&'static str, bool); 13] = [
         ("networks", !same_networks(existing, request)),
         ("rich", a.rich != b.rich),
+        ("read_only_root", a.read_only_root != b.read_only_root),
         ("health_check", a.health_check != b.health_check),
         ("image", a.image != b.image),
         ("command", a.command != b.command),

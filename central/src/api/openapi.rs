@@ -65,6 +65,8 @@ pub fn document() -> Value {
         "ssh_keys": {"type": "array", "items": {"type": "string", "example": "ssh-ed25519 AAAA... ops@example"}}}});
     let create = &mut schemas["CreateContainerRequest"]["properties"];
     create["rich"] = json!({"type": "boolean"});
+    create["read_only_root"] = json!({"type": "boolean",
+        "description": "the app's root file system is read-only; its volumes and a /tmp tmpfs stay writable (not with rich)"});
     create["health_check"] = json!({"type": "object", "additionalProperties": false, "required": ["probe"], "properties": {
         "probe": {"type": "object", "example": {"http": {"port": 8080, "path": "/health"}},
             "description": "one of {\"tcp\": {\"port\": N}}, {\"http\": {\"port\": N, \"path\": \"/\"}}, {\"command\": [\"argv\"]}"},
