@@ -74,6 +74,21 @@ struct Result {
     failed: usize,
 }
 
+impl Result {
+    /// Rate and percentiles of the answered queries' latencies over `elapsed`.
+    fn of(mut latencies: Vec<Duration>, elapsed: Duration, failed: usize) -> Self {
+        latencies.sort();
+        let pct =
+            |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+        Self {
+            qps: latencies.len() as f64 / elapsed.as_secs_f64(),
+            p50: pct(0.50),
+            p99: pct(0.99),
+            failed,
+        }
+    }
+}
+
 async fn load(server: SocketAddr, total: usize, queries: Arc<Vec<Vec<u8>>>) -> Result {
     let per = total / CONCURRENCY;
     let start = Instant::now();
@@ -105,15 +120,7 @@ async fn load(server: SocketAddr, total: usize, queries: Arc<Vec<Vec<u8>>>) -> R
         all.extend(lat);
         failed += f;
     }
-    let elapsed = start.elapsed();
-    all.sort();
-    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
-    Result {
-        qps: all.len() as f64 / elapsed.as_secs_f64(),
-        p50: pct(0.50),
-        p99: pct(0.99),
-        failed,
-    }
+    Result::of(all, start.elapsed(), failed)
 }
 
 /// Latency at a fixed offered rate: one blocking client, one query in flight, a query every
@@ -144,15 +151,7 @@ fn paced(server: SocketAddr, rate: usize, total: usize, queries: &[Vec<u8>]) -> 
             _ => failed += 1,
         }
     }
-    let elapsed = start.elapsed();
-    lat.sort();
-    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
-    Result {
-        qps: lat.len() as f64 / elapsed.as_secs_f64(),
-        p50: pct(0.50),
-        p99: pct(0.99),
-        failed,
-    }
+    Result::of(lat, start.elapsed(), failed)
 }
 
 fn main() {

@@ -22,7 +22,6 @@ use tokio_util::sync::CancellationToken;
 use super::model::{NetModel, Zone};
 
 pub const DNS_PORT: u16 = 53;
-const FORWARD_TIMEOUT: Duration = Duration::from_secs(2);
 const TCP_TIMEOUT: Duration = Duration::from_secs(5);
 
 type SharedZone = Arc<RwLock<Arc<Zone>>>;
@@ -112,16 +111,11 @@ pub fn lookup(zone: &Zone, qname: &str, qtype: RecordType) -> Answer {
     }
 }
 
-/// Sends the query as it came to `upstream` (UDP) and returns the decoded answer.
+/// Sends the query as it came to `upstream` (UDP, as the UDP side relays) and returns the
+/// decoded answer.
 async fn forward(raw: &[u8], upstream: SocketAddr) -> Option<Message> {
-    let socket = tokio::net::UdpSocket::bind("0.0.0.0:0").await.ok()?;
-    socket.send_to(raw, upstream).await.ok()?;
-    let mut buf = vec![0u8; 4096];
-    let n = tokio::time::timeout(FORWARD_TIMEOUT, socket.recv(&mut buf))
-        .await
-        .ok()?
-        .ok()?;
-    Message::from_vec(&buf[..n]).ok()
+    let answer = super::dns_udp::relay(raw, upstream).await?;
+    Message::from_vec(&answer).ok()
 }
 
 #[async_trait::async_trait]

@@ -254,7 +254,7 @@ pub async fn serve(socket: Arc<UdpSocket>, handler: ZoneHandler, cancel: Cancell
 }
 
 /// Sends `query` to `upstream` and returns its answer as it came, if it is the answer to it.
-async fn relay(query: &[u8], upstream: SocketAddr) -> Option<Vec<u8>> {
+pub(super) async fn relay(query: &[u8], upstream: SocketAddr) -> Option<Vec<u8>> {
     let socket = UdpSocket::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)))
         .await
         .ok()?;
