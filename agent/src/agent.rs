@@ -91,7 +91,7 @@ pub async fn run_with<R: ContainerRuntime>(
             ..Default::default()
         },
     };
-    tracing::info!(bridge = info.networks.bridge, vxlan = info.networks.vxlan, missing = ?info.networks.missing, "network drivers this node can wire");
+    tracing::info!(bridge = info.networks.bridge, vxlan = info.networks.vxlan, vlan = info.networks.vlan, missing = ?info.networks.missing, "network drivers this node can wire");
     tracing::info!(
         node = %config.node_id, pool = %config.pool, zk = %config.zk_servers, root = %config.layout.root(),
         cpus_millis = info.capacity.cpu_millis, memory = info.capacity.memory_bytes, api = %info.api_addr,
@@ -328,7 +328,8 @@ async fn start_networking(config: &AgentConfig) -> Option<Arc<Wiring>> {
         Some(std::net::IpAddr::V4(v4)) => Some(v4),
         _ => None,
     };
-    let support = crate::network::probe::probe_support(&*backend, underlay).await;
+    let support =
+        crate::network::probe::probe_support(&*backend, underlay, config.uplink.as_deref()).await;
     // Between full reads of the node's devices and entries, passes apply differences only.
     let full_sync_every = config.resync_interval.max(Duration::from_secs(2)) * 5;
     Some(Arc::new(
@@ -457,12 +458,13 @@ impl<R: ContainerRuntime + ?Sized> LoopState<'_, R> {
         };
         let wanted = self.networks.refs.keys().cloned().collect();
         self.remote.follow(&wanted).await;
-        let (remote, complete) = self.remote.view(&self.networks.refs);
+        let (remote, complete) = self.remote.view(&self.networks.refs, &self.networks.local);
         let nets = NodeNetworks {
             local: self.networks.local.clone(),
             remote,
             complete,
             veths: self.networks.expected.veths.clone(),
+            vlan_ports: self.networks.expected.vlan_ports.clone(),
         };
         match wiring.sync(&nets).await {
             Ok(report) => {

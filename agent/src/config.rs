@@ -57,6 +57,9 @@ pub struct Flags {
     /// Underlay (VTEP) address of this node for overlay networks
     #[arg(long, env = "CAAS_AGENT_UNDERLAY", value_name = "IP")]
     pub underlay: Option<String>,
+    /// Uplink (trunk) interface that vlan networks ride on, e.g. eth1
+    #[arg(long, env = "CAAS_AGENT_UPLINK", value_name = "IFNAME")]
+    pub uplink: Option<String>,
     /// Node label key=value (repeatable); replaces the file's labels when given
     #[arg(
         short = 'l',
@@ -89,6 +92,7 @@ struct FileConfig {
     listen: Option<String>,
     advertise: Option<String>,
     underlay: Option<String>,
+    uplink: Option<String>,
     docker_socket: Option<String>,
     name_prefix: Option<String>,
     control_token_file: Option<PathBuf>,
@@ -112,6 +116,8 @@ pub struct AgentConfig {
     /// Address published in NodeInfo for the API (the listen address unless it is unspecified).
     pub advertise: String,
     pub underlay: Option<std::net::IpAddr>,
+    /// The interface vlan networks ride on (their 802.1Q sub-interfaces, or itself untagged).
+    pub uplink: Option<String>,
     pub labels: BTreeMap<String, String>,
     pub docker_socket: String,
     pub name_prefix: String,
@@ -212,6 +218,10 @@ impl AgentConfig {
             })?),
             None => None,
         };
+        let uplink = match flags.uplink.clone().or(file.uplink) {
+            Some(name) => Some(check_interface_name(&name).map_err(|m| invalid("uplink", m))?),
+            None => None,
+        };
         let advertise = match file.advertise {
             Some(a) => a,
             None if listen.ip().is_unspecified() => match underlay {
@@ -303,6 +313,7 @@ impl AgentConfig {
             listen,
             advertise,
             underlay,
+            uplink,
             labels,
             docker_socket: flags
                 .docker_socket
@@ -316,6 +327,25 @@ impl AgentConfig {
             stop_grace: Duration::from_secs(file.stop_grace_secs.unwrap_or(10)),
         })
     }
+}
+
+/// An interface name the kernel can have: 1..=15 bytes, no '/', ':' or whitespace.
+fn check_interface_name(name: &str) -> Result<String, String> {
+    let name = name.trim();
+    if name.is_empty() || name.len() > 15 {
+        return Err(format!(
+            "{name:?} is not an interface name (1 to 15 characters), e.g. \"eth1\""
+        ));
+    }
+    if name
+        .chars()
+        .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
+    {
+        return Err(format!(
+            "{name:?} is not an interface name ('/', ':' and spaces are not allowed)"
+        ));
+    }
+    Ok(name.to_string())
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {

@@ -22,6 +22,10 @@ pub const GATEWAY_MAC: &str = "02:ca:a5:00:00:01";
 pub const VXLAN_MTU: u32 = 1450;
 /// The UDP port of VXLAN (IANA).
 pub const VXLAN_PORT: u16 = 4789;
+/// Largest 802.1Q VLAN id (4095 is reserved, 0 means "no VLAN").
+pub const MAX_VLAN_ID: u16 = 4094;
+/// MTU of a VLAN network: the data centre's, untouched (the tag rides in the frame header).
+pub const VLAN_MTU: u32 = 1500;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -30,6 +34,10 @@ pub enum NetworkDriver {
     Vxlan,
     /// The same wiring without the VXLAN device: containers of one node only.
     Bridge,
+    /// A VLAN of the data-centre network: a bridge per network on the node's uplink (an 802.1Q
+    /// sub-interface, or the uplink itself as an access port); the gateway is the physical
+    /// router's.
+    Vlan,
 }
 
 impl NetworkDriver {
@@ -37,9 +45,10 @@ impl NetworkDriver {
         match text.to_ascii_lowercase().as_str() {
             "vxlan" => Ok(Self::Vxlan),
             "bridge" => Ok(Self::Bridge),
+            "vlan" => Ok(Self::Vlan),
             other => Err(ValidationError::new(
                 field,
-                format!("{other:?} is not a network driver; use \"vxlan\" or \"bridge\""),
+                format!("{other:?} is not a network driver; use \"vxlan\", \"bridge\" or \"vlan\""),
             )),
         }
     }
@@ -48,8 +57,50 @@ impl NetworkDriver {
         match self {
             Self::Vxlan => "vxlan",
             Self::Bridge => "bridge",
+            Self::Vlan => "vlan",
         }
     }
+
+    /// Whether the node owns the gateway address (overlay and bridge: an anycast gateway on
+    /// every node's bridge; vlan: the physical router owns it).
+    pub fn owns_gateway(self) -> bool {
+        !matches!(self, Self::Vlan)
+    }
+}
+
+/// The settings of a `vlan` network (present exactly when the driver is `vlan`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VlanOptions {
+    /// The 802.1Q id (1..=4094); absent: the uplink itself is the segment (an access port).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan_id: Option<u16>,
+    /// Nodes answer their containers' ARP requests for the gateway and the network's known
+    /// endpoints, so those never reach the switch.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub arp_proxy: bool,
+    /// Container frames leave the uplink with the node's MAC (the switch learns one MAC per
+    /// node) and come back rewritten to the container's.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub mac_nat: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Checks an 802.1Q id.
+pub fn validate_vlan_id(field: &str, id: u16) -> Result<(), ValidationError> {
+    if id == 0 || id > MAX_VLAN_ID {
+        return Err(ValidationError::new(
+            field,
+            format!(
+                "{id} is out of range; a VLAN id is 1..={MAX_VLAN_ID} (leave it out for an \
+                 untagged access port)"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A pool's network, as stored at `pools/<pool>/networks/<name>`.
@@ -65,9 +116,12 @@ pub struct NetworkSpec {
     pub subnet: String,
     /// The gateway address inside the subnet, owned by every node's bridge.
     pub gateway: String,
-    /// VXLAN network identifier, unique in the cluster (also names the devices of a bridge
-    /// network, so it is allocated for both drivers).
+    /// VXLAN network identifier, unique in the cluster (also names the devices of bridge and
+    /// vlan networks, so it is allocated for every driver).
     pub vni: u32,
+    /// The VLAN settings of a `vlan` network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<VlanOptions>,
     #[serde(default)]
     pub created_at: u64,
 }
@@ -165,7 +219,34 @@ impl NetworkSpec {
         validate_dns_label("name", &self.name)?;
         validate_dns_label("pool", &self.pool)?;
         validate_vni("vni", self.vni)?;
+        validate_vlan(self.driver, self.vlan.as_ref(), "vlan")?;
         self.subnet()
+    }
+}
+
+/// VLAN settings go with the `vlan` driver, and only with it.
+pub fn validate_vlan(
+    driver: NetworkDriver,
+    vlan: Option<&VlanOptions>,
+    field: &str,
+) -> Result<(), ValidationError> {
+    match (driver, vlan) {
+        (NetworkDriver::Vlan, Some(v)) => match v.vlan_id {
+            Some(id) => validate_vlan_id(&format!("{field}.vlan_id"), id),
+            None => Ok(()),
+        },
+        (NetworkDriver::Vlan, None) => Err(ValidationError::new(
+            field,
+            "a vlan network carries its VLAN settings",
+        )),
+        (other, Some(_)) => Err(ValidationError::new(
+            field,
+            format!(
+                "VLAN settings apply to vlan networks only, not {}",
+                other.as_str()
+            ),
+        )),
+        (_, None) => Ok(()),
     }
 }
 
@@ -220,6 +301,9 @@ pub struct Endpoint {
     pub mac: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
+    /// The network's VLAN settings (vlan networks only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<VlanOptions>,
 }
 
 impl Endpoint {
@@ -228,6 +312,7 @@ impl Endpoint {
     pub fn validate(&self, field: &str) -> Result<(Subnet, Ipv4Addr), ValidationError> {
         validate_dns_label(&format!("{field}.network"), &self.network)?;
         validate_vni(&format!("{field}.vni"), self.vni)?;
+        validate_vlan(self.driver, self.vlan.as_ref(), &format!("{field}.vlan"))?;
         let subnet = Subnet::parse(&self.subnet, &self.gateway)
             .map_err(|e| ValidationError::new(format!("{field}.{}", e.field), e.message))?;
         let ip: Ipv4Addr = self.ip.parse().map_err(|_| {
@@ -288,6 +373,15 @@ pub struct CreateNetworkRequest {
     /// Allocated cluster-wide when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vni: Option<u32>,
+    /// vlan only: the 802.1Q id (1..=4094), unique in the cluster; absent: an access port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan_id: Option<u16>,
+    /// vlan only: nodes answer ARP for the gateway and known endpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arp_proxy: Option<bool>,
+    /// vlan only: frames leave with the node's MAC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac_nat: Option<bool>,
 }
 
 /// A network with its endpoints, as `network inspect` shows it.
@@ -317,6 +411,15 @@ pub struct NetworkSupport {
     pub bridge: bool,
     #[serde(default)]
     pub vxlan: bool,
+    /// VLAN networks: an uplink is configured and the kernel has 802.1Q, bridges and ebtables.
+    #[serde(default)]
+    pub vlan: bool,
+    /// The uplink (trunk) interface VLAN networks ride on, when configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uplink: Option<String>,
+    /// The uplink's MAC: the source of every frame a MAC-NAT network sends from this node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uplink_mac: Option<String>,
     /// Why a driver is missing (the kernel's words), for the scheduler's explanation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub missing: Option<String>,
@@ -327,6 +430,7 @@ impl NetworkSupport {
         match driver {
             NetworkDriver::Vxlan => self.vxlan,
             NetworkDriver::Bridge => self.bridge,
+            NetworkDriver::Vlan => self.vlan,
         }
     }
 }
@@ -407,6 +511,7 @@ mod tests {
             ip: ip.into(),
             mac: mac_for(ip.parse().unwrap()),
             service: None,
+            vlan: None,
         };
         assert!(validate_endpoints(&[e(0, "a", "10.0.0.2"), e(1, "b", "10.0.0.3")]).is_ok());
         assert!(validate_endpoints(&[e(1, "a", "10.0.0.2")]).is_err());

@@ -104,6 +104,15 @@ impl ZkLayout {
     pub fn vni(&self, vni: u32) -> String {
         format!("{}/vnis/{vni}", self.root)
     }
+    /// Cluster-wide VLAN claims: `vlans/<id>` (or `vlans/untagged` for the access port) holds
+    /// the pool and network that own the segment; two networks on one segment would be one
+    /// broadcast domain, across pools too.
+    pub fn vlans(&self) -> String {
+        format!("{}/vlans", self.root)
+    }
+    pub fn vlan(&self, segment: &str) -> String {
+        format!("{}/vlans/{segment}", self.root)
+    }
     pub fn inventory_root(&self) -> String {
         format!("{}/inventory", self.root)
     }

@@ -124,10 +124,14 @@ pub fn view_of(
         },
         labels: info.labels.clone(),
         apps,
-        drivers: [NetworkDriver::Vxlan, NetworkDriver::Bridge]
-            .into_iter()
-            .filter(|d| info.networks.carries(*d))
-            .collect(),
+        drivers: [
+            NetworkDriver::Vxlan,
+            NetworkDriver::Bridge,
+            NetworkDriver::Vlan,
+        ]
+        .into_iter()
+        .filter(|d| info.networks.carries(*d))
+        .collect(),
     }
 }
 

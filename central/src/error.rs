@@ -23,6 +23,8 @@ pub enum ConflictKind {
     AddressTaken,
     /// A requested VNI belongs to another network.
     VniTaken,
+    /// A VLAN (or the untagged access port) belongs to another network.
+    VlanTaken,
     /// No address (or VNI) is left.
     Exhausted,
     /// A `Publish` port another load balancer of the pool already uses on the nodes.

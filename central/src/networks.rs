@@ -9,8 +9,8 @@ use std::net::Ipv4Addr;
 use caas_api::central::CreateContainerRequest;
 use caas_api::name::validate_dns_label;
 use caas_api::network::{
-    mac_for, validate_vni, CreateNetworkRequest, Endpoint, IpAllocation, NetworkDriver,
-    NetworkSpec, NetworkView, Subnet, MAX_ENDPOINTS, MAX_VNI,
+    mac_for, validate_vlan_id, validate_vni, CreateNetworkRequest, Endpoint, IpAllocation,
+    NetworkDriver, NetworkSpec, NetworkView, Subnet, VlanOptions, MAX_ENDPOINTS, MAX_VNI,
 };
 use serde::{Deserialize, Serialize};
 
@@ -27,19 +27,76 @@ struct VniClaim {
     network: String,
 }
 
-/// Checks a create request before anything is read: name, driver, subnet, gateway, VNI.
+/// What `vlans/<segment>` records: who owns the segment.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct VlanClaim {
+    pool: String,
+    network: String,
+}
+
+/// A create request, checked.
+#[derive(Debug)]
+pub struct ValidNetwork {
+    pub driver: NetworkDriver,
+    pub subnet: Subnet,
+    pub vlan: Option<VlanOptions>,
+}
+
+/// The claim name of a VLAN network's segment.
+fn segment(vlan: &VlanOptions) -> String {
+    vlan.vlan_id
+        .map_or_else(|| "untagged".to_string(), |id| id.to_string())
+}
+
+/// Checks a create request before anything is read: name, driver, subnet, gateway, VNI, and
+/// the VLAN settings (only with the vlan driver).
 pub fn validate_request(
     pool: &str,
     request: &CreateNetworkRequest,
-) -> Result<(NetworkDriver, Subnet), CentralError> {
+) -> Result<ValidNetwork, CentralError> {
     validate_dns_label("name", &request.name)?;
     let driver = NetworkDriver::parse("driver", &request.driver)?;
     let subnet = Subnet::parse(&request.subnet, &request.gateway)?;
     if let Some(vni) = request.vni {
         validate_vni("vni", vni)?;
     }
+    let vlan = if driver == NetworkDriver::Vlan {
+        if let Some(id) = request.vlan_id {
+            validate_vlan_id("vlan_id", id)?;
+        }
+        Some(VlanOptions {
+            vlan_id: request.vlan_id,
+            arp_proxy: request.arp_proxy.unwrap_or(false),
+            mac_nat: request.mac_nat.unwrap_or(false),
+        })
+    } else {
+        let given = [
+            ("vlan_id", request.vlan_id.is_some(), "a VLAN id"),
+            ("arp_proxy", request.arp_proxy.is_some(), "ARP proxy"),
+            ("mac_nat", request.mac_nat.is_some(), "MAC NAT"),
+        ];
+        if let Some((field, _, what)) = given.into_iter().find(|(_, given, _)| *given) {
+            return Err(CentralError::invalid(
+                field,
+                format!(
+                    "{what} applies to vlan networks only; a {} network {}; leave it out or \
+                     use -d vlan",
+                    driver.as_str(),
+                    match driver {
+                        NetworkDriver::Vxlan => "is an overlay whose frames the switch never sees",
+                        _ => "never leaves its node",
+                    }
+                ),
+            ));
+        }
+        None
+    };
     tracing::debug!(%pool, network = %request.name, "network request valid");
-    Ok((driver, subnet))
+    Ok(ValidNetwork {
+        driver,
+        subnet,
+        vlan,
+    })
 }
 
 pub async fn networks(central: &Central, pool: &str) -> Result<Vec<NetworkSpec>, CentralError> {
@@ -102,9 +159,16 @@ pub async fn create(
     pool: &str,
     request: &CreateNetworkRequest,
 ) -> Result<NetworkSpec, CentralError> {
-    let (driver, subnet) = validate_request(pool, request)?;
+    let ValidNetwork {
+        driver,
+        subnet,
+        vlan,
+    } = validate_request(pool, request)?;
     let layout = central.layout();
     central.store.ensure(&layout.vnis()).await?;
+    if vlan.is_some() {
+        central.store.ensure(&layout.vlans()).await?;
+    }
     for _ in 0..MAX_ATTEMPTS {
         let Some((_, dir_version)) = central.store.get_raw(&layout.networks(pool)).await? else {
             return Err(CentralError::not_found(format!("pool {pool} not found")));
@@ -151,9 +215,10 @@ pub async fn create(
             subnet: subnet.net.to_string(),
             gateway: subnet.gateway.to_string(),
             vni,
+            vlan,
             created_at: crate::now(),
         };
-        let ops = vec![
+        let mut ops = vec![
             Op::Set {
                 path: layout.networks(pool),
                 data: Vec::new(),
@@ -173,9 +238,23 @@ pub async fn create(
             },
             Op::exists(layout.pool(pool)),
         ];
+        if let Some(v) = &vlan {
+            ops.push(Op::create(
+                layout.vlan(&segment(v)),
+                &VlanClaim {
+                    pool: pool.to_string(),
+                    network: request.name.clone(),
+                },
+            )?);
+        }
         match central.store.commit(&ops, None).await {
             Ok(()) => return Ok(spec),
             Err(e) => match e.conflict() {
+                Some((OpFailure::NodeExists, path))
+                    if vlan.is_some_and(|v| path == layout.vlan(&segment(&v))) =>
+                {
+                    return Err(vlan_taken(central, pool, vlan.unwrap_or_default()).await);
+                }
                 Some((OpFailure::NodeExists, path)) if path == layout.vni(vni) => {
                     if request.vni.is_some() {
                         return Err(CentralError::conflict(
@@ -195,6 +274,29 @@ pub async fn create(
     Err(CentralError::contention(
         "networks of this pool are being changed concurrently; retry",
     ))
+}
+
+/// Says who holds a VLAN segment.
+async fn vlan_taken(central: &Central, pool: &str, vlan: VlanOptions) -> CentralError {
+    let path = central.layout().vlan(&segment(&vlan));
+    let owner = match central.store.get::<VlanClaim>(&path).await {
+        Ok(Some((claim, _))) if claim.pool == pool => {
+            format!("network {} of this pool", claim.network)
+        }
+        Ok(Some(_)) => "a network of another pool".to_string(),
+        _ => "another network".to_string(),
+    };
+    let what = match vlan.vlan_id {
+        Some(id) => format!("VLAN {id}"),
+        None => "the untagged uplink (no VlanId)".to_string(),
+    };
+    CentralError::conflict(
+        ConflictKind::VlanTaken,
+        format!(
+            "{what} is already used by {owner}; one VLAN is one network (two would share a \
+             broadcast domain): pick another VlanId"
+        ),
+    )
 }
 
 /// Removes a network that has no endpoints.
@@ -241,6 +343,12 @@ pub async fn remove(central: &Central, pool: &str, name: &str) -> Result<(), Cen
             version: None,
         },
     ]);
+    if let Some(v) = &spec.vlan {
+        ops.push(Op::Delete {
+            path: layout.vlan(&segment(v)),
+            version: None,
+        });
+    }
     match central.store.commit(&ops, None).await {
         Ok(()) => Ok(()),
         Err(e) if e.conflict().is_some_and(|(f, _)| f == OpFailure::NotEmpty) => {
@@ -377,6 +485,7 @@ pub async fn resolve(
                 ip: ip.to_string(),
                 mac: mac_for(ip),
                 service: attachment.service.clone(),
+                vlan: spec.vlan,
             });
         }
     }

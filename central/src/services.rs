@@ -87,6 +87,26 @@ pub fn validate_dns(request: &CreateDnsRequest) -> Result<(String, Option<String
     Ok((domain, forward))
 }
 
+/// DNS and load balancers answer on addresses every node's bridge owns; a vlan network's
+/// segment belongs to the data centre (its gateway is the physical router).
+fn refuse_on_vlan(
+    net: &caas_api::network::NetworkSpec,
+    field: &str,
+    what: &str,
+) -> Result<(), CentralError> {
+    if net.driver == caas_api::network::NetworkDriver::Vlan {
+        return Err(CentralError::invalid(
+            field,
+            format!(
+                "network {} is a vlan network: a {what} needs a vxlan or bridge network (nodes \
+                 own no address on a data-centre VLAN; use the data centre's own {what})",
+                net.name
+            ),
+        ));
+    }
+    Ok(())
+}
+
 pub async fn dns_create(
     central: &Central,
     pool: &str,
@@ -99,6 +119,7 @@ pub async fn dns_create(
         let net = networks::get(central, pool, &request.network)
             .await
             .map_err(|_| network_missing(pool, &request.network))?;
+        refuse_on_vlan(&net, "network", "DNS service")?;
         let existing = dns_list(central, pool).await?;
         if let Some(other) = existing.iter().find(|d| d.network == net.name) {
             if other.name == request.name && other.domain == domain && other.forward == forward {
@@ -203,6 +224,7 @@ pub async fn lb_create(
         let net = networks::get(central, pool, &request.network)
             .await
             .map_err(|_| network_missing(pool, &request.network))?;
+        refuse_on_vlan(&net, "network", "load balancer")?;
         let subnet = net
             .subnet()
             .map_err(|e| CentralError::internal(format!("network {}: {e}", net.name)))?;

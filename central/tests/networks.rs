@@ -21,6 +21,7 @@ fn net_node(id: &str, pool: &str, vxlan: bool) -> NodeInfo {
         bridge: true,
         vxlan,
         missing: (!vxlan).then(|| "vxlan: operation not supported".to_string()),
+        ..Default::default()
     };
     info
 }

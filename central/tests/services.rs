@@ -20,6 +20,7 @@ fn net_node(id: &str, pool: &str) -> NodeInfo {
         bridge: true,
         vxlan: true,
         missing: None,
+        ..Default::default()
     };
     info
 }

@@ -344,6 +344,9 @@ fn network_create_takes_options_in_any_case_and_a_bare_subnet() {
         subnet: "192.168.0.0/19".into(),
         gateway: "192.168.31.254".into(),
         vni: None,
+        vlan_id: None,
+        arp_proxy: None,
+        mac_nat: None,
     };
     let ops = network_create(&[
         "-d",

@@ -349,7 +349,7 @@ async fn network(
                     out,
                     "network {} created in pool {pool}: {} {}, gateway {}, VNI {}",
                     spec.name,
-                    spec.driver.as_str(),
+                    render::driver_text(&spec),
                     spec.subnet,
                     spec.gateway,
                     spec.vni

@@ -117,11 +117,22 @@ Examples:
       -l Gateway=192.168.31.254
   caas --pool=pool2 network create back -d vxlan -l 10.2.0.0/24 -l gateway=10.2.0.1 -l Vni=4200
   caas --pool=pool2 network create local -d bridge -l Subnet=10.9.0.0/24 -l Gateway=10.9.0.1
+  caas --pool=pool2 network create myvlan -d vlan -l 10.209.164.0/22 -l Gateway=10.209.164.1 \\
+      -l VlanId=164 -l ArpProxy=true -l MacNat=true
 
 Options (-l KEY=VALUE, keys in any case):
   Subnet=CIDR   the network's IPv4 subnet, without host bits (a bare -l CIDR says the same)
-  Gateway=IP    an address inside the subnet; every node's bridge answers for it
+  Gateway=IP    an address inside the subnet; every node's bridge answers for it (vlan: the
+                data centre's router, which the nodes do not own)
   Vni=N         the VXLAN id, 1..=16777215, unique in the cluster [default: central picks one]
+
+vlan networks only (nodes need `uplink` in agent.toml and a kernel with 802.1Q):
+  VlanId=N      the 802.1Q id, 1..=4094, one network per VLAN in the cluster [default: none,
+                the uplink itself is the segment, an access port]
+  ArpProxy=B    true: each node answers its containers' ARP for the gateway and the network's
+                known endpoints, so those requests never reach the switch [default: false]
+  MacNat=B      true: container frames leave with the node's MAC, so the switch learns one
+                MAC per node instead of one per container [default: false]
 
 Containers join with `caas container create ... --public-service=[SERVICE].NETWORK [-l Ip=IP]`.
 `caas network inspect NAME` lists the addresses in use; `caas network rm NAME` is refused while
@@ -449,11 +460,15 @@ pub struct NetworkCreateArgs {
     /// Network name (lowercase letters, digits and '-').
     pub name: String,
 
-    /// vxlan: an overlay across nodes; bridge: the same without the VXLAN device, one node.
+    /// vxlan: an overlay across nodes; bridge: the same without the VXLAN device, one node;
+    /// vlan: a VLAN of the data centre on each node's uplink (the gateway is the router's).
     #[arg(short = 'd', long, value_enum, ignore_case = true, default_value_t = DriverArg::Vxlan)]
     pub driver: DriverArg,
 
-    /// Subnet=CIDR, Gateway=IP, Vni=N (keys in any case; a bare CIDR is the subnet); repeat.
+    /// Subnet=CIDR, Gateway=IP, Vni=N; vlan networks also VlanId=1..4094 (none: the uplink is
+    /// an access port), ArpProxy=true (nodes answer ARP for the gateway and known peers),
+    /// MacNat=true (frames leave with the node's MAC). Keys in any case; a bare CIDR is the
+    /// subnet; repeat -l.
     #[arg(short = 'l', long = "label", value_name = "KEY=VALUE")]
     pub options: Vec<String>,
 }
@@ -464,6 +479,8 @@ pub enum DriverArg {
     Vxlan,
     /// A bridge on one node: its containers are all placed on that node.
     Bridge,
+    /// A data-centre VLAN on every node's uplink (`uplink` in agent.toml).
+    Vlan,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -1,9 +1,11 @@
-//! Turns `caas network create NAME -d DRIVER -l Subnet=... -l Gateway=... [-l Vni=N]` into a
-//! `CreateNetworkRequest`, refusing locally (exit 64) what central would refuse anyway, with
-//! the flag and the fix in the message.
+//! Turns `caas network create NAME -d DRIVER -l Subnet=... -l Gateway=... [-l Vni=N]
+//! [-l VlanId=N -l ArpProxy=true -l MacNat=true]` into a `CreateNetworkRequest`, refusing
+//! locally (exit 64) what central would refuse anyway, with the flag and the fix in the message.
 
 use caas_api::name::validate_dns_label;
-use caas_api::network::{validate_vni, CreateNetworkRequest, Subnet, MAX_VNI};
+use caas_api::network::{
+    validate_vlan_id, validate_vni, CreateNetworkRequest, Subnet, MAX_VLAN_ID, MAX_VNI,
+};
 
 use super::{CliError, DriverArg, NetworkCreateArgs};
 
@@ -11,6 +13,9 @@ use super::{CliError, DriverArg, NetworkCreateArgs};
 const SUBNET: &str = "Subnet";
 const GATEWAY: &str = "Gateway";
 const VNI: &str = "Vni";
+const VLAN_ID: &str = "VlanId";
+const ARP_PROXY: &str = "ArpProxy";
+const MAC_NAT: &str = "MacNat";
 
 /// What the `-l` options said, each at most once (a repeat must agree).
 #[derive(Debug, Default)]
@@ -18,6 +23,9 @@ struct Options {
     subnet: Option<String>,
     gateway: Option<String>,
     vni: Option<String>,
+    vlan_id: Option<String>,
+    arp_proxy: Option<String>,
+    mac_nat: Option<String>,
 }
 
 impl NetworkCreateArgs {
@@ -31,10 +39,17 @@ impl NetworkCreateArgs {
             )
         })?;
         let gateway = options.gateway.ok_or_else(|| {
-            CliError::bad_argument(format!(
-                "network create needs a gateway: add -l Gateway=IP, an address inside {subnet} \
-                 that every node answers for, e.g. the last one"
-            ))
+            CliError::bad_argument(if self.driver == DriverArg::Vlan {
+                format!(
+                    "network create needs a gateway: add -l Gateway=IP, the data centre's router \
+                     in {subnet}"
+                )
+            } else {
+                format!(
+                    "network create needs a gateway: add -l Gateway=IP, an address inside {subnet} \
+                     that every node answers for, e.g. the last one"
+                )
+            })
         })?;
         Subnet::parse(&subnet, &gateway).map_err(|e| {
             let (key, value) = if e.field == "gateway" {
@@ -45,12 +60,41 @@ impl NetworkCreateArgs {
             CliError::bad_argument(format!("-l {key}={value}: {}", e.message))
         })?;
         let vni = options.vni.map(|text| parse_vni(&text)).transpose()?;
+        let vlan_id = options
+            .vlan_id
+            .map(|text| parse_vlan_id(&text))
+            .transpose()?;
+        let arp_proxy = options
+            .arp_proxy
+            .map(|text| parse_switch(ARP_PROXY, &text))
+            .transpose()?;
+        let mac_nat = options
+            .mac_nat
+            .map(|text| parse_switch(MAC_NAT, &text))
+            .transpose()?;
+        if self.driver != DriverArg::Vlan {
+            let given = [
+                (VLAN_ID, vlan_id.is_some()),
+                (ARP_PROXY, arp_proxy.is_some()),
+                (MAC_NAT, mac_nat.is_some()),
+            ];
+            if let Some((key, _)) = given.into_iter().find(|(_, given)| *given) {
+                return Err(CliError::bad_argument(format!(
+                    "-l {key} applies to vlan networks only (-d vlan); a {} network's frames \
+                     never reach the data centre's switch",
+                    self.driver.as_str()
+                )));
+            }
+        }
         Ok(CreateNetworkRequest {
             name: self.name.clone(),
             driver: self.driver.as_str().to_string(),
             subnet,
             gateway,
             vni,
+            vlan_id,
+            arp_proxy,
+            mac_nat,
         })
     }
 
@@ -63,8 +107,9 @@ impl NetworkCreateArgs {
                 None if item.contains('/') => (SUBNET, item.as_str()),
                 None => {
                     return Err(CliError::bad_argument(format!(
-                        "-l {item:?}: expected KEY=VALUE (Subnet=CIDR, Gateway=IP or Vni=N) or a \
-                         bare subnet like 192.168.0.0/19"
+                        "-l {item:?}: expected KEY=VALUE (Subnet=CIDR, Gateway=IP, Vni=N, \
+                         VlanId=N, ArpProxy=true|false, MacNat=true|false) or a bare subnet like \
+                         192.168.0.0/19"
                     )))
                 }
             };
@@ -72,10 +117,14 @@ impl NetworkCreateArgs {
                 "subnet" => (SUBNET, &mut options.subnet),
                 "gateway" => (GATEWAY, &mut options.gateway),
                 "vni" => (VNI, &mut options.vni),
+                "vlanid" => (VLAN_ID, &mut options.vlan_id),
+                "arpproxy" => (ARP_PROXY, &mut options.arp_proxy),
+                "macnat" => (MAC_NAT, &mut options.mac_nat),
                 _ => {
                     return Err(CliError::bad_argument(format!(
                         "-l {item:?}: unknown key {key:?}; network create takes -l Subnet=CIDR, \
-                         -l Gateway=IP and -l Vni=N (keys in any case)"
+                         -l Gateway=IP, -l Vni=N and for vlan networks -l VlanId=N, \
+                         -l ArpProxy=true|false, -l MacNat=true|false (keys in any case)"
                     )))
                 }
             };
@@ -109,12 +158,36 @@ fn parse_vni(text: &str) -> Result<u32, CliError> {
     Ok(vni)
 }
 
+fn parse_vlan_id(text: &str) -> Result<u16, CliError> {
+    let id = text.parse::<u16>().map_err(|_| {
+        CliError::bad_argument(format!(
+            "-l {VLAN_ID}={text}: not a number; a VLAN id is 1..={MAX_VLAN_ID} (leave it out for \
+             an untagged access port)"
+        ))
+    })?;
+    validate_vlan_id("vlan_id", id)
+        .map_err(|e| CliError::bad_argument(format!("-l {VLAN_ID}={text}: {}", e.message)))?;
+    Ok(id)
+}
+
+/// `true` or `false` (any case); nothing else, so a typo never silently means "off".
+fn parse_switch(key: &str, text: &str) -> Result<bool, CliError> {
+    match text.to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(CliError::bad_argument(format!(
+            "-l {key}={text}: expected true or false"
+        ))),
+    }
+}
+
 impl DriverArg {
     /// The wire name central expects.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Vxlan => "vxlan",
             Self::Bridge => "bridge",
+            Self::Vlan => "vlan",
         }
     }
 }

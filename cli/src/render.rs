@@ -147,7 +147,7 @@ pub fn networks_table(networks: &[NetworkView]) -> String {
         .map(|n| {
             vec![
                 n.spec.name.clone(),
-                n.spec.driver.as_str().to_string(),
+                driver_text(&n.spec),
                 n.spec.subnet.clone(),
                 n.spec.gateway.clone(),
                 n.spec.vni.to_string(),
@@ -159,6 +159,26 @@ pub fn networks_table(networks: &[NetworkView]) -> String {
         &["NAME", "DRIVER", "SUBNET", "GATEWAY", "VNI", "ENDPOINTS"],
         rows,
     )
+}
+
+/// The driver, with a vlan network's id and options: `vlan 164 arp-proxy,mac-nat`.
+pub fn driver_text(spec: &caas_api::network::NetworkSpec) -> String {
+    let mut text = spec.driver.as_str().to_string();
+    if let Some(v) = &spec.vlan {
+        match v.vlan_id {
+            Some(id) => text.push_str(&format!(" {id}")),
+            None => text.push_str(" untagged"),
+        }
+        let options: Vec<&str> = [(v.arp_proxy, "arp-proxy"), (v.mac_nat, "mac-nat")]
+            .into_iter()
+            .filter_map(|(on, name)| on.then_some(name))
+            .collect();
+        if !options.is_empty() {
+            text.push(' ');
+            text.push_str(&options.join(","));
+        }
+    }
+    text
 }
 
 /// The error as the CLI prints it on stderr: `caas: <message> (field: x)` and a hint line.

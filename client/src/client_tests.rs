@@ -414,6 +414,9 @@ async fn network_calls_use_the_documented_paths_and_bodies() {
         subnet: "192.168.0.0/19".into(),
         gateway: "192.168.31.254".into(),
         vni: None,
+        vlan_id: None,
+        arp_proxy: None,
+        mac_nat: None,
     };
     assert_eq!(
         client.create_network("pool2", &req).await.unwrap(),

@@ -44,6 +44,7 @@ fn endpoint(driver: NetworkDriver, vni: u32, third: u8, host: u8) -> Endpoint {
         ip: ip.to_string(),
         mac: mac_for(ip),
         service: None,
+        vlan: None,
     }
 }
 
@@ -52,6 +53,7 @@ fn remote(e: &Endpoint, vtep: Ipv4Addr) -> Result<RemoteEndpoint> {
         ip: e.ip.parse()?,
         mac: parse_mac(&e.mac).context("mac")?,
         vtep,
+        node_mac: None,
     })
 }
 
@@ -72,6 +74,7 @@ async fn wire_node(
                 bridge: true,
                 vxlan: true,
                 missing: None,
+                ..Default::default()
             },
         );
         let mut nets = NodeNetworks::default();

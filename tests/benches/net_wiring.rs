@@ -54,6 +54,7 @@ fn endpoint(ip: Ipv4Addr) -> Endpoint {
         ip: ip.to_string(),
         mac: mac_for(ip),
         service: None,
+        vlan: None,
     }
 }
 
@@ -88,6 +89,7 @@ impl Bench {
             ip: remote_ip,
             mac: parse_mac(&mac_for(remote_ip)).context("mac")?,
             vtep: REMOTE_VTEP,
+            node_mac: None,
         };
         let t0 = Instant::now();
         let eps = [ep];
@@ -155,6 +157,7 @@ async fn run(n: usize) -> Result<()> {
             bridge: true,
             vxlan: true,
             missing: None,
+            ..Default::default()
         },
     );
     let mut nets = NodeNetworks::default();

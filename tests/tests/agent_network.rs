@@ -57,6 +57,7 @@ fn endpoint(net: &Net, ip: &str) -> Endpoint {
                 .unwrap_or_else(|e| panic!("test address {ip}: {e}")),
         ),
         service: None,
+        vlan: None,
     }
 }
 

@@ -33,7 +33,14 @@ struct State {
     /// Connections opened into sandboxes.
     sandbox_entries: usize,
     no_vxlan: bool,
+    no_vlan: bool,
     fail_configure: bool,
+    /// The ebtables nat table as the last restore script left it (the script itself).
+    bridge_rules: Option<String>,
+    installed: super::bridge_rules::Installed,
+    /// Who answers an ARP probe on the segment, and with which MAC.
+    segment_macs: BTreeMap<Ipv4Addr, super::Mac>,
+    probes: usize,
 }
 
 /// The in-memory kernel.
@@ -110,6 +117,39 @@ impl FakeNetwork {
     /// The kernel has no VXLAN support.
     pub fn without_vxlan(&self) {
         self.with(|s| s.no_vxlan = true)
+    }
+
+    /// The kernel has no 802.1Q support.
+    pub fn without_vlan(&self) {
+        self.with(|s| s.no_vlan = true)
+    }
+
+    /// A physical interface (an uplink) with this MAC, up.
+    pub fn add_physical(&self, name: &str, mac: super::Mac) {
+        self.with(|s| {
+            let _ = Self::add_host(s, name, LinkKind::Other("physical".into()));
+            if let Some(l) = s.host.last_mut() {
+                l.mac = Some(mac);
+                l.up = true;
+            }
+        })
+    }
+
+    /// A host on the segment that answers ARP probes for `ip` (a router).
+    pub fn answer_arp(&self, ip: Ipv4Addr, mac: super::Mac) {
+        self.with(|s| {
+            s.segment_macs.insert(ip, mac);
+        })
+    }
+
+    /// ARP probes sent so far.
+    pub fn probes(&self) -> usize {
+        self.with(|s| s.probes)
+    }
+
+    /// The last ebtables script applied.
+    pub fn bridge_rules(&self) -> Option<String> {
+        self.with(|s| s.bridge_rules.clone())
     }
 
     /// Configuring an interface inside a sandbox fails.
@@ -258,6 +298,82 @@ impl NetworkBackend for FakeNetwork {
                     proxy: true,
                 }),
             )
+        })
+    }
+
+    async fn add_vlan(&self, name: &str, parent: u32, vlan_id: u16) -> Result<(), NetError> {
+        self.with(|s| {
+            s.calls.push(format!("add_vlan {name} {vlan_id}"));
+            if s.no_vlan {
+                return Err(NetError::Unsupported(
+                    "the kernel cannot create 802.1Q VLAN sub-interfaces (module 8021q missing)"
+                        .into(),
+                ));
+            }
+            if !s.host.iter().any(|l| l.index == parent) {
+                return Err(NetError::Failed(format!("no device with index {parent}")));
+            }
+            let mac = s
+                .host
+                .iter()
+                .find(|l| l.index == parent)
+                .and_then(|l| l.mac);
+            Self::add_host(
+                s,
+                name,
+                LinkKind::Vlan {
+                    id: vlan_id,
+                    parent: Some(parent),
+                },
+            )?;
+            if let Some(l) = s.host.last_mut() {
+                l.mac = mac;
+            }
+            Ok(())
+        })
+    }
+
+    async fn bridge_rules_state(&self) -> Result<super::bridge_rules::Installed, NetError> {
+        Ok(self.with(|s| s.installed.clone()))
+    }
+
+    async fn apply_bridge_rules(&self, script: &str) -> Result<(), NetError> {
+        self.with(|s| {
+            s.calls.push("apply_bridge_rules".into());
+            let mut installed = s.installed.clone();
+            for line in script.lines() {
+                if let Some(chain) = line.strip_prefix(':').and_then(|l| l.split(' ').next()) {
+                    installed.chains.insert(chain.to_string());
+                } else if let Some(chain) = line.strip_prefix("-X ") {
+                    installed.chains.remove(chain);
+                } else if line.starts_with("-A PREROUTING") {
+                    installed.pre_jump = true;
+                } else if line.starts_with("-A POSTROUTING") {
+                    installed.post_jump = true;
+                } else if line.starts_with("-D PREROUTING") {
+                    installed.pre_jump = false;
+                } else if line.starts_with("-D POSTROUTING") {
+                    installed.post_jump = false;
+                }
+            }
+            s.installed = installed;
+            s.bridge_rules = Some(script.to_string());
+            Ok(())
+        })
+    }
+
+    async fn resolve_mac(
+        &self,
+        device: &str,
+        _source_mac: super::Mac,
+        ip: Ipv4Addr,
+    ) -> Result<Option<super::Mac>, NetError> {
+        self.with(|s| {
+            s.probes += 1;
+            if !s.host.iter().any(|l| l.name == device) {
+                return Err(NetError::Failed(format!("no device {device}")));
+            }
+            Ok(s.segment_macs.get(&ip).copied())
         })
     }
 

@@ -23,6 +23,9 @@ pub struct FirewallNetwork {
     pub vni: u32,
     pub subnet: Ipv4Net,
     pub vxlan: bool,
+    /// Whether the node routes the network (owns its gateway); a vlan network's traffic goes
+    /// to the data centre's router and is never masqueraded.
+    pub routed: bool,
     /// Underlay addresses of the other nodes that carry this network.
     pub peers: BTreeSet<Ipv4Addr>,
 }
@@ -88,7 +91,11 @@ pub fn render(networks: &[FirewallNetwork]) -> Option<String> {
         t,
         "    type nat hook postrouting priority srcnat; policy accept;"
     );
-    let subnets: BTreeSet<Ipv4Net> = networks.iter().map(|n| n.subnet).collect();
+    let subnets: BTreeSet<Ipv4Net> = networks
+        .iter()
+        .filter(|n| n.routed)
+        .map(|n| n.subnet)
+        .collect();
     for s in subnets {
         let _ = writeln!(t, "    ip saddr {s} ip daddr != {s} masquerade");
     }
@@ -162,6 +169,7 @@ mod tests {
             vni,
             subnet: subnet.parse().unwrap(),
             vxlan: true,
+            routed: true,
             peers: peers.iter().map(|p| p.parse().unwrap()).collect(),
         }
     }

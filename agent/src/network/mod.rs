@@ -3,6 +3,8 @@
 //! of it (`wiring`), the nftables table (`firewall`), what ZooKeeper says about other nodes'
 //! endpoints (`remote`) and the start-up checks (`probe`).
 
+pub mod arp_probe;
+pub mod bridge_rules;
 pub mod docker_forward;
 pub mod fake;
 pub mod firewall;
@@ -75,12 +77,28 @@ pub fn host_veth_name(workload: &str, sandbox: &str, interface: &str) -> String 
     format!("{VETH_PREFIX}{}", hex::encode(&digest[..5]))
 }
 
+/// The port of a VLAN network's bridge on the uplink: the 802.1Q sub-interface
+/// `<uplink>.<id>` (or `cq<id>` when that name would pass the kernel's 15 characters).
+pub fn vlan_port_name(uplink: &str, vlan_id: u16) -> String {
+    let name = format!("{uplink}.{vlan_id}");
+    if name.len() <= 15 {
+        name
+    } else {
+        format!("cq{vlan_id}")
+    }
+}
+
 /// What kind of device a link is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LinkKind {
     Bridge,
     Vxlan(VxlanInfo),
     Veth,
+    /// An 802.1Q sub-interface: its id and the index of the device it rides on.
+    Vlan {
+        id: u16,
+        parent: Option<u32>,
+    },
     Other(String),
 }
 
@@ -192,6 +210,8 @@ pub trait NetworkBackend: Send + Sync + 'static {
         local: Ipv4Addr,
         port: u16,
     ) -> Result<(), NetError>;
+    /// Creates an 802.1Q sub-interface (down) with id `vlan_id` on the device `parent`.
+    async fn add_vlan(&self, name: &str, parent: u32, vlan_id: u16) -> Result<(), NetError>;
     /// Creates a veth pair in one request: the host end on its bridge with the MTU and up, the
     /// peer inside the sandbox, named, with its MAC and MTU, down.
     async fn add_veth(&self, pair: &VethPair) -> Result<(), NetError>;
@@ -215,6 +235,18 @@ pub trait NetworkBackend: Send + Sync + 'static {
     async fn enable_forwarding(&self) -> Result<bool, NetError>;
     /// Replaces the agent's nftables table with `ruleset` (one transaction), or deletes it.
     async fn apply_firewall(&self, ruleset: Option<&str>) -> Result<(), NetError>;
+    /// What the node's ebtables nat table holds of ours (`bridge_rules`).
+    async fn bridge_rules_state(&self) -> Result<bridge_rules::Installed, NetError>;
+    /// Runs an `ebtables-restore --noflush` script (one transaction).
+    async fn apply_bridge_rules(&self, script: &str) -> Result<(), NetError>;
+    /// Asks `ip`'s owner on the segment behind `device` for its MAC (an ARP probe from
+    /// `source_mac`, RFC 5227); `None` when nobody answered in time.
+    async fn resolve_mac(
+        &self,
+        device: &str,
+        source_mac: Mac,
+        ip: Ipv4Addr,
+    ) -> Result<Option<Mac>, NetError>;
     /// Makes Docker's FORWARD filter let our bridges' traffic pass (`wanted`) or removes the
     /// exceptions; returns whether anything changed (`docker_forward`).
     async fn docker_forward(&self, wanted: bool) -> Result<bool, NetError>;

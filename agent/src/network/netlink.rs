@@ -17,7 +17,8 @@ use rtnetlink::packet_core::{
 };
 use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
 use rtnetlink::packet_route::link::{
-    InfoData, InfoKind, InfoVeth, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    InfoData, InfoKind, InfoVeth, InfoVlan, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo,
+    LinkMessage,
 };
 use rtnetlink::packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
@@ -25,7 +26,8 @@ use rtnetlink::packet_route::neighbour::{
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
 use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::{
-    Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, LinkVxlan, RouteMessageBuilder,
+    Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, LinkVlan, LinkVxlan,
+    RouteMessageBuilder,
 };
 
 use super::{
@@ -346,8 +348,10 @@ fn link_state(m: LinkMessage) -> LinkState {
         master: None,
         addresses: Vec::new(),
     };
+    let mut parent = None;
     for attr in m.attributes {
         match attr {
+            LinkAttribute::Link(index) => parent = Some(index),
             LinkAttribute::IfName(name) => state.name = name,
             LinkAttribute::Mtu(mtu) => state.mtu = mtu,
             LinkAttribute::Controller(master) => state.master = Some(master),
@@ -362,6 +366,20 @@ fn link_state(m: LinkMessage) -> LinkState {
                     match info {
                         LinkInfo::Kind(InfoKind::Bridge) => state.kind = LinkKind::Bridge,
                         LinkInfo::Kind(InfoKind::Veth) => state.kind = LinkKind::Veth,
+                        // The kernel sends Kind before Data; Data fills in the id.
+                        LinkInfo::Kind(InfoKind::Vlan) => {
+                            state.kind = LinkKind::Vlan {
+                                id: 0,
+                                parent: None,
+                            };
+                        }
+                        LinkInfo::Data(InfoData::Vlan(data)) => {
+                            for d in data {
+                                if let InfoVlan::Id(id) = d {
+                                    state.kind = LinkKind::Vlan { id, parent: None };
+                                }
+                            }
+                        }
                         LinkInfo::Kind(InfoKind::Vxlan) => {
                             vxlan.get_or_insert(VxlanInfo {
                                 vni: 0,
@@ -400,6 +418,9 @@ fn link_state(m: LinkMessage) -> LinkState {
             }
             _ => {}
         }
+    }
+    if let LinkKind::Vlan { parent: p, .. } = &mut state.kind {
+        *p = parent;
     }
     state
 }
@@ -459,6 +480,24 @@ impl NetworkBackend for NetlinkBackend {
                     "the kernel cannot create VXLAN devices (module vxlan missing?): {e}"
                 )),
                 _ => failed(format!("creating VXLAN device {name} (vni {vni})"), e),
+            })
+    }
+
+    async fn add_vlan(&self, name: &str, parent: u32, vlan_id: u16) -> Result<(), NetError> {
+        self.handle
+            .link()
+            .add(LinkVlan::new(name, parent, vlan_id).build())
+            .execute()
+            .await
+            .map_err(|e| match errno(&e) {
+                Some(EOPNOTSUPP) => NetError::Unsupported(format!(
+                    "the kernel cannot create 802.1Q VLAN sub-interfaces (module 8021q \
+                     missing): {e}"
+                )),
+                _ => failed(
+                    format!("creating VLAN sub-interface {name} (id {vlan_id})"),
+                    e,
+                ),
             })
     }
 
@@ -639,6 +678,28 @@ impl NetworkBackend for NetlinkBackend {
             format!("deleting neighbour {entry:?} on {device}"),
         )
         .await
+    }
+
+    async fn bridge_rules_state(&self) -> Result<super::bridge_rules::Installed, NetError> {
+        super::bridge_rules::read_installed().await
+    }
+
+    async fn apply_bridge_rules(&self, script: &str) -> Result<(), NetError> {
+        super::bridge_rules::run_restore(script).await
+    }
+
+    async fn resolve_mac(
+        &self,
+        device: &str,
+        source_mac: super::Mac,
+        ip: Ipv4Addr,
+    ) -> Result<Option<super::Mac>, NetError> {
+        let device = device.to_string();
+        tokio::task::spawn_blocking(move || {
+            super::arp_probe::probe(&device, source_mac, ip, super::arp_probe::PROBE_TIMEOUT)
+        })
+        .await
+        .map_err(|e| NetError::Failed(format!("ARP probe task: {e}")))?
     }
 
     async fn enter_sandbox(&self, pid: u32) -> Result<Box<dyn SandboxNet>, NetError> {

@@ -8,14 +8,14 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use caas_api::network::IpAllocation;
+use caas_api::network::{IpAllocation, NetworkDriver};
 use caas_api::{NodeInfo, ZkLayout};
 use caas_zk::{CacheError, CacheOptions, ChildMap, ChildrenCache, ClientWatch};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::parse_mac;
-use super::wiring::RemoteEndpoint;
+use super::wiring::{NetworkDesc, RemoteEndpoint};
+use super::{parse_mac, Mac};
 
 /// A network by pool and name.
 pub type NetworkRef = (String, String);
@@ -30,9 +30,17 @@ pub struct RemoteView {
     ips: BTreeMap<NetworkRef, ChildrenCache>,
     changed: Arc<Notify>,
     cancel: CancellationToken,
-    /// Last underlay seen per node: a registration that is briefly gone (an agent restarting
+    /// Last addresses seen per node: a registration that is briefly gone (an agent restarting
     /// waits for its old session to expire) does not tear down its tunnels.
-    underlays: BTreeMap<String, Ipv4Addr>,
+    addresses: BTreeMap<String, NodeAddresses>,
+}
+
+/// What other nodes' endpoints need of their node: the underlay (VTEP) of overlay networks, the
+/// uplink MAC of MAC-NAT vlan networks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NodeAddresses {
+    pub underlay: Option<Ipv4Addr>,
+    pub uplink_mac: Option<Mac>,
 }
 
 impl std::fmt::Debug for RemoteView {
@@ -71,7 +79,7 @@ impl RemoteView {
             ips: BTreeMap::new(),
             changed,
             cancel,
-            underlays: BTreeMap::new(),
+            addresses: BTreeMap::new(),
         })
     }
 
@@ -115,21 +123,26 @@ impl RemoteView {
         }
     }
 
-    /// Remote endpoints of the followed networks (by the VNI given per network), and the VNIs
-    /// whose listing is complete.
+    /// Remote endpoints of the followed networks (by the VNI given per network; `local` says
+    /// which are vlan networks), and the VNIs whose listing is complete.
     pub fn view(
         &mut self,
         vnis: &BTreeMap<NetworkRef, u32>,
+        local: &BTreeMap<u32, NetworkDesc>,
     ) -> (BTreeMap<u32, Vec<RemoteEndpoint>>, BTreeSet<u32>) {
         let nodes_synced = *self.nodes.synced().borrow();
-        self.underlays.extend(underlays(&self.nodes.current()));
+        self.addresses.extend(node_addresses(&self.nodes.current()));
         let mut remote = BTreeMap::new();
         let mut complete = BTreeSet::new();
         for (key, vni) in vnis {
             let Some(cache) = self.ips.get(key) else {
                 continue;
             };
-            let endpoints = remote_endpoints(&cache.current(), &self.underlays, &self.node_id);
+            let tunnelled = local
+                .get(vni)
+                .is_none_or(|d| d.driver != NetworkDriver::Vlan);
+            let endpoints =
+                remote_endpoints(&cache.current(), &self.addresses, &self.node_id, tunnelled);
             remote.insert(*vni, endpoints);
             if nodes_synced && *cache.synced().borrow() {
                 complete.insert(*vni);
@@ -161,23 +174,28 @@ fn forward_changes(cache: &ChildrenCache, changed: Arc<Notify>, cancel: Cancella
     });
 }
 
-/// Underlay address per registered node.
-pub fn underlays(nodes: &ChildMap) -> BTreeMap<String, Ipv4Addr> {
+/// Underlay address and uplink MAC per registered node.
+pub fn node_addresses(nodes: &ChildMap) -> BTreeMap<String, NodeAddresses> {
     nodes
         .iter()
         .filter_map(|(id, entry)| {
             let info: NodeInfo = serde_json::from_slice(&entry.data).ok()?;
-            let ip = info.underlay?.parse().ok()?;
-            Some((id.clone(), ip))
+            let addresses = NodeAddresses {
+                underlay: info.underlay.and_then(|u| u.parse().ok()),
+                uplink_mac: info.networks.uplink_mac.as_deref().and_then(parse_mac),
+            };
+            Some((id.clone(), addresses))
         })
         .collect()
 }
 
-/// The endpoints of a network's `ips` listing that live on other nodes with a known underlay.
+/// The endpoints of a network's `ips` listing that live on other nodes; of a `tunnelled`
+/// (overlay) network only those whose node's underlay is known.
 pub fn remote_endpoints(
     ips: &ChildMap,
-    underlays: &BTreeMap<String, Ipv4Addr>,
+    nodes: &BTreeMap<String, NodeAddresses>,
     self_node: &str,
+    tunnelled: bool,
 ) -> Vec<RemoteEndpoint> {
     let mut out: Vec<RemoteEndpoint> = ips
         .iter()
@@ -192,11 +210,16 @@ pub fn remote_endpoints(
             if a.node == self_node {
                 return None;
             }
-            let vtep = *underlays.get(&a.node)?;
+            let node = nodes.get(&a.node).copied().unwrap_or_default();
+            let vtep = match (tunnelled, node.underlay) {
+                (true, None) => return None,
+                (_, underlay) => underlay.unwrap_or(Ipv4Addr::UNSPECIFIED),
+            };
             Some(RemoteEndpoint {
                 ip: a.ip.parse().ok()?,
                 mac: parse_mac(&a.mac)?,
                 vtep,
+                node_mac: node.uplink_mac,
             })
         })
         .collect();
@@ -251,14 +274,24 @@ mod tests {
                 stat: stat(),
             },
         );
-        let underlays = BTreeMap::from([
-            ("n1".to_string(), Ipv4Addr::new(198, 18, 0, 11)),
-            ("n2".to_string(), Ipv4Addr::new(198, 18, 0, 12)),
+        let at = |ip: [u8; 4]| NodeAddresses {
+            underlay: Some(ip.into()),
+            uplink_mac: Some([2, 0, 0, 0, 0, ip[3]]),
+        };
+        let nodes = BTreeMap::from([
+            ("n1".to_string(), at([198, 18, 0, 11])),
+            ("n2".to_string(), at([198, 18, 0, 12])),
         ]);
-        let r = remote_endpoints(&ips, &underlays, "n1");
+        let r = remote_endpoints(&ips, &nodes, "n1", true);
         // n1 is us, n3 has no known underlay.
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].ip, Ipv4Addr::new(10, 0, 0, 3));
         assert_eq!(r[0].vtep, Ipv4Addr::new(198, 18, 0, 12));
+        assert_eq!(r[0].node_mac, Some([2, 0, 0, 0, 0, 12]));
+        // A vlan network has no tunnel: n3's endpoint counts without an underlay.
+        let r = remote_endpoints(&ips, &nodes, "n1", false);
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[1].vtep, Ipv4Addr::UNSPECIFIED);
+        assert_eq!(r[1].node_mac, None);
     }
 }

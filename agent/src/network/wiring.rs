@@ -14,14 +14,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use caas_api::network::{
-    Endpoint, InterfaceStatus, NetworkDriver, NetworkSupport, GATEWAY_MAC, VXLAN_MTU, VXLAN_PORT,
+    Endpoint, InterfaceStatus, NetworkDriver, NetworkSupport, VlanOptions, GATEWAY_MAC, VLAN_MTU,
+    VXLAN_MTU, VXLAN_PORT,
 };
 use ipnet::Ipv4Net;
 
+use super::bridge_rules::{self, LocalPort, VlanRules};
 use super::firewall::{self, FirewallNetwork};
 use super::{
-    bridge_name, format_mac, host_veth_name, owned_vni, parse_mac, vxlan_name, FdbEntry,
-    InterfaceConfig, LinkChange, LinkKind, LinkState, Mac, NeighbourEntry, NetError,
+    bridge_name, format_mac, host_veth_name, owned_vni, parse_mac, vlan_port_name, vxlan_name,
+    FdbEntry, InterfaceConfig, LinkChange, LinkKind, LinkState, Mac, NeighbourEntry, NetError,
     NetworkBackend, VethPair, VETH_PREFIX, ZERO_MAC,
 };
 
@@ -56,6 +58,8 @@ pub struct NetworkDesc {
     pub driver: NetworkDriver,
     /// The subnet with the gateway's address (`10.0.0.1/24`).
     pub gateway: Ipv4Net,
+    /// The VLAN settings of a vlan network.
+    pub vlan: Option<VlanOptions>,
 }
 
 impl NetworkDesc {
@@ -70,6 +74,7 @@ impl NetworkDesc {
             vni: e.vni,
             driver: e.driver,
             gateway,
+            vlan: e.vlan,
         })
     }
 
@@ -77,6 +82,7 @@ impl NetworkDesc {
         match self.driver {
             NetworkDriver::Vxlan => VXLAN_MTU,
             NetworkDriver::Bridge => BRIDGE_MTU,
+            NetworkDriver::Vlan => VLAN_MTU,
         }
     }
 }
@@ -86,8 +92,10 @@ impl NetworkDesc {
 pub struct RemoteEndpoint {
     pub ip: Ipv4Addr,
     pub mac: Mac,
-    /// The underlay address of its node.
+    /// The underlay address of its node (unspecified on a vlan network, which has no tunnel).
     pub vtep: Ipv4Addr,
+    /// Its node's uplink MAC (what MAC NAT makes its frames carry), when the node published it.
+    pub node_mac: Option<Mac>,
 }
 
 /// What the node-wide pass converges to.
@@ -102,14 +110,25 @@ pub struct NodeNetworks {
     /// Host ends of the veth pairs of the sandboxes that run here; any other `cw*` veth is a
     /// leftover of a removed sandbox (whose namespace the kernel may free late) and goes.
     pub veths: BTreeSet<String>,
+    /// The local containers of each vlan network (for its ARP proxy and MAC NAT rules).
+    pub vlan_ports: BTreeMap<u32, BTreeSet<LocalPort>>,
 }
 
 impl NodeNetworks {
     /// Records the veths of a workload's sandbox.
     pub fn expect_veths(&mut self, workload: &str, sandbox_id: &str, endpoints: &[Endpoint]) {
         for e in endpoints {
-            self.veths
-                .insert(host_veth_name(workload, sandbox_id, &e.interface));
+            let veth = host_veth_name(workload, sandbox_id, &e.interface);
+            if e.driver == NetworkDriver::Vlan {
+                if let (Ok(ip), Some(mac)) = (e.ip.parse(), parse_mac(&e.mac)) {
+                    self.vlan_ports.entry(e.vni).or_default().insert(LocalPort {
+                        veth: veth.clone(),
+                        ip,
+                        mac,
+                    });
+                }
+            }
+            self.veths.insert(veth);
         }
     }
 }
@@ -121,7 +140,13 @@ pub struct SyncReport {
     pub entries_added: usize,
     pub entries_removed: usize,
     pub firewall_applied: bool,
+    pub bridge_rules_applied: bool,
 }
+
+/// How long a resolved gateway MAC is used before it is asked again, and how soon an
+/// unanswered probe is repeated.
+const GATEWAY_MAC_TTL: Duration = Duration::from_secs(300);
+const GATEWAY_MAC_RETRY: Duration = Duration::from_secs(10);
 
 /// How often `sync` reads the node's devices and entries whole by default.
 pub const DEFAULT_FULL_SYNC_EVERY: Duration = Duration::from_secs(60);
@@ -152,6 +177,10 @@ pub struct Wiring {
     firewall: std::sync::Mutex<Option<Option<String>>>,
     /// Whether Docker's FORWARD exceptions were last made present (None: not since start).
     docker_forward: std::sync::Mutex<Option<bool>>,
+    /// The ebtables rules last applied (None: not since start, read the table first).
+    bridge_rules: std::sync::Mutex<Option<Vec<VlanRules>>>,
+    /// The MAC of each vlan network's gateway, as its last ARP probe found it, and when.
+    gateway_macs: std::sync::Mutex<BTreeMap<u32, (Option<Mac>, tokio::time::Instant)>>,
 }
 
 impl std::fmt::Debug for Wiring {
@@ -195,6 +224,8 @@ impl Wiring {
             known: tokio::sync::Mutex::new(None),
             firewall: std::sync::Mutex::new(None),
             docker_forward: std::sync::Mutex::new(None),
+            bridge_rules: std::sync::Mutex::new(None),
+            gateway_macs: std::sync::Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -226,6 +257,13 @@ impl Wiring {
             if e.driver == NetworkDriver::Vxlan && self.underlay.is_none() {
                 return Err(WiringError::Unsupported(format!(
                     "vxlan network {} needs the agent's `underlay` address (the VTEP); set it in agent.toml",
+                    e.network
+                )));
+            }
+            if e.driver == NetworkDriver::Vlan && self.support.uplink.is_none() {
+                return Err(WiringError::Unsupported(format!(
+                    "vlan network {} needs the agent's `uplink` interface (the trunk to the \
+                     switch); set it in agent.toml",
                     e.network
                 )));
             }
@@ -421,15 +459,21 @@ impl Wiring {
         };
         let index = b.index;
         let addresses = self.backend.addresses(index).await?;
-        // Load balancer VIPs (/32) are kept by `services::lb`, not the wiring.
+        let owns_gateway = net.driver.owns_gateway();
+        // Load balancer VIPs (/32) are kept by `services::lb`, not the wiring; a vlan network's
+        // bridge holds no address at all (the router owns the gateway).
         for stale in addresses
             .iter()
-            .filter(|a| **a != net.gateway && a.prefix_len() != 32)
+            .filter(|a| !owns_gateway || (**a != net.gateway && a.prefix_len() != 32))
         {
             self.backend.del_address(&bridge, *stale).await?;
         }
-        if !addresses.contains(&net.gateway) {
+        if owns_gateway && !addresses.contains(&net.gateway) {
             self.backend.add_address(&bridge, net.gateway).await?;
+        }
+        let mut bridge_mac = gateway_mac;
+        if net.driver == NetworkDriver::Vlan {
+            bridge_mac = self.ensure_vlan_port(net, index, log).await?;
         }
         let vxlan = vxlan_name(net.vni);
         let existing = self.backend.link(&vxlan).await?;
@@ -475,14 +519,14 @@ impl Wiring {
                     .or_default()
                     .insert(vxlan.clone());
             }
-            NetworkDriver::Bridge => {
+            NetworkDriver::Bridge | NetworkDriver::Vlan => {
                 if existing.is_some() {
                     self.backend.del_link(&vxlan).await?;
                 }
             }
         }
         let change = LinkChange {
-            mac: (b.mac != Some(gateway_mac)).then_some(gateway_mac),
+            mac: (b.mac != Some(bridge_mac)).then_some(bridge_mac),
             mtu: (b.mtu != net.mtu()).then_some(net.mtu()),
             master: None,
             up: !b.up,
@@ -492,6 +536,75 @@ impl Wiring {
         }
         log.devices.entry(net.vni).or_default().insert(bridge);
         Ok(index)
+    }
+
+    /// The uplink as the kernel has it now, or why a vlan network cannot use it.
+    async fn uplink(&self) -> Result<LinkState, WiringError> {
+        let name = self.support.uplink.as_deref().ok_or_else(|| {
+            WiringError::Unsupported("no `uplink` interface configured in agent.toml".into())
+        })?;
+        self.backend.link(name).await?.ok_or_else(|| {
+            WiringError::Failed(format!(
+                "the uplink {name} is gone from this node; vlan networks ride on it"
+            ))
+        })
+    }
+
+    /// A vlan network's port on the uplink, enslaved to its bridge and up: the 802.1Q
+    /// sub-interface of its id, or the uplink itself when it has none. Returns the MAC the
+    /// bridge takes (the uplink's: the node's one MAC on the segment).
+    async fn ensure_vlan_port(
+        &self,
+        net: &NetworkDesc,
+        bridge: u32,
+        log: &mut WireLog,
+    ) -> Result<Mac, WiringError> {
+        let uplink = self.uplink().await?;
+        let node_mac = uplink.mac.ok_or_else(|| {
+            WiringError::Failed(format!("the uplink {} has no MAC address", uplink.name))
+        })?;
+        let port = match net.vlan.and_then(|v| v.vlan_id) {
+            None => uplink,
+            Some(id) => {
+                let name = vlan_port_name(&uplink.name, id);
+                let existing = self.backend.link(&name).await?;
+                let right = existing.as_ref().is_some_and(|l| {
+                    l.kind
+                        == LinkKind::Vlan {
+                            id,
+                            parent: Some(uplink.index),
+                        }
+                });
+                let port = match existing {
+                    Some(l) if right => l,
+                    other => {
+                        if other.is_some() {
+                            tracing::info!(device = %name, "recreating a VLAN sub-interface whose settings differ");
+                            self.backend.del_link(&name).await?;
+                        }
+                        tracing::info!(device = %name, vlan = id, uplink = %uplink.name, "creating the network's VLAN sub-interface");
+                        self.backend.add_vlan(&name, uplink.index, id).await?;
+                        log.created.push(name.clone());
+                        self.backend
+                            .link(&name)
+                            .await?
+                            .ok_or_else(|| vanished(&name))?
+                    }
+                };
+                log.devices.entry(net.vni).or_default().insert(name);
+                port
+            }
+        };
+        let change = LinkChange {
+            mac: None,
+            mtu: None,
+            master: (port.master != Some(bridge)).then_some(bridge),
+            up: !port.up,
+        };
+        if change != LinkChange::default() {
+            self.backend.set_link(&port.name, &change).await?;
+        }
+        Ok(node_mac)
     }
 
     /// Reads what the node holds of ours: devices, veths, the entries of VXLAN devices.
@@ -504,10 +617,25 @@ impl Wiring {
             neighbours: BTreeMap::new(),
             read_at: tokio::time::Instant::now(),
         };
+        let bridges: BTreeMap<u32, u32> = links
+            .iter()
+            .filter(|l| l.kind == LinkKind::Bridge)
+            .filter_map(|l| Some((l.index, owned_vni(&l.name)?)))
+            .collect();
         for l in &links {
             match (&l.kind, owned_vni(&l.name)) {
                 (LinkKind::Bridge | LinkKind::Vxlan(_), Some(vni)) => {
                     known.devices.entry(vni).or_default().insert(l.name.clone());
+                }
+                // A VLAN sub-interface on one of our bridges is a vlan network's port.
+                (LinkKind::Vlan { .. }, _) => {
+                    if let Some(vni) = l.master.and_then(|m| bridges.get(&m)) {
+                        known
+                            .devices
+                            .entry(*vni)
+                            .or_default()
+                            .insert(l.name.clone());
+                    }
                 }
                 (LinkKind::Veth, _) if l.name.starts_with(VETH_PREFIX) => {
                     known.veths.insert(l.name.clone());
@@ -562,10 +690,10 @@ impl Wiring {
             .collect();
         for vni in unused {
             let devices = known.devices.remove(&vni).unwrap_or_default();
-            // The VXLAN device before its bridge.
-            let (vxlan, others): (Vec<String>, Vec<String>) =
-                devices.into_iter().partition(|d| *d == vxlan_name(vni));
-            for name in vxlan.into_iter().chain(others) {
+            // The bridge's ports (VXLAN device, VLAN sub-interface) before the bridge.
+            let (bridge, ports): (Vec<String>, Vec<String>) =
+                devices.into_iter().partition(|d| *d == bridge_name(vni));
+            for name in ports.into_iter().chain(bridge) {
                 tracing::info!(device = %name, "removing the devices of a network no local workload uses");
                 self.backend.del_link(&name).await?;
                 report.removed_devices.push(name);
@@ -600,9 +728,11 @@ impl Wiring {
                 vni: *vni,
                 subnet: net.gateway.trunc(),
                 vxlan: net.driver == NetworkDriver::Vxlan,
+                routed: net.driver.owns_gateway(),
                 peers,
             });
         }
+        self.sync_bridge_rules(nets, known, report).await?;
         let ruleset = firewall::render(&firewall_networks);
         let applied = self.firewall.lock().map(|f| f.clone()).unwrap_or_default();
         if applied.as_ref() != Some(&ruleset) {
@@ -633,6 +763,147 @@ impl Wiring {
             }
         }
         Ok(())
+    }
+
+    /// The ebtables rules of the vlan networks with ARP proxy or MAC NAT, replaced when they
+    /// differ from what was applied last.
+    async fn sync_bridge_rules(
+        &self,
+        nets: &NodeNetworks,
+        known: &Known,
+        report: &mut SyncReport,
+    ) -> Result<(), WiringError> {
+        let mut wanted = Vec::new();
+        for (vni, net) in &nets.local {
+            let Some(vlan) = net.vlan.filter(|v| v.arp_proxy || v.mac_nat) else {
+                continue;
+            };
+            if !known
+                .devices
+                .get(vni)
+                .is_some_and(|d| d.contains(&bridge_name(*vni)))
+            {
+                continue;
+            }
+            let uplink = self.uplink().await?;
+            let node_mac = uplink.mac.ok_or_else(|| {
+                WiringError::Failed(format!("the uplink {} has no MAC address", uplink.name))
+            })?;
+            let port = match vlan.vlan_id {
+                Some(id) => vlan_port_name(&uplink.name, id),
+                None => uplink.name.clone(),
+            };
+            let local: Vec<LocalPort> = nets
+                .vlan_ports
+                .get(vni)
+                .map(|p| p.iter().cloned().collect())
+                .unwrap_or_default();
+            let arp_answers = if vlan.arp_proxy {
+                let mut answers: BTreeMap<Ipv4Addr, Mac> = BTreeMap::new();
+                if let Some(mac) = self.gateway_mac(*vni, net, node_mac).await {
+                    answers.insert(net.gateway.addr(), mac);
+                }
+                for l in &local {
+                    answers.insert(l.ip, l.mac);
+                }
+                for r in nets.remote.get(vni).map(Vec::as_slice).unwrap_or_default() {
+                    // Behind MAC NAT a remote container is reached at its node's MAC.
+                    let mac = match (vlan.mac_nat, r.node_mac) {
+                        (true, Some(node)) => node,
+                        _ => r.mac,
+                    };
+                    answers.entry(r.ip).or_insert(mac);
+                }
+                Some(answers.into_iter().collect())
+            } else {
+                None
+            };
+            wanted.push(VlanRules {
+                vni: *vni,
+                port,
+                node_mac,
+                mac_nat: vlan.mac_nat,
+                arp_answers,
+                local,
+            });
+        }
+        let applied = self
+            .bridge_rules
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default();
+        if applied.as_ref() == Some(&wanted) {
+            return Ok(());
+        }
+        // What the table holds is read when this process has not written it yet.
+        let installed = match &applied {
+            None => self.backend.bridge_rules_state().await.or_else(|e| {
+                if wanted.is_empty() {
+                    // No ebtables and nothing wanted: nothing to do.
+                    Ok(Default::default())
+                } else {
+                    Err(e)
+                }
+            })?,
+            Some(previous) => installed_by(previous),
+        };
+        if let Some(script) = bridge_rules::transaction(&wanted, &installed) {
+            self.backend.apply_bridge_rules(&script).await?;
+            tracing::info!(
+                networks = wanted.len(),
+                "replaced the caas ebtables rules (ARP proxy, MAC NAT)"
+            );
+            report.bridge_rules_applied = true;
+        }
+        if let Ok(mut r) = self.bridge_rules.lock() {
+            *r = Some(wanted);
+        }
+        Ok(())
+    }
+
+    /// The MAC of a vlan network's gateway: from the last probe while it is fresh, else asked
+    /// again (an ARP probe on the network's bridge). `None` while nobody answers.
+    async fn gateway_mac(&self, vni: u32, net: &NetworkDesc, node_mac: Mac) -> Option<Mac> {
+        let now = tokio::time::Instant::now();
+        let cached = self
+            .gateway_macs
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&vni).copied());
+        if let Some((mac, at)) = cached {
+            let fresh = match mac {
+                Some(_) => now.duration_since(at) < GATEWAY_MAC_TTL,
+                None => now.duration_since(at) < GATEWAY_MAC_RETRY,
+            };
+            if fresh {
+                return mac;
+            }
+        }
+        let gateway = net.gateway.addr();
+        let mac = match self
+            .backend
+            .resolve_mac(&bridge_name(vni), node_mac, gateway)
+            .await
+        {
+            Ok(Some(mac)) => {
+                tracing::info!(vni, %gateway, mac = %format_mac(&mac), "the vlan network's gateway answered");
+                Some(mac)
+            }
+            Ok(None) => {
+                tracing::warn!(vni, %gateway, "the vlan network's gateway did not answer an ARP probe; the proxy leaves its requests to the switch");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(vni, %gateway, error = %e, "probing the vlan network's gateway failed");
+                None
+            }
+        };
+        // An answer seen before stays in use while the gateway is briefly silent.
+        let mac = mac.or_else(|| cached.and_then(|(m, _)| m));
+        if let Ok(mut m) = self.gateway_macs.lock() {
+            m.insert(vni, (mac, now));
+        }
+        mac
     }
 
     /// Brings a VXLAN device's entries (`have`, kept up to date here) to what the remote
@@ -694,6 +965,24 @@ impl Wiring {
             report.entries_added += 1;
         }
         Ok(())
+    }
+}
+
+/// What the table holds after `rules` were applied.
+fn installed_by(rules: &[VlanRules]) -> bridge_rules::Installed {
+    if rules.is_empty() {
+        return Default::default();
+    }
+    let mut chains: BTreeSet<String> = [bridge_rules::PRE, bridge_rules::POST]
+        .map(String::from)
+        .into();
+    for r in rules.iter().filter(|r| r.arp_answers.is_some()) {
+        chains.insert(format!("{}{}", bridge_rules::ARP_PREFIX, r.vni));
+    }
+    bridge_rules::Installed {
+        chains,
+        pre_jump: true,
+        post_jump: true,
     }
 }
 

@@ -52,6 +52,7 @@ pub fn code(e: &CentralError) -> &'static str {
             ConflictKind::NotEmpty => "not-empty",
             ConflictKind::AddressTaken => "address-taken",
             ConflictKind::VniTaken => "vni-taken",
+            ConflictKind::VlanTaken => "vlan-taken",
             ConflictKind::Exhausted => "exhausted",
             ConflictKind::PortTaken => "port-taken",
         },

@@ -47,6 +47,10 @@ impl fmt::Display for Describe<'_> {
             Reason::NotEnoughCpu => f.write_str("not enough cpu"),
             Reason::NotEnoughMemory => f.write_str("not enough memory"),
             Reason::NotEnoughPids => f.write_str("not enough pids"),
+            Reason::CannotCarry(NetworkDriver::Vlan) => f.write_str(
+                "cannot carry vlan networks (no `uplink` in its agent.toml, or its kernel lacks \
+                 802.1Q or ebtables; `caas node inspect` shows what its agent found)",
+            ),
             Reason::CannotCarry(driver) => {
                 write!(f, "cannot carry {} networks", driver.as_str())
             }

@@ -17,6 +17,7 @@ fn support() -> NetworkSupport {
         bridge: true,
         vxlan: true,
         missing: None,
+        ..Default::default()
     }
 }
 
@@ -36,6 +37,7 @@ fn endpoint(i: usize, network: &str, vni: u32, ip: &str) -> Endpoint {
         ip: ip.into(),
         mac: mac_for(ip.parse().unwrap()),
         service: None,
+        vlan: None,
     }
 }
 
@@ -51,6 +53,7 @@ fn remote(ip: &str, vtep: [u8; 4]) -> RemoteEndpoint {
         ip: ip.parse().unwrap(),
         mac: parse_mac(&mac_for(ip.parse().unwrap())).unwrap(),
         vtep: vtep.into(),
+        node_mac: None,
     }
 }
 
@@ -116,6 +119,7 @@ async fn second_pass_touches_nothing() {
         remote: BTreeMap::from([(100, vec![remote("10.100.0.9", [198, 18, 0, 12])])]),
         complete: BTreeSet::from([100, 101]),
         veths: BTreeSet::new(),
+        vlan_ports: BTreeMap::new(),
     };
     nets.expect_veths("p.web", "sb1", &[e0.clone(), e1.clone()]);
     w.sync(&nets).await.unwrap();
@@ -187,6 +191,7 @@ async fn remote_endpoints_come_and_go() {
         remote: BTreeMap::from([(100, vec![a, b])]),
         complete: BTreeSet::from([100]),
         veths: BTreeSet::new(),
+        vlan_ports: BTreeMap::new(),
     };
     nets.expect_veths("p.web", "sb1", std::slice::from_ref(&e));
     w.sync(&nets).await.unwrap();
@@ -284,6 +289,7 @@ async fn last_endpoint_leaving_removes_devices_and_the_table() {
         remote: BTreeMap::from([(100, vec![remote("10.100.0.9", [198, 18, 0, 12])])]),
         complete: BTreeSet::from([100]),
         veths: BTreeSet::new(),
+        vlan_ports: BTreeMap::new(),
     };
     nets.expect_veths("p.web", "sb1", std::slice::from_ref(&e));
     w.sync(&nets).await.unwrap();
@@ -315,6 +321,7 @@ async fn missing_vxlan_is_a_clear_error_and_leaves_nothing() {
             bridge: true,
             vxlan: false,
             missing: Some("vxlan: module vxlan missing".into()),
+            ..Default::default()
         },
     );
     let e = endpoint(0, "blue", 100, "10.100.0.5");
@@ -392,6 +399,7 @@ async fn differential_passes_read_nothing_and_full_passes_repair_what_others_cha
         remote: BTreeMap::from([(100, vec![a])]),
         complete: BTreeSet::from([100]),
         veths: BTreeSet::new(),
+        vlan_ports: BTreeMap::new(),
     };
     nets.expect_veths("p.web", "sb1", std::slice::from_ref(&e));
     w.sync(&nets).await.unwrap();
@@ -450,4 +458,208 @@ async fn a_failed_wiring_makes_the_next_pass_read_the_node_whole() {
         fake.dumps() > dumps,
         "the pass after a failure reads the kernel"
     );
+}
+
+const NODE_MAC: [u8; 6] = [0x52, 0x54, 0, 0, 0, 0x11];
+const ROUTER_MAC: [u8; 6] = [0x52, 0x54, 0, 0, 0, 0xfe];
+
+fn vlan_wiring(fake: &Arc<FakeNetwork>) -> Wiring {
+    fake.add_physical("eth1", NODE_MAC);
+    let support = NetworkSupport {
+        bridge: true,
+        vlan: true,
+        uplink: Some("eth1".into()),
+        uplink_mac: Some(format_mac(&NODE_MAC)),
+        ..Default::default()
+    };
+    Wiring::new(fake.clone(), None, support)
+}
+
+fn vlan_endpoint(ip: &str, id: Option<u16>, arp_proxy: bool, mac_nat: bool) -> Endpoint {
+    Endpoint {
+        driver: NetworkDriver::Vlan,
+        subnet: "10.209.164.0/22".into(),
+        gateway: "10.209.164.1".into(),
+        vlan: Some(caas_api::network::VlanOptions {
+            vlan_id: id,
+            arp_proxy,
+            mac_nat,
+        }),
+        ..endpoint(0, "myvlan", 300, ip)
+    }
+}
+
+#[tokio::test]
+async fn a_vlan_network_rides_a_sub_interface_and_the_node_owns_no_gateway() {
+    let fake = Arc::new(FakeNetwork::new());
+    fake.add_sandbox(100);
+    let w = vlan_wiring(&fake);
+    let e = vlan_endpoint("10.209.164.8", Some(164), false, false);
+    w.wire("p.web", "sb1", 100, std::slice::from_ref(&e))
+        .await
+        .unwrap();
+    let uplink = fake.host_link("eth1").unwrap();
+    let bridge = fake.host_link("cb300").unwrap();
+    let port = fake.host_link("eth1.164").unwrap();
+    assert_eq!(
+        port.kind,
+        crate::network::LinkKind::Vlan {
+            id: 164,
+            parent: Some(uplink.index)
+        }
+    );
+    assert_eq!(port.master, Some(bridge.index));
+    assert!(port.up);
+    assert!(bridge.addresses.is_empty(), "the router owns the gateway");
+    assert_eq!(
+        bridge.mac,
+        Some(NODE_MAC),
+        "the bridge speaks with the node's MAC"
+    );
+    assert_eq!(bridge.mtu, 1500);
+    assert!(fake.host_link("cv300").is_none(), "no VXLAN device");
+    assert_eq!(
+        uplink.master, None,
+        "a tagged network leaves the uplink alone"
+    );
+    let sandbox = fake.sandbox_state(100).unwrap();
+    assert_eq!(
+        sandbox.default_gateway,
+        Some(Ipv4Addr::new(10, 209, 164, 1))
+    );
+    // The node-wide pass: no masquerade for a segment the node does not route.
+    let mut nets = NodeNetworks {
+        local: local(&[&e]),
+        ..Default::default()
+    };
+    nets.expect_veths("p.web", "sb1", std::slice::from_ref(&e));
+    w.sync(&nets).await.unwrap();
+    let table = fake.firewall().unwrap();
+    assert!(!table.contains("masquerade"), "{table}");
+    assert!(
+        fake.bridge_rules().is_none(),
+        "no proxy, no NAT, no ebtables rules"
+    );
+    // Idempotent: a second wiring changes nothing.
+    fake.clear_calls();
+    w.wire("p.web", "sb1", 100, std::slice::from_ref(&e))
+        .await
+        .unwrap();
+    assert!(fake.calls().is_empty(), "{:?}", fake.calls());
+    // The last endpoint gone: sub-interface and bridge go, the uplink stays.
+    fake.remove_sandbox(100);
+    let report = w.sync(&NodeNetworks::default()).await.unwrap();
+    assert!(report.removed_devices.contains(&"eth1.164".to_string()));
+    assert!(report.removed_devices.contains(&"cb300".to_string()));
+    assert_eq!(fake.host_names(), ["eth1"]);
+}
+
+#[tokio::test]
+async fn an_untagged_vlan_network_enslaves_the_uplink_and_releases_it() {
+    let fake = Arc::new(FakeNetwork::new());
+    fake.add_sandbox(100);
+    let w = vlan_wiring(&fake);
+    let e = vlan_endpoint("10.209.164.8", None, false, false);
+    w.wire("p.web", "sb1", 100, std::slice::from_ref(&e))
+        .await
+        .unwrap();
+    let bridge = fake.host_link("cb300").unwrap();
+    assert_eq!(fake.host_link("eth1").unwrap().master, Some(bridge.index));
+    fake.remove_sandbox(100);
+    w.sync(&NodeNetworks::default()).await.unwrap();
+    assert_eq!(fake.host_names(), ["eth1"], "the uplink is never deleted");
+    assert_eq!(fake.host_link("eth1").unwrap().master, None);
+}
+
+#[tokio::test]
+async fn arp_proxy_answers_gateway_and_peers_and_mac_nat_rewrites_at_the_port() {
+    let fake = Arc::new(FakeNetwork::new());
+    fake.add_sandbox(100);
+    fake.answer_arp(Ipv4Addr::new(10, 209, 164, 1), ROUTER_MAC);
+    let w = vlan_wiring(&fake);
+    let e = vlan_endpoint("10.209.164.8", Some(164), true, true);
+    w.wire("p.web", "sb1", 100, std::slice::from_ref(&e))
+        .await
+        .unwrap();
+    let remote_node_mac = [0x52, 0x54, 0, 0, 0, 0x12];
+    let mut nets = NodeNetworks {
+        local: local(&[&e]),
+        remote: BTreeMap::from([(
+            300,
+            vec![RemoteEndpoint {
+                vtep: Ipv4Addr::UNSPECIFIED,
+                node_mac: Some(remote_node_mac),
+                ..remote("10.209.164.9", [0, 0, 0, 0])
+            }],
+        )]),
+        ..Default::default()
+    };
+    nets.expect_veths("p.web", "sb1", std::slice::from_ref(&e));
+    let report = w.sync(&nets).await.unwrap();
+    assert!(report.bridge_rules_applied);
+    let rules = fake.bridge_rules().unwrap();
+    let veth = crate::network::host_veth_name("p.web", "sb1", "eth0");
+    for want in [
+        "--arp-ip-dst 10.209.164.1 -j arpreply --arpreply-mac 52:54:00:00:00:fe".to_string(),
+        // The local peer by its own MAC, the remote one by its node's (MAC NAT).
+        "--arp-ip-dst 10.209.164.8 -j arpreply --arpreply-mac 02:ca:0a:d1:a4:08".to_string(),
+        "--arp-ip-dst 10.209.164.9 -j arpreply --arpreply-mac 52:54:00:00:00:12".to_string(),
+        format!("-A CAAS-PRE -i {veth} -p ARP --arp-op Request -j CAAS-ARP-300"),
+        "-A CAAS-PRE -i eth1.164 -p IPv4 --ip-dst 10.209.164.8 -j dnat --to-destination \
+         02:ca:0a:d1:a4:08"
+            .to_string(),
+        "-A CAAS-POST -o eth1.164 -j snat --to-source 52:54:00:00:00:11 --snat-arp".to_string(),
+    ] {
+        assert!(rules.contains(&want), "missing {want:?} in\n{rules}");
+    }
+    // Nothing changed: no second transaction, no second probe (the answer is cached).
+    fake.clear_calls();
+    let report = w.sync(&nets).await.unwrap();
+    assert!(!report.bridge_rules_applied);
+    assert_eq!(fake.probes(), 1);
+    // The network gone: the rules go with it.
+    fake.remove_sandbox(100);
+    let report = w.sync(&NodeNetworks::default()).await.unwrap();
+    assert!(report.bridge_rules_applied);
+    let rules = fake.bridge_rules().unwrap();
+    assert!(rules.contains("-D PREROUTING -j CAAS-PRE"), "{rules}");
+    assert!(rules.contains("-X CAAS-ARP-300"), "{rules}");
+}
+
+#[tokio::test]
+async fn a_node_without_802_1q_or_an_uplink_says_which() {
+    let fake = Arc::new(FakeNetwork::new());
+    fake.add_sandbox(100);
+    let e = vlan_endpoint("10.209.164.8", Some(164), false, false);
+    // The probe found no 802.1Q: the node does not carry vlan networks.
+    let w = Wiring::new(
+        fake.clone(),
+        None,
+        NetworkSupport {
+            bridge: true,
+            uplink: Some("eth1".into()),
+            missing: Some("vlan: 802.1Q: the kernel cannot create 802.1Q VLAN sub-interfaces (module 8021q missing)".into()),
+            ..Default::default()
+        },
+    );
+    let err = w
+        .wire("p.web", "sb1", 100, std::slice::from_ref(&e))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, WiringError::Unsupported(_)));
+    assert!(err.to_string().contains("802.1Q"), "{err}");
+    assert!(
+        fake.calls().is_empty(),
+        "nothing touched: {:?}",
+        fake.calls()
+    );
+    // Support claimed but the kernel refuses at wiring time: what was created is removed.
+    fake.without_vlan();
+    let w = vlan_wiring(&fake);
+    let err = w
+        .wire("p.web", "sb1", 100, std::slice::from_ref(&e))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("802.1Q"), "{err}");
+    assert_eq!(fake.host_names(), ["eth1"], "the bridge it made is gone");
 }
