@@ -11,6 +11,7 @@ pub mod netns;
 pub mod process;
 pub mod sandbox_ns;
 pub mod sofa;
+pub mod vlan_lab;
 pub mod wait;
 pub mod zk_io;
 pub mod zk_server;
