@@ -217,6 +217,10 @@ pub struct NodeView {
     /// Absent from older centrals' answers, which did not track it.
     #[serde(default = "assume_ready")]
     pub engine_ready: bool,
+    /// Which network drivers the node's agent can wire, its uplink, and why a driver is
+    /// missing (absent from older centrals' answers).
+    #[serde(default)]
+    pub networks: crate::network::NetworkSupport,
 }
 
 /// Body of `POST /v1/pools/{pool}/containers/{name}/reschedule`.

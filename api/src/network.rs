@@ -500,6 +500,39 @@ mod tests {
     }
 
     #[test]
+    fn vlan_settings_go_with_the_vlan_driver_only() {
+        assert_eq!(
+            NetworkDriver::parse("driver", "VLAN").unwrap(),
+            NetworkDriver::Vlan
+        );
+        assert!(!NetworkDriver::Vlan.owns_gateway() && NetworkDriver::Vxlan.owns_gateway());
+        for bad in [0, MAX_VLAN_ID + 1] {
+            assert!(validate_vlan_id("vlan_id", bad).is_err(), "{bad}");
+        }
+        assert!(validate_vlan_id("vlan_id", 1).is_ok() && validate_vlan_id("x", 4094).is_ok());
+        let tagged = VlanOptions {
+            vlan_id: Some(164),
+            ..Default::default()
+        };
+        assert!(validate_vlan(NetworkDriver::Vlan, Some(&tagged), "vlan").is_ok());
+        let e = validate_vlan(NetworkDriver::Vlan, None, "vlan").unwrap_err();
+        assert_eq!(e.field, "vlan");
+        let e = validate_vlan(NetworkDriver::Vxlan, Some(&tagged), "networks[0].vlan").unwrap_err();
+        assert!(e.message.contains("vlan networks only"), "{e}");
+        let zero = VlanOptions {
+            vlan_id: Some(0),
+            ..Default::default()
+        };
+        let e = validate_vlan(NetworkDriver::Vlan, Some(&zero), "vlan").unwrap_err();
+        assert_eq!(e.field, "vlan.vlan_id");
+        // Absent options stay absent on the wire (older agents read endpoints strictly).
+        assert_eq!(
+            serde_json::to_value(VlanOptions::default()).unwrap(),
+            serde_json::json!({})
+        );
+    }
+
+    #[test]
     fn endpoints_are_eth0_onwards_once_per_network() {
         let e = |i: usize, net: &str, ip: &str| Endpoint {
             interface: format!("eth{i}"),

@@ -490,3 +490,257 @@ async fn a_bridge_network_keeps_its_workloads_on_one_node() {
         "spread would use both nodes; the bridge network pins them: {nodes:?}"
     );
 }
+
+fn vlan_node(id: &str, pool: &str, vlan: bool) -> NodeInfo {
+    let mut info = node_info(id, pool, 4000, 8 * GI);
+    info.networks = NetworkSupport {
+        bridge: true,
+        vlan,
+        uplink: Some("eth1".into()),
+        uplink_mac: Some("52:54:00:00:01:01".into()),
+        missing: (!vlan).then(|| {
+            "vlan: 802.1Q: the kernel cannot create 802.1Q VLAN sub-interfaces".to_string()
+        }),
+        ..Default::default()
+    };
+    info
+}
+
+fn vlan_network(name: &str, third: u8, extra: Value) -> Value {
+    let mut body = json!({
+        "name": name, "driver": "vlan",
+        "subnet": format!("10.209.{third}.0/22"), "gateway": format!("10.209.{third}.1"),
+    });
+    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+        b.extend(e.clone());
+    }
+    body
+}
+
+#[tokio::test]
+async fn vlan_networks_are_checked_claimed_once_in_the_cluster_and_placed_on_nodes_that_carry_them()
+{
+    let mut world = World::new();
+    let a = world.instance();
+    let token = world.pool(&a, "p").await;
+    let other = world.pool(&a, "q").await;
+    world.register(vlan_node("nodot1q", "p", false));
+    world.register(vlan_node("n1", "p", true));
+    let fence = world.store.leader_fence(world.store.new_session()).unwrap();
+    tick_at(&a.central, &fence, Duration::from_secs(30), 1000)
+        .await
+        .unwrap();
+    let (status, body) = a
+        .call(
+            "POST",
+            "/v1/pools/p/networks",
+            &token,
+            Some(vlan_network(
+                "myvlan",
+                164,
+                json!({"vlan_id": 164, "arp_proxy": true, "mac_nat": true}),
+            )),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["driver"], "vlan");
+    assert_eq!(
+        body["vlan"],
+        json!({"vlan_id": 164, "arp_proxy": true, "mac_nat": true})
+    );
+
+    // Bad input: refused naming the field (or the owner), nothing written.
+    let before = world.store.dump();
+    let cases = [
+        (
+            vlan_network("x", 168, json!({"vlan_id": 0})),
+            400,
+            "vlan_id",
+        ),
+        (
+            vlan_network("x", 168, json!({"vlan_id": 4095})),
+            400,
+            "vlan_id",
+        ),
+        (
+            json!({"name": "x", "driver": "vxlan", "subnet": "10.0.0.0/24",
+                   "gateway": "10.0.0.1", "mac_nat": true}),
+            400,
+            "mac_nat",
+        ),
+        (
+            json!({"name": "x", "driver": "vxlan", "subnet": "10.0.0.0/24",
+                   "gateway": "10.0.0.1", "vlan_id": 12}),
+            400,
+            "vlan_id",
+        ),
+        (
+            json!({"name": "x", "driver": "bridge", "subnet": "10.0.0.0/24",
+                   "gateway": "10.0.0.1", "arp_proxy": false}),
+            400,
+            "arp_proxy",
+        ),
+        (
+            vlan_network("x", 168, json!({"arp_proxy": "maybe"})),
+            400,
+            "arp_proxy",
+        ),
+        (
+            vlan_network("again", 168, json!({"vlan_id": 164})),
+            409,
+            "vlan-taken",
+        ),
+    ];
+    for (request, want_status, what) in cases {
+        let (status, body) = a
+            .call(
+                "POST",
+                "/v1/pools/p/networks",
+                &token,
+                Some(request.clone()),
+            )
+            .await;
+        assert_eq!(status, want_status, "{request} -> {body}");
+        if want_status == 400 {
+            assert_eq!(body["field"], what, "{request} -> {body}");
+        } else if want_status == 409 {
+            assert_eq!(body["code"], what, "{request} -> {body}");
+            assert!(
+                body["message"].as_str().unwrap().contains("myvlan"),
+                "the owner is named: {body}"
+            );
+        }
+    }
+    // Another pool cannot take the same VLAN either (it would share the broadcast domain), and
+    // is not told which network of which pool has it.
+    let (status, body) = a
+        .call(
+            "POST",
+            "/v1/pools/q/networks",
+            &other,
+            Some(vlan_network("theirs", 168, json!({"vlan_id": 164}))),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("another pool") && !message.contains("myvlan"),
+        "{body}"
+    );
+    assert_eq!(world.store.dump(), before, "no refusal wrote anything");
+
+    // DNS and load balancers need a network whose addresses the nodes own.
+    let (status, body) = a
+        .call(
+            "POST",
+            "/v1/pools/p/dns",
+            &token,
+            Some(json!({"name": "dns", "network": "myvlan", "domain": "p.local"})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("vlan network"),
+        "{body}"
+    );
+
+    // Placement: only the node whose agent can carry vlan networks, with the settings in the
+    // endpoint; with none left, the explanation names the cause.
+    let (status, body) = a
+        .call(
+            "POST",
+            "/v1/pools/p/containers",
+            &token,
+            Some(attached(
+                "web",
+                json!([{"network": "myvlan", "ip": "10.209.164.8"}]),
+            )),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body[0]["node"], "n1");
+    let records = world.records("p").await;
+    let endpoint = &records[0].spec.networks[0];
+    assert_eq!(endpoint.driver, caas_api::network::NetworkDriver::Vlan);
+    assert_eq!(
+        endpoint.vlan.and_then(|v| v.vlan_id),
+        Some(164),
+        "{endpoint:?}"
+    );
+    world.kill("n1");
+    tick_at(&a.central, &fence, Duration::from_secs(30), 1001)
+        .await
+        .unwrap();
+    let (status, body) = a
+        .call(
+            "POST",
+            "/v1/pools/p/containers",
+            &token,
+            Some(attached("late", json!([{"network": "myvlan"}]))),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    let why = body["message"].as_str().unwrap();
+    assert!(
+        why.contains("cannot carry vlan networks")
+            && why.contains("uplink")
+            && why.contains("802.1Q"),
+        "{why}"
+    );
+    world.check_invariants(&["p"]).await;
+}
+
+#[tokio::test]
+async fn removing_a_vlan_network_frees_its_vlan() {
+    let world = World::new();
+    let a = world.instance();
+    let token = world.pool(&a, "p").await;
+    for (name, third, status) in [("one", 164, 201), ("two", 176, 409)] {
+        let (got, body) = a
+            .call(
+                "POST",
+                "/v1/pools/p/networks",
+                &token,
+                Some(vlan_network(name, third, json!({"vlan_id": 7}))),
+            )
+            .await;
+        assert_eq!(got, status, "{body}");
+    }
+    // The untagged access port is one segment too.
+    let (status, body) = a
+        .call(
+            "POST",
+            "/v1/pools/p/networks",
+            &token,
+            Some(vlan_network("access", 168, json!({}))),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["vlan"], json!({}), "no VLAN id: untagged");
+    let (status, body) = a
+        .call(
+            "POST",
+            "/v1/pools/p/networks",
+            &token,
+            Some(vlan_network("access2", 172, json!({}))),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("untagged"),
+        "{body}"
+    );
+    let (status, _) = a
+        .call("DELETE", "/v1/pools/p/networks/one", &token, None)
+        .await;
+    assert_eq!(status, 204);
+    let (status, body) = a
+        .call(
+            "POST",
+            "/v1/pools/p/networks",
+            &token,
+            Some(vlan_network("two", 176, json!({"vlan_id": 7}))),
+        )
+        .await;
+    assert_eq!(status, 201, "VLAN 7 is free again: {body}");
+}

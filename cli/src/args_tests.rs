@@ -723,3 +723,78 @@ fn health_flags_become_a_check_and_bad_ones_are_refused() {
     ])
     .contains("timeout_seconds"));
 }
+
+#[test]
+fn vlan_network_create_as_ops_type_it() {
+    let req = network_create(&[
+        "-d",
+        "vlan",
+        "-l",
+        "10.209.164.0/22",
+        "-l",
+        "Gateway=10.209.164.1",
+        "-l",
+        "VlanId=164",
+        "-l",
+        "arpproxy=TRUE",
+        "-l",
+        "MacNat=false",
+    ])
+    .unwrap();
+    assert_eq!(
+        serde_json::to_value(&req).unwrap(),
+        serde_json::json!({"name": "myvxlan", "driver": "vlan", "subnet": "10.209.164.0/22",
+                           "gateway": "10.209.164.1", "vlan_id": 164, "arp_proxy": true,
+                           "mac_nat": false})
+    );
+    let access =
+        network_create(&["-d", "vlan", "-l", "10.0.0.0/24", "-l", "Gateway=10.0.0.1"]).unwrap();
+    assert_eq!(access.vlan_id, None, "no VlanId: an access port");
+}
+
+#[test]
+fn vlan_options_are_refused_locally_naming_the_flag() {
+    let base = ["-l", "10.209.164.0/22", "-l", "Gateway=10.209.164.1"];
+    let cases: &[(&[&str], &[&str])] = &[
+        (
+            &["-d", "vlan", "-l", "VlanId=0"],
+            &["-l VlanId=0", "1..=4094"],
+        ),
+        (
+            &["-d", "vlan", "-l", "VlanId=4095"],
+            &["-l VlanId=4095", "out of range"],
+        ),
+        (
+            &["-d", "vlan", "-l", "VlanId=abc"],
+            &["-l VlanId=abc", "not a number"],
+        ),
+        (
+            &["-d", "vlan", "-l", "ArpProxy=yes"],
+            &["-l ArpProxy=yes", "true or false"],
+        ),
+        (
+            &["-d", "vlan", "-l", "MacNat=1"],
+            &["-l MacNat=1", "true or false"],
+        ),
+        (
+            &["-d", "vxlan", "-l", "MacNat=true"],
+            &["-l MacNat", "vlan networks only"],
+        ),
+        (
+            &["-d", "bridge", "-l", "VlanId=7"],
+            &["-l VlanId", "vlan networks only"],
+        ),
+        (
+            &["-d", "vlan", "-l", "Subnet=10.209.168.0/22"],
+            &["-l Subnet is given twice"],
+        ),
+    ];
+    for (extra, words) in cases {
+        let mut args: Vec<&str> = base.to_vec();
+        args.extend_from_slice(extra);
+        let err = network_create(&args).unwrap_err().to_string();
+        for w in *words {
+            assert!(err.contains(w), "{args:?}: {err:?} lacks {w:?}");
+        }
+    }
+}

@@ -169,7 +169,13 @@ impl Cluster {
                 listen: SocketAddr::new(IpAddr::V4(node_ip(i + 1)), 7070),
                 underlay: Some(node_ip(i + 1).to_string()),
                 labels: spec.labels.clone(),
-                extra_config: format!("control_token_file = \"{}\"\n", agent_token_file.display()),
+                // The fabric link is each node's uplink: vlan networks would ride on it (this
+                // kernel has no 802.1Q, so the agents report that they cannot).
+                extra_config: format!(
+                    "control_token_file = \"{}\"\nuplink = \"{}\"\n",
+                    agent_token_file.display(),
+                    Topology::NODE_LINK
+                ),
             })?);
         }
         let cluster = Self {

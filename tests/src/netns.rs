@@ -106,6 +106,9 @@ impl Topology {
         &self.nodes[i - 1]
     }
 
+    /// The name of every node's interface into the fabric, inside its namespace.
+    pub const NODE_LINK: &'static str = "eth0";
+
     /// Cuts node `i` off the fabric (link down) or reconnects it.
     pub fn set_node_link(&self, i: usize, up: bool) -> anyhow::Result<()> {
         let outer = format!("{}f{i}", self.prefix);

@@ -575,9 +575,87 @@ async fn bad_network_input_is_refused_before_anything_is_written() {
         ],
     )
     .await;
+    // A vlan network is a valid object; this kernel has no 802.1Q, so no node can carry it.
+    cli_ok(
+        &c,
+        &token,
+        &[
+            "--pool",
+            POOL,
+            "network",
+            "create",
+            "myvlan",
+            "-d",
+            "vlan",
+            "-l",
+            "10.209.164.0/22",
+            "-l",
+            "Gateway=10.209.164.1",
+            "-l",
+            "VlanId=164",
+            "-l",
+            "ArpProxy=true",
+            "-l",
+            "MacNat=true",
+        ],
+    )
+    .await;
+    let node = cli_ok(&c, &token, &["node", "inspect", &c.node_ids[0]]).await;
+    assert!(
+        node.contains("802.1Q"),
+        "the node says why it cannot carry vlan networks: {node}"
+    );
     let before = central_writes(&c).await;
     let image = c.busybox.clone();
+    let vlan = |extra: &[&'static str]| {
+        let mut args = vec![
+            "network",
+            "create",
+            "x",
+            "-d",
+            "vlan",
+            "-l",
+            "10.209.168.0/22",
+            "-l",
+            "Gateway=10.209.168.1",
+        ];
+        args.extend_from_slice(extra);
+        args
+    };
     let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vlan(&["-l", "VlanId=0"]), "1..=4094"),
+        (vlan(&["-l", "VlanId=4095"]), "out of range"),
+        (
+            vlan(&["-l", "VlanId=164"]),
+            "VLAN 164 is already used by network myvlan",
+        ),
+        (vlan(&["-l", "Subnet=10.209.172.0/22"]), "given twice"),
+        (vlan(&["-l", "ArpProxy=maybe"]), "true or false"),
+        (
+            vec![
+                "network",
+                "create",
+                "x",
+                "-l",
+                "10.1.0.0/24",
+                "-l",
+                "Gateway=10.1.0.1",
+                "-l",
+                "MacNat=true",
+            ],
+            "vlan networks only",
+        ),
+        (
+            vec![
+                "container",
+                "create",
+                "x",
+                "--image",
+                &image,
+                "--public-service=.myvlan",
+            ],
+            "cannot carry vlan networks",
+        ),
         (
             vec![
                 "network",

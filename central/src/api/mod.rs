@@ -42,14 +42,19 @@ pub fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, CentralError> 
     if body.is_empty() {
         return Err(CentralError::invalid("body", "a JSON body is required"));
     }
-    serde_json::from_slice(body).map_err(|e| {
-        let text = e.to_string();
+    let mut de = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        // A value of the wrong type names its own path (`arp_proxy`, `networks[0].ip`); an
+        // unknown or missing field is named by the message.
+        let path = e.path().to_string();
+        let text = e.into_inner().to_string();
         let field = text
             .split('`')
             .nth(1)
             .filter(|_| text.starts_with("unknown field") || text.starts_with("missing field"))
-            .unwrap_or("body")
-            .to_string();
+            .map(str::to_string)
+            .or_else(|| (path != "." && path != "?").then_some(path))
+            .unwrap_or_else(|| "body".to_string());
         CentralError::invalid(field, format!("the body is not a valid request: {text}"))
     })
 }

@@ -41,6 +41,7 @@ pub fn views(ctx: &Ctx, who: &crate::auth::Principal) -> Result<Vec<NodeView>, C
             underlay: info.underlay.clone(),
             agent_version: info.agent_version.clone(),
             engine_ready: info.engine_ready,
+            networks: info.networks.clone(),
         });
     }
     Ok(out)

@@ -135,7 +135,7 @@ fn networks(doc: &mut Value) {
     let paths = &mut doc["paths"];
     paths["/v1/pools/{pool}/networks"] = json!({
         "get": op("List the pool's networks with their endpoints", None, "200"),
-        "post": op("Create a network (vxlan overlay or single-node bridge); 409 exists / vni-taken", Some("CreateNetworkRequest"), "201")
+        "post": op("Create a network (vxlan overlay, single-node bridge, or a data-centre vlan on the nodes' uplinks); 409 exists / vni-taken / vlan-taken", Some("CreateNetworkRequest"), "201")
     });
     paths["/v1/pools/{pool}/networks/{name}"] = json!({
         "get": op("Inspect a network: subnet, gateway, VNI, endpoints (IP, MAC, workload, node)", None, "200"),
@@ -148,10 +148,13 @@ fn networks(doc: &mut Value) {
     doc["components"]["schemas"]["CreateNetworkRequest"] = json!({"type": "object", "additionalProperties": false,
         "required": ["name", "driver", "subnet", "gateway"], "properties": {
             "name": {"type": "string"},
-            "driver": {"type": "string", "enum": ["vxlan", "bridge"]},
+            "driver": {"type": "string", "enum": ["vxlan", "bridge", "vlan"]},
             "subnet": {"type": "string", "example": "192.168.0.0/19", "description": "canonical IPv4 CIDR, /29 or larger, no overlap with the pool's other networks"},
             "gateway": {"type": "string", "example": "192.168.31.254", "description": "inside the subnet, not its network or broadcast address"},
-            "vni": {"type": "integer", "minimum": 1, "maximum": caas_api::network::MAX_VNI, "description": "allocated cluster-wide when absent"}}});
+            "vni": {"type": "integer", "minimum": 1, "maximum": caas_api::network::MAX_VNI, "description": "allocated cluster-wide when absent"},
+            "vlan_id": {"type": "integer", "minimum": 1, "maximum": caas_api::network::MAX_VLAN_ID, "description": "vlan only: the 802.1Q id, one network per VLAN in the cluster; absent: the uplink itself (access port)"},
+            "arp_proxy": {"type": "boolean", "description": "vlan only: nodes answer their containers' ARP for the gateway and known endpoints"},
+            "mac_nat": {"type": "boolean", "description": "vlan only: frames leave the uplink with the node's MAC"}}});
 }
 
 fn base_document() -> Value {
