@@ -14,8 +14,11 @@ use nix::sys::time::TimeVal;
 
 use super::{Mac, NetError};
 
-/// How long a probe waits for the answer.
-pub const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long a probe waits for the answer; the request is sent again every `PROBE_RESEND`
+/// within it (one lost frame or a slow router must not cost the proxy its gateway for the next
+/// 10 s, as seen under emulation with a single 500 ms try).
+pub const PROBE_TIMEOUT: Duration = Duration::from_millis(1500);
+pub const PROBE_RESEND: Duration = Duration::from_millis(500);
 
 const ETH_P_ARP: u16 = 0x0806;
 const ARP_REQUEST: u16 = 1;
@@ -68,14 +71,26 @@ pub fn probe(
     )
     .map_err(|e| NetError::Failed(format!("opening a packet socket: {e}")))?;
     bind_to(&fd, device)?;
-    nix::unistd::write(&fd, &request_frame(source, ip))
-        .map_err(|e| NetError::Failed(format!("sending an ARP probe for {ip} on {device}: {e}")))?;
+    let frame = request_frame(source, ip);
     let deadline = Instant::now() + timeout;
+    let mut next_send = Instant::now();
     let mut buf = [0u8; 1514];
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
+        let now = Instant::now();
+        if now >= next_send {
+            nix::unistd::write(&fd, &frame).map_err(|e| {
+                NetError::Failed(format!("sending an ARP probe for {ip} on {device}: {e}"))
+            })?;
+            next_send = now + PROBE_RESEND;
+        }
+        let left = deadline
+            .min(next_send)
+            .saturating_duration_since(Instant::now());
+        if deadline <= Instant::now() {
             return Ok(None);
+        }
+        if left.is_zero() {
+            continue;
         }
         let wait = TimeVal::new(
             i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
