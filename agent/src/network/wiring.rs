@@ -143,9 +143,9 @@ pub struct SyncReport {
     pub bridge_rules_applied: bool,
 }
 
-/// How long a resolved gateway MAC is used before it is asked again, and how soon an
-/// unanswered probe is repeated.
-const GATEWAY_MAC_TTL: Duration = Duration::from_secs(300);
+/// How long a resolved gateway MAC is used before it is asked again (a replaced router is
+/// answered for with its new MAC within this), and how soon an unanswered probe is repeated.
+const GATEWAY_MAC_TTL: Duration = Duration::from_secs(60);
 const GATEWAY_MAC_RETRY: Duration = Duration::from_secs(10);
 
 /// How often `sync` reads the node's devices and entries whole by default.
