@@ -135,6 +135,15 @@ impl FakeNetwork {
         })
     }
 
+    /// Gives a host device an address (as ops would on a management interface).
+    pub fn add_host_address(&self, name: &str, address: Ipv4Net) {
+        self.with(|s| {
+            if let Some(l) = s.host.iter_mut().find(|l| l.name == name) {
+                l.addresses.push(address);
+            }
+        })
+    }
+
     /// A host on the segment that answers ARP probes for `ip` (a router).
     pub fn answer_arp(&self, ip: Ipv4Addr, mac: super::Mac) {
         self.with(|s| {

@@ -564,7 +564,24 @@ impl Wiring {
             WiringError::Failed(format!("the uplink {} has no MAC address", uplink.name))
         })?;
         let port = match net.vlan.and_then(|v| v.vlan_id) {
-            None => uplink,
+            // An untagged network makes the uplink a bridge port: its own addresses would stop
+            // working and the node would cut itself off.
+            None => {
+                let held = self.backend.addresses(uplink.index).await?;
+                if !held.is_empty() {
+                    return Err(WiringError::Unsupported(format!(
+                        "the uplink {} holds this node's address(es) {}; an untagged vlan network \
+                         would make it a bridge port and cut the node off: give the network a \
+                         VlanId or the node a dedicated uplink",
+                        uplink.name,
+                        held.iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )));
+                }
+                uplink
+            }
             Some(id) => {
                 let name = vlan_port_name(&uplink.name, id);
                 let existing = self.backend.link(&name).await?;

@@ -569,6 +569,17 @@ async fn an_untagged_vlan_network_enslaves_the_uplink_and_releases_it() {
     w.sync(&NodeNetworks::default()).await.unwrap();
     assert_eq!(fake.host_names(), ["eth1"], "the uplink is never deleted");
     assert_eq!(fake.host_link("eth1").unwrap().master, None);
+    // An uplink that carries the node's own address is never made a bridge port.
+    fake.add_host_address("eth1", "198.18.0.11/24".parse().unwrap());
+    fake.add_sandbox(101);
+    let err = w
+        .wire("p.web", "sb2", 101, std::slice::from_ref(&e))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, WiringError::Unsupported(_)), "{err}");
+    assert!(err.to_string().contains("198.18.0.11/24"), "{err}");
+    assert_eq!(fake.host_link("eth1").unwrap().master, None);
+    assert_eq!(fake.host_names(), ["eth1"], "the bridge it made is gone");
 }
 
 #[tokio::test]
