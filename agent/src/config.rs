@@ -414,6 +414,17 @@ mod tests {
         let c = AgentConfig::from_toml(&f, text, Path::new("a.toml")).unwrap();
         assert_eq!(c.pool, "p2");
         assert_eq!(c.labels["rack"], "r2");
+        assert_eq!(c.uplink, None);
+        f.uplink = Some("bond0".into());
+        let with_uplink = "pool = \"p1\"\nzk = \"127.0.0.1:2181\"\nuplink = \"eth1\"\n";
+        let c = AgentConfig::from_toml(&flags(), with_uplink, Path::new("a.toml")).unwrap();
+        assert_eq!(c.uplink.as_deref(), Some("eth1"));
+        let c = AgentConfig::from_toml(&f, with_uplink, Path::new("a.toml")).unwrap();
+        assert_eq!(
+            c.uplink.as_deref(),
+            Some("bond0"),
+            "the flag beats the file"
+        );
     }
 
     #[test]
@@ -488,6 +499,15 @@ mod tests {
                 "pool = \"p\"\nzk = \"h:1\"\nstats_interval_ms = 5\n",
                 "stats_interval_ms",
             ),
+            (
+                "pool = \"p\"\nzk = \"h:1\"\nuplink = \"eth1/2\"\n",
+                "uplink",
+            ),
+            (
+                "pool = \"p\"\nzk = \"h:1\"\nuplink = \"a-very-long-ifname\"\n",
+                "uplink",
+            ),
+            ("pool = \"p\"\nzk = \"h:1\"\nuplink = \" \"\n", "uplink"),
         ] {
             match AgentConfig::from_toml(&flags(), text, Path::new("x.toml")) {
                 Err(ConfigError::Invalid { field: f, .. }) => assert_eq!(f, field, "{text}"),
