@@ -40,8 +40,8 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use caas_tests::sandbox_ns::SandboxNs;
 use caas_tests::vlan_lab::{
-    arp_requests, build_topology, macs_seen, must, run, sh, Capture, Container, Net, Node, NsGuard,
-    NODES, NODE_MACS, NODE_PORTS, ROUTER, ROUTER_MAC, SWITCH,
+    arp_requests, build_topology, macs_seen, must, run, sh, wire_and_sync, Capture, Container, Net,
+    Node, NsGuard, NODES, NODE_MACS, NODE_PORTS, ROUTER, ROUTER_MAC, SWITCH,
 };
 
 /// Set by the host side for the run inside the VM.
@@ -271,20 +271,15 @@ async fn run_config(nodes: &[Node; 2], cfg: &Config, window: u64) -> Result<Outc
             endpoint: net.endpoint(u8::try_from(host)?),
         });
     }
-    for c in &containers {
-        nodes[c.node].wire(c).await?;
-    }
-    for (i, n) in nodes.iter().enumerate() {
-        n.sync(i, &containers).await?;
-    }
+    wire_and_sync(nodes, &containers).await?;
     println!(
         "wired {} containers and synced both nodes in {:.1} s",
         containers.len(),
         t.elapsed().as_secs_f64()
     );
     if net.arp_proxy {
-        // The proxy answers for the gateway once the agent's ARP probe (500 ms) got its MAC; a
-        // probe without answer is retried by a pass 10 s later. A running agent's periodic
+        // The proxy answers for the gateway once the agent's ARP probe (resent for up to 1.5 s)
+        // got its MAC; a probe without answer is retried by a pass 10 s later. A running agent's periodic
         // resync does that; here a pass is repeated until node 0 answers for the gateway.
         let chain = format!("ebtables -t nat -L CAAS-ARP-{}", net.vni);
         let has_gateway = |rules: &str| rules.contains(&format!("--arp-ip-dst {} ", net.gateway()));

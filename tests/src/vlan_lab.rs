@@ -330,6 +330,17 @@ impl Node {
     }
 }
 
+/// Wires every container on its node, then runs the node-wide pass on both nodes.
+pub async fn wire_and_sync(nodes: &[Node], containers: &[Container]) -> anyhow::Result<()> {
+    for c in containers {
+        nodes[c.node].wire(c).await?;
+    }
+    for (i, n) in nodes.iter().enumerate() {
+        n.sync(i, containers).await?;
+    }
+    Ok(())
+}
+
 /// The switch, two nodes with an uplink `eth1` each, and the router holding the gateway of
 /// each of `nets` on its VLAN (routing nothing between them).
 pub fn build_topology(nets: &[&Net]) -> anyhow::Result<()> {

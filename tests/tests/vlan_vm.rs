@@ -20,8 +20,8 @@ use caas_agent::network::probe::probe_support;
 use caas_agent::network::Wiring;
 use caas_tests::netns::NetnsExecutor;
 use caas_tests::vlan_lab::{
-    arp_requests, build_topology, endpoint, macs_seen, must, ping, run, sh, Capture, Container,
-    Net, Node, NsGuard, NODES, NODE_MACS, NODE_PORTS, ROUTER, ROUTER_MAC, SWITCH,
+    arp_requests, build_topology, endpoint, macs_seen, must, ping, run, sh, wire_and_sync, Capture,
+    Container, Net, Node, NsGuard, NODES, NODE_MACS, NODE_PORTS, ROUTER, ROUTER_MAC, SWITCH,
 };
 
 /// Set by the outer test for the run inside the VM.
@@ -195,12 +195,7 @@ async fn in_vm_vlan_scenarios() -> anyhow::Result<()> {
         });
     }
     let t = Instant::now();
-    for c in &containers {
-        nodes[c.node].wire(c).await?;
-    }
-    for (i, n) in nodes.iter().enumerate() {
-        n.sync(i, &containers).await?;
-    }
+    wire_and_sync(&nodes, &containers).await?;
     println!(
         "wired {} containers on 2 nodes in {:.0} ms",
         containers.len(),

@@ -538,16 +538,21 @@ impl Wiring {
         Ok(index)
     }
 
-    /// The uplink as the kernel has it now, or why a vlan network cannot use it.
-    async fn uplink(&self) -> Result<LinkState, WiringError> {
+    /// The uplink as the kernel has it now and its MAC (the node's one MAC on the segment), or
+    /// why a vlan network cannot use it.
+    async fn uplink(&self) -> Result<(LinkState, Mac), WiringError> {
         let name = self.support.uplink.as_deref().ok_or_else(|| {
             WiringError::Unsupported("no `uplink` interface configured in agent.toml".into())
         })?;
-        self.backend.link(name).await?.ok_or_else(|| {
+        let uplink = self.backend.link(name).await?.ok_or_else(|| {
             WiringError::Failed(format!(
                 "the uplink {name} is gone from this node; vlan networks ride on it"
             ))
-        })
+        })?;
+        let mac = uplink
+            .mac
+            .ok_or_else(|| WiringError::Failed(format!("the uplink {name} has no MAC address")))?;
+        Ok((uplink, mac))
     }
 
     /// A vlan network's port on the uplink, enslaved to its bridge and up: the 802.1Q
@@ -559,10 +564,7 @@ impl Wiring {
         bridge: u32,
         log: &mut WireLog,
     ) -> Result<Mac, WiringError> {
-        let uplink = self.uplink().await?;
-        let node_mac = uplink.mac.ok_or_else(|| {
-            WiringError::Failed(format!("the uplink {} has no MAC address", uplink.name))
-        })?;
+        let (uplink, node_mac) = self.uplink().await?;
         let port = match net.vlan.and_then(|v| v.vlan_id) {
             // An untagged network makes the uplink a bridge port: its own addresses would stop
             // working and the node would cut itself off.
@@ -791,6 +793,8 @@ impl Wiring {
         report: &mut SyncReport,
     ) -> Result<(), WiringError> {
         let mut wanted = Vec::new();
+        // Read once per pass, and only when a network needs it.
+        let mut uplink: Option<(LinkState, Mac)> = None;
         for (vni, net) in &nets.local {
             let Some(vlan) = net.vlan.filter(|v| v.arp_proxy || v.mac_nat) else {
                 continue;
@@ -802,10 +806,10 @@ impl Wiring {
             {
                 continue;
             }
-            let uplink = self.uplink().await?;
-            let node_mac = uplink.mac.ok_or_else(|| {
-                WiringError::Failed(format!("the uplink {} has no MAC address", uplink.name))
-            })?;
+            let (uplink, node_mac) = match &uplink {
+                Some(known) => known.clone(),
+                None => uplink.insert(self.uplink().await?).clone(),
+            };
             let port = match vlan.vlan_id {
                 Some(id) => vlan_port_name(&uplink.name, id),
                 None => uplink.name.clone(),
