@@ -135,6 +135,25 @@ pub async fn run_with<R: ContainerRuntime>(
     if let Some(w) = &wiring {
         reconciler = reconciler.with_network(w.clone());
     }
+    // Images missing on the node are pulled through the pool's registry proxies.
+    let proxies = crate::images::proxies::ProxyFollower::start(
+        session.clients(),
+        &config.layout,
+        &config.pool,
+        CacheOptions {
+            relist_interval: config.resync_interval.max(Duration::from_secs(2)) * 5,
+        },
+        work.clone(),
+    )
+    .map_err(|e| AgentError::Zk(e.to_string()))?;
+    let puller = Arc::new(crate::images::Puller::new(
+        runtime.clone(),
+        config.pool.clone(),
+        Some(config.docker_certs_dir.clone()),
+        proxies.proxies(),
+    ));
+    let pulls_changed = puller.changed();
+    reconciler = reconciler.with_images(puller);
     let mut remote = RemoteView::start(
         session.clients(),
         config.layout.clone(),
@@ -195,6 +214,7 @@ pub async fn run_with<R: ContainerRuntime>(
             changed = registration_state.changed() => if changed.is_err() { break },
             _ = ticker.tick() => {}
             _ = health.changed() => {}
+            _ = pulls_changed.notified() => {}
             _ = remote_changed.notified() => {
                 // Another node's endpoint came or went: only the node-wide network part.
                 if loop_state.ever_passed {
@@ -233,6 +253,7 @@ pub async fn run_with<R: ContainerRuntime>(
     tracing::info!("deregistering node; containers keep running");
     registration.shutdown().await;
     cache.shutdown().await;
+    proxies.shutdown().await;
     remote.shutdown().await;
     session.shutdown().await;
     work.cancel();

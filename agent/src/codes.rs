@@ -17,16 +17,28 @@ pub enum EngineCode {
     /// The engine called the container's configuration invalid (HTTP 400): the same spec
     /// will be refused again, so it is not retried.
     RefusedSpec,
+    /// A pull could not reach the registry (the pool's proxy, or the center behind it).
+    RegistryUnreachable,
+    /// A registry refused the node's credentials.
+    Unauthorized,
+    /// The node's disk filled during a pull.
+    DiskFull,
+    /// A pull failed otherwise.
+    PullFailed,
 }
 
 impl EngineCode {
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 10] = [
         Self::Unavailable,
         Self::ContainerNotFound,
         Self::ImageNotFound,
         Self::NameConflict,
         Self::Refused,
         Self::RefusedSpec,
+        Self::RegistryUnreachable,
+        Self::Unauthorized,
+        Self::DiskFull,
+        Self::PullFailed,
     ];
 
     /// The wire string (central, the CLI and tests read it).
@@ -38,6 +50,10 @@ impl EngineCode {
             Self::NameConflict => "name-conflict",
             Self::Refused => "engine-refused",
             Self::RefusedSpec => "engine-refused-spec",
+            Self::RegistryUnreachable => "registry-unreachable",
+            Self::Unauthorized => "registry-unauthorized",
+            Self::DiskFull => "disk-full",
+            Self::PullFailed => "pull-failed",
         }
     }
 }
@@ -70,7 +86,7 @@ pub enum LastErrorCode {
 }
 
 impl LastErrorCode {
-    pub const ALL: [Self; 16] = [
+    pub const ALL: [Self; 20] = [
         Self::InvalidSpec,
         Self::InvalidAssignment,
         Self::WrongPool,
@@ -87,6 +103,10 @@ impl LastErrorCode {
         Self::Engine(EngineCode::NameConflict),
         Self::Engine(EngineCode::Refused),
         Self::Engine(EngineCode::RefusedSpec),
+        Self::Engine(EngineCode::RegistryUnreachable),
+        Self::Engine(EngineCode::Unauthorized),
+        Self::Engine(EngineCode::DiskFull),
+        Self::Engine(EngineCode::PullFailed),
     ];
 
     /// The wire string in the status znode.
@@ -118,13 +138,21 @@ impl LastErrorCode {
             | Self::DataMissing
             | Self::NetworkUnsupported
             | Self::Engine(
-                EngineCode::ImageNotFound | EngineCode::NameConflict | EngineCode::RefusedSpec,
+                EngineCode::ImageNotFound
+                | EngineCode::NameConflict
+                | EngineCode::RefusedSpec
+                | EngineCode::Unauthorized,
             ) => true,
             Self::AppFatal
             | Self::Internal
             | Self::NetworkFailed
             | Self::Engine(
-                EngineCode::Unavailable | EngineCode::ContainerNotFound | EngineCode::Refused,
+                EngineCode::Unavailable
+                | EngineCode::ContainerNotFound
+                | EngineCode::Refused
+                | EngineCode::RegistryUnreachable
+                | EngineCode::DiskFull
+                | EngineCode::PullFailed,
             ) => false,
         }
     }
@@ -151,7 +179,11 @@ impl LastErrorCode {
                 | EngineCode::ContainerNotFound
                 | EngineCode::ImageNotFound
                 | EngineCode::NameConflict
-                | EngineCode::Refused,
+                | EngineCode::Refused
+                | EngineCode::RegistryUnreachable
+                | EngineCode::Unauthorized
+                | EngineCode::DiskFull
+                | EngineCode::PullFailed,
             ) => false,
         }
     }
@@ -198,7 +230,7 @@ pub enum HttpErrorCode {
 }
 
 impl HttpErrorCode {
-    pub const ALL: [Self; 20] = [
+    pub const ALL: [Self; 24] = [
         Self::NotFound,
         Self::MethodNotAllowed,
         Self::BadQuery,
@@ -219,6 +251,10 @@ impl HttpErrorCode {
         Self::Engine(EngineCode::NameConflict),
         Self::Engine(EngineCode::Refused),
         Self::Engine(EngineCode::RefusedSpec),
+        Self::Engine(EngineCode::RegistryUnreachable),
+        Self::Engine(EngineCode::Unauthorized),
+        Self::Engine(EngineCode::DiskFull),
+        Self::Engine(EngineCode::PullFailed),
     ];
 
     /// The wire string in the error body (central relays it).
@@ -305,6 +341,10 @@ mod tests {
             ("name-conflict", true),
             ("engine-refused", false),
             ("engine-refused-spec", true),
+            ("registry-unreachable", false),
+            ("registry-unauthorized", true),
+            ("disk-full", false),
+            ("pull-failed", false),
         ];
         let actual: Vec<(&str, bool)> = LastErrorCode::ALL
             .iter()
@@ -352,6 +392,10 @@ mod tests {
             ("name-conflict", 502),
             ("engine-refused", 502),
             ("engine-refused-spec", 502),
+            ("registry-unreachable", 502),
+            ("registry-unauthorized", 502),
+            ("disk-full", 502),
+            ("pull-failed", 502),
         ];
         let actual: Vec<(&str, u16)> = HttpErrorCode::ALL
             .iter()

@@ -72,6 +72,10 @@ pub struct Flags {
     /// Docker engine socket [default: /var/run/docker.sock]
     #[arg(long, env = "CAAS_AGENT_DOCKER_SOCKET", value_name = "PATH")]
     pub docker_socket: Option<String>,
+    /// Where the engine reads registry CAs; the agent writes the pool's registry proxies' CAs
+    /// there as <dir>/<host:port>/ca.crt [default: /etc/docker/certs.d]
+    #[arg(long, env = "CAAS_AGENT_DOCKER_CERTS_DIR", value_name = "DIR")]
+    pub docker_certs_dir: Option<PathBuf>,
     /// Prefix of Docker container names [default: caas]
     #[arg(long, env = "CAAS_AGENT_NAME_PREFIX")]
     pub name_prefix: Option<String>,
@@ -94,6 +98,7 @@ struct FileConfig {
     underlay: Option<String>,
     uplink: Option<String>,
     docker_socket: Option<String>,
+    docker_certs_dir: Option<PathBuf>,
     name_prefix: Option<String>,
     control_token_file: Option<PathBuf>,
     zk_session_timeout_ms: Option<u64>,
@@ -120,6 +125,8 @@ pub struct AgentConfig {
     pub uplink: Option<String>,
     pub labels: BTreeMap<String, String>,
     pub docker_socket: String,
+    /// Where the engine reads registry CAs (`<dir>/<host:port>/ca.crt`).
+    pub docker_certs_dir: PathBuf,
     pub name_prefix: String,
     pub zk_session_timeout: Duration,
     pub resync_interval: Duration,
@@ -320,6 +327,11 @@ impl AgentConfig {
                 .clone()
                 .or(file.docker_socket)
                 .unwrap_or_else(|| "/var/run/docker.sock".to_string()),
+            docker_certs_dir: flags
+                .docker_certs_dir
+                .clone()
+                .or(file.docker_certs_dir)
+                .unwrap_or_else(|| PathBuf::from("/etc/docker/certs.d")),
             name_prefix,
             zk_session_timeout,
             resync_interval,

@@ -8,6 +8,7 @@ pub mod config;
 pub mod control;
 pub mod health;
 pub mod http;
+pub mod images;
 pub mod metrics;
 pub mod naming;
 pub mod network;

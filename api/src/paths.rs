@@ -98,6 +98,13 @@ impl ZkLayout {
         format!("{}/pools/{pool}/networks/{network}/lbs/{name}", self.root)
     }
     /// Cluster-wide VNI claims: `vnis/<vni>` holds the pool and network that own it.
+    /// The pool's registry proxies (one znode per proxy).
+    pub fn registry_proxies(&self, pool: &str) -> String {
+        format!("{}/registry-proxies", self.pool(pool))
+    }
+    pub fn registry_proxy(&self, pool: &str, name: &str) -> String {
+        format!("{}/{name}", self.registry_proxies(pool))
+    }
     pub fn vnis(&self) -> String {
         format!("{}/vnis", self.root)
     }

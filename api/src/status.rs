@@ -34,6 +34,9 @@ pub struct WorkloadStatus {
     /// The interfaces wired into the sandbox, as the kernel reports them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub interfaces: Vec<crate::network::InterfaceStatus>,
+    /// The image pull under way before the workload's containers are created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull: Option<crate::PullProgress>,
     /// When the agent last wrote this (unix seconds).
     pub observed_at: u64,
 }

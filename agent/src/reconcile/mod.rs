@@ -70,6 +70,8 @@ pub struct Reconciler<R: ?Sized> {
     network: Option<Arc<crate::network::Wiring>>,
     /// Workloads whose timer passes need no engine call (see `settled`).
     settled: settled::Settled,
+    /// Pulls missing images through the pool's registry proxies (None: images must be local).
+    images: Option<Arc<crate::images::Puller<R>>>,
 }
 
 impl<R: ContainerRuntime + ?Sized> Reconciler<R> {
@@ -81,7 +83,14 @@ impl<R: ContainerRuntime + ?Sized> Reconciler<R> {
             keys_written: std::sync::Mutex::new(BTreeMap::new()),
             network: None,
             settled: settled::Settled::default(),
+            images: None,
         }
+    }
+
+    /// Pulls images missing on the node through `puller`.
+    pub fn with_images(mut self, puller: Arc<crate::images::Puller<R>>) -> Self {
+        self.images = Some(puller);
+        self
     }
 
     /// Wires workloads' sandboxes into their networks through `wiring`.
@@ -266,6 +275,9 @@ impl<R: ContainerRuntime + ?Sized> Reconciler<R> {
             keys_written: &self.keys_written,
             network: self.network.as_deref(),
             interfaces: Vec::new(),
+            images: self.images.as_ref(),
+            image: String::new(),
+            pulling: None,
         };
         match assignment {
             Err(message) => step.report_unreadable(message).await,

@@ -113,6 +113,21 @@ pub struct WorkloadStep<'a, R: ?Sized> {
     pub network: Option<&'a crate::network::Wiring>,
     /// The sandbox's interfaces as the kernel showed them after wiring.
     pub interfaces: Vec<caas_api::network::InterfaceStatus>,
+    /// Pulls the image when it is not on the node.
+    pub images: Option<&'a std::sync::Arc<crate::images::Puller<R>>>,
+    /// The local name of the spec's image the app is created from.
+    pub image: String,
+    /// The pull the workload waits for (nothing is created or changed meanwhile).
+    pub pulling: Option<caas_api::PullProgress>,
+}
+
+impl From<crate::images::ImageError> for StepError {
+    fn from(e: crate::images::ImageError) -> Self {
+        Self {
+            code: LastErrorCode::Engine(e.code),
+            message: e.message,
+        }
+    }
 }
 
 impl From<crate::network::WiringError> for StepError {
@@ -204,8 +219,10 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
         let park = !existed
             && self.ids == ContainerIds::default()
             && error.as_ref().is_some_and(|e| e.code.waits_for_new_spec());
-        let status = self.observe(spec, error).await;
+        let mut status = self.observe(spec, error).await;
+        status.pull = self.pulling.take();
         let settle = healthy
+            && status.pull.is_none()
             && !changed
             && !self.rich
             && spec.networks.is_empty()
@@ -316,8 +333,26 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
             code: LastErrorCode::InvalidSpec,
             message: e.to_string(),
         })?;
-        let Some(image_labels) = self.runtime.image_labels(&spec.image).await? else {
-            return Err(RuntimeError::ImageNotFound(spec.image.clone()).into());
+        let image_labels = match self.images {
+            Some(puller) => match puller.resolve(&spec.image).await? {
+                crate::images::Availability::Local { reference, labels } => {
+                    self.image = reference;
+                    labels
+                }
+                crate::images::Availability::Pulling(progress) => {
+                    // Nothing is created or replaced until the image is here: a running old
+                    // version keeps running meanwhile.
+                    self.pulling = Some(progress);
+                    return Ok(());
+                }
+            },
+            None => {
+                let Some(labels) = self.runtime.image_labels(&spec.image).await? else {
+                    return Err(RuntimeError::ImageNotFound(spec.image.clone()).into());
+                };
+                self.image = spec.image.clone();
+                labels
+            }
         };
         let rich_image = crate::rich::is_rich_image(&image_labels);
         if spec.rich && !rich_image {
@@ -593,7 +628,7 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
         ));
         let request = CreateRequest {
             name: container_name(&self.config.name_prefix, self.key, Role::App),
-            image: spec.image.clone(),
+            image: self.image.clone(),
             command: spec.command.clone(),
             env,
             labels: all_labels,
@@ -696,6 +731,7 @@ impl<R: ContainerRuntime + ?Sized> WorkloadStep<'_, R> {
             programs: Vec::new(),
             health: None,
             interfaces: Vec::new(),
+            pull: None,
             observed_at: unix_now(),
         }
     }

@@ -20,7 +20,7 @@ use futures::StreamExt;
 
 use super::{
     ContainerDetails, ContainerRuntime, CreateRequest, ExecOutput, ExecRequest, ManagedContainer,
-    RestartMode, RuntimeError,
+    PullEvent, PullFailure, RegistryCredentials, RestartMode, RuntimeError,
 };
 
 /// Seconds bollard waits for one engine request; image imports can be slow on busy disks.
@@ -123,6 +123,69 @@ fn map_err(op: &'static str, target: &str, err: BollardError) -> RuntimeError {
             message: error,
         },
         other => RuntimeError::Unavailable(format!("{op} {target}: {other}")),
+    }
+}
+
+/// What kind of failure the engine's answer to a pull describes. The engine passes the
+/// registry's failure on as text (with HTTP 404 for an unknown manifest, 500 for most else), so
+/// the text is read here, once, into the closed `PullFailure`.
+fn classify_pull(status_code: Option<u16>, message: &str) -> PullFailure {
+    let text = message.to_ascii_lowercase();
+    let has = |needles: &[&str]| needles.iter().any(|n| text.contains(n));
+    if has(&["no space left on device"]) {
+        PullFailure::NoSpace
+    } else if has(&[
+        "unauthorized",
+        "authentication required",
+        "no basic auth credentials",
+        "incorrect username or password",
+        "denied",
+    ]) || status_code == Some(401)
+    {
+        PullFailure::Unauthorized
+    } else if status_code == Some(404) || has(&["manifest unknown", "not found", "name unknown"]) {
+        PullFailure::NotFound
+    } else if has(&[
+        "connection refused",
+        "no route to host",
+        "i/o timeout",
+        "no such host",
+        "network is unreachable",
+        "connection reset",
+        "tls: ",
+        "x509",
+        "eof",
+        "timeout",
+        "unexpected http status: 50",
+        "502 bad gateway",
+        "503 service unavailable",
+        "unknown: unknown error",
+        "received unexpected http status",
+    ]) {
+        PullFailure::Unreachable
+    } else {
+        PullFailure::Other
+    }
+}
+
+fn pull_error(reference: &str, err: BollardError) -> RuntimeError {
+    let (status, message) = match err {
+        BollardError::DockerResponseServerError {
+            status_code,
+            message,
+        } => (Some(status_code), message),
+        BollardError::DockerStreamError { error } => (None, error),
+        other @ (BollardError::HyperResponseError { .. }
+        | BollardError::IOError { .. }
+        | BollardError::RequestTimeoutError) => {
+            return RuntimeError::Unavailable(format!("pull {reference}: {other}"))
+        }
+        other => (None, other.to_string()),
+    };
+    RuntimeError::PullFailed {
+        reference: reference.to_string(),
+        failure: classify_pull(status, &message),
+        message,
     }
 }
 
@@ -450,6 +513,58 @@ impl ContainerRuntime for DockerRuntime {
             text.push_str(&String::from_utf8_lossy(chunk.as_ref()));
         }
         Ok(text)
+    }
+
+    async fn pull_image(
+        &self,
+        reference: &str,
+        credentials: Option<&RegistryCredentials>,
+        progress: tokio::sync::mpsc::UnboundedSender<PullEvent>,
+    ) -> Result<(), RuntimeError> {
+        let options = CreateImageOptions {
+            from_image: Some(reference.to_string()),
+            ..Default::default()
+        };
+        let credentials = credentials.map(|c| bollard::auth::DockerCredentials {
+            username: Some(c.username.clone()),
+            password: Some(c.password.clone()),
+            serveraddress: Some(c.server.clone()),
+            ..Default::default()
+        });
+        let mut stream = self.docker.create_image(Some(options), None, credentials);
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(|e| pull_error(reference, e))?;
+            if let Some(detail) = info.error_detail.as_ref().and_then(|d| d.message.clone()) {
+                return Err(pull_error(
+                    reference,
+                    BollardError::DockerStreamError { error: detail },
+                ));
+            }
+            let detail = info.progress_detail.unwrap_or_default();
+            // A receiver that went away only means nobody watches the progress any more.
+            let _ = progress.send(PullEvent {
+                layer: info.id,
+                status: info.status.unwrap_or_default(),
+                current: detail.current.and_then(|c| u64::try_from(c).ok()),
+                total: detail.total.and_then(|t| u64::try_from(t).ok()),
+            });
+        }
+        Ok(())
+    }
+
+    async fn tag_image(&self, source: &str, target: &str) -> Result<(), RuntimeError> {
+        let (repo, tag) = match target.rsplit_once(':') {
+            Some((repo, tag)) if !tag.contains('/') => (repo, tag),
+            _ => (target, "latest"),
+        };
+        let options = bollard::query_parameters::TagImageOptions {
+            repo: Some(repo.to_string()),
+            tag: Some(tag.to_string()),
+        };
+        self.docker
+            .tag_image(source, Some(options))
+            .await
+            .map_err(|e| map_err("tag", source, e))
     }
 
     async fn import_image(

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 
 use super::{
     ContainerDetails, ContainerRuntime, CreateRequest, ExecOutput, ExecRequest, ManagedContainer,
-    RuntimeError,
+    PullEvent, PullFailure, RegistryCredentials, RuntimeError,
 };
 
 #[derive(Debug, Clone)]
@@ -40,6 +40,10 @@ struct State {
     stopping: usize,
     most_stopping: usize,
     down: bool,
+    /// What registries hold: reference -> (image labels, the credentials they require).
+    registry: BTreeMap<String, (BTreeMap<String, String>, Option<(String, String)>)>,
+    /// Every pull fails this way while set.
+    pull_failure: Option<PullFailure>,
     /// Inspect and image look-up calls (reads the reconciler should spare settled workloads).
     reads: usize,
 }
@@ -70,6 +74,40 @@ impl FakeRuntime {
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect(),
             );
+        });
+    }
+
+    /// A registry (a proxy) holds `reference`; pulling it needs `credentials` when given.
+    pub fn add_to_registry(
+        &self,
+        reference: &str,
+        labels: &[(&str, &str)],
+        credentials: Option<(&str, &str)>,
+    ) {
+        self.with(|s| {
+            s.registry.insert(
+                reference.to_string(),
+                (
+                    labels
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                    credentials.map(|(u, p)| (u.to_string(), p.to_string())),
+                ),
+            );
+        });
+    }
+
+    /// Makes every pull fail this way (`None`: pulls work again).
+    pub fn fail_pulls(&self, failure: Option<PullFailure>) {
+        self.with(|s| s.pull_failure = failure);
+    }
+
+    /// Removes a local image (as a prune would).
+    pub fn remove_image(&self, image: &str) {
+        self.with(|s| {
+            s.images.remove(image);
+            s.image_labels.remove(image);
         });
     }
 
@@ -378,6 +416,62 @@ impl ContainerRuntime for FakeRuntime {
     async fn logs(&self, id: &str, _tail: usize) -> Result<String, RuntimeError> {
         self.check_up()?;
         Ok(format!("logs of {id}\n"))
+    }
+
+    async fn pull_image(
+        &self,
+        reference: &str,
+        credentials: Option<&RegistryCredentials>,
+        progress: tokio::sync::mpsc::UnboundedSender<PullEvent>,
+    ) -> Result<(), RuntimeError> {
+        self.check_up()?;
+        let presented = credentials.map(|c| (c.username.clone(), c.password.clone()));
+        let outcome = self.with(|s| {
+            s.calls.push(format!("pull {reference}"));
+            if let Some(failure) = s.pull_failure {
+                return Err(failure);
+            }
+            let Some((labels, wanted)) = s.registry.get(reference).cloned() else {
+                return Err(PullFailure::NotFound);
+            };
+            if wanted.is_some() && wanted != presented {
+                return Err(PullFailure::Unauthorized);
+            }
+            s.images.insert(reference.to_string());
+            s.image_labels.insert(reference.to_string(), labels);
+            Ok(())
+        });
+        if let Err(failure) = outcome {
+            return Err(RuntimeError::PullFailed {
+                reference: reference.to_string(),
+                failure,
+                message: "the fake registry said no".into(),
+            });
+        }
+        for (status, current) in [("Downloading", 512), ("Pull complete", 1024)] {
+            let _ = progress.send(PullEvent {
+                layer: Some("layer1".into()),
+                status: status.into(),
+                current: Some(current),
+                total: Some(1024),
+            });
+        }
+        Ok(())
+    }
+
+    async fn tag_image(&self, source: &str, target: &str) -> Result<(), RuntimeError> {
+        self.check_up()?;
+        self.with(|s| {
+            s.calls.push(format!("tag {source} {target}"));
+            if !s.images.contains(source) {
+                return Err(RuntimeError::ImageNotFound(source.to_string()));
+            }
+            s.images.insert(target.to_string());
+            if let Some(labels) = s.image_labels.get(source).cloned() {
+                s.image_labels.insert(target.to_string(), labels);
+            }
+            Ok(())
+        })
     }
 
     async fn import_image(

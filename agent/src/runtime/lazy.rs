@@ -106,6 +106,23 @@ impl ContainerRuntime for LazyDocker {
         let r = self.engine().await?.logs(id, tail).await;
         self.check(r).await
     }
+    async fn pull_image(
+        &self,
+        reference: &str,
+        credentials: Option<&super::RegistryCredentials>,
+        progress: tokio::sync::mpsc::UnboundedSender<super::PullEvent>,
+    ) -> Result<(), RuntimeError> {
+        let r = self
+            .engine()
+            .await?
+            .pull_image(reference, credentials, progress)
+            .await;
+        self.check(r).await
+    }
+    async fn tag_image(&self, source: &str, target: &str) -> Result<(), RuntimeError> {
+        let r = self.engine().await?.tag_image(source, target).await;
+        self.check(r).await
+    }
     async fn import_image(
         &self,
         tag: &str,

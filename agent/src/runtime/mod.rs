@@ -35,6 +35,13 @@ pub enum RuntimeError {
         target: String,
         message: String,
     },
+    /// Pulling an image failed; `failure` says what kind of failure it was.
+    #[error("pulling {reference}: {failure}: {message}")]
+    PullFailed {
+        reference: String,
+        failure: PullFailure,
+        message: String,
+    },
     #[error("the engine refused {op} on {target}: {message}")]
     Refused {
         op: &'static str,
@@ -53,8 +60,68 @@ impl RuntimeError {
             Self::NameConflict(_) => EngineCode::NameConflict,
             Self::Refused { .. } => EngineCode::Refused,
             Self::RefusedSpec { .. } => EngineCode::RefusedSpec,
+            Self::PullFailed { failure, .. } => match failure {
+                PullFailure::NotFound => EngineCode::ImageNotFound,
+                PullFailure::Unreachable => EngineCode::RegistryUnreachable,
+                PullFailure::Unauthorized => EngineCode::Unauthorized,
+                PullFailure::NoSpace => EngineCode::DiskFull,
+                PullFailure::Other => EngineCode::PullFailed,
+            },
         }
     }
+}
+
+/// What kind of failure ended a pull (from the engine's answer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PullFailure {
+    /// The registry has no such repository, tag or digest.
+    NotFound,
+    /// The registry (or what it fetches from) cannot be reached.
+    Unreachable,
+    /// The registry refused the credentials (or wants some).
+    Unauthorized,
+    /// The node's disk filled during the pull.
+    NoSpace,
+    Other,
+}
+
+impl std::fmt::Display for PullFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::NotFound => "no such image in the registry",
+            Self::Unreachable => "the registry cannot be reached",
+            Self::Unauthorized => "the registry refused the credentials",
+            Self::NoSpace => "the node's disk is full",
+            Self::Other => "the pull failed",
+        })
+    }
+}
+
+/// Credentials presented to a registry.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RegistryCredentials {
+    pub server: String,
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for RegistryCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryCredentials")
+            .field("server", &self.server)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One progress message of a pull as the engine sends it (per layer).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PullEvent {
+    pub layer: Option<String>,
+    /// e.g. "Pulling fs layer", "Downloading", "Download complete", "Pull complete".
+    pub status: String,
+    pub current: Option<u64>,
+    pub total: Option<u64>,
 }
 
 /// The part a container plays in a workload.
@@ -208,6 +275,16 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     async fn read_file(&self, id: &str, path: &str) -> Result<Option<Vec<u8>>, RuntimeError>;
     /// Runs a command in a running container and waits for it (or kills it at the timeout).
     async fn exec(&self, id: &str, request: &ExecRequest) -> Result<ExecOutput, RuntimeError>;
+    /// Pulls `reference` (`host/repo:tag` or `host/repo@digest`), sending the engine's progress
+    /// messages to `progress` as they come.
+    async fn pull_image(
+        &self,
+        reference: &str,
+        credentials: Option<&RegistryCredentials>,
+        progress: tokio::sync::mpsc::UnboundedSender<PullEvent>,
+    ) -> Result<(), RuntimeError>;
+    /// Gives the local image `source` the name `target` (`repo:tag`).
+    async fn tag_image(&self, source: &str, target: &str) -> Result<(), RuntimeError>;
     /// Imports a root filesystem tarball as image `tag`, applying Dockerfile-style `changes`.
     async fn import_image(
         &self,

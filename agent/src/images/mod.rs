@@ -1,0 +1,356 @@
+//! Images that are not on the node yet: the pool's registry proxies (followed in ZooKeeper) and
+//! pulls through them. One pull per image however many workloads wait for it, its progress
+//! readable while it runs, failures kept with a backoff so a dead registry is not hammered.
+
+mod progress;
+pub mod proxies;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use caas_api::{ImageRef, PullProgress, RegistryProxy};
+use tokio::sync::{watch, Notify};
+
+use crate::codes::EngineCode;
+use crate::runtime::{ContainerRuntime, RegistryCredentials, RuntimeError};
+
+pub use progress::Tally;
+
+/// The first retry of a failed pull; doubled per failure up to `MAX_RETRY`.
+const FIRST_RETRY: Duration = Duration::from_secs(2);
+const MAX_RETRY: Duration = Duration::from_secs(60);
+/// Progress wakes the reconcile loop at most this often.
+const PROGRESS_EVERY: Duration = Duration::from_millis(500);
+
+/// Whether a workload's image can be used now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Availability {
+    /// On the node: create containers from `reference` (the workload's own name for it, or the
+    /// proxy's name for an image referred to by digest, which Docker cannot tag).
+    Local {
+        reference: String,
+        labels: BTreeMap<String, String>,
+    },
+    /// Being pulled; the workload waits (nothing of it is created meanwhile).
+    Pulling(PullProgress),
+}
+
+/// Why an image cannot be had (yet).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ImageError {
+    pub code: EngineCode,
+    pub message: String,
+}
+
+impl From<RuntimeError> for ImageError {
+    fn from(e: RuntimeError) -> Self {
+        Self {
+            code: e.code(),
+            message: e.to_string(),
+        }
+    }
+}
+
+#[derive(Debug)]
+enum PullState {
+    Running(PullProgress),
+    Failed {
+        error: ImageError,
+        retry_at: Instant,
+        delay: Duration,
+    },
+}
+
+/// Pulls images through the pool's registry proxies.
+pub struct Puller<R: ?Sized> {
+    runtime: Arc<R>,
+    pool: String,
+    /// Where the engine looks for registry CAs (`<dir>/<host:port>/ca.crt`).
+    certs_dir: Option<PathBuf>,
+    proxies: watch::Receiver<Arc<Vec<RegistryProxy>>>,
+    pulls: Mutex<BTreeMap<String, PullState>>,
+    changed: Arc<Notify>,
+}
+
+impl<R: ContainerRuntime + ?Sized> Puller<R> {
+    pub fn new(
+        runtime: Arc<R>,
+        pool: String,
+        certs_dir: Option<PathBuf>,
+        proxies: watch::Receiver<Arc<Vec<RegistryProxy>>>,
+    ) -> Self {
+        Self {
+            runtime,
+            pool,
+            certs_dir,
+            proxies,
+            pulls: Mutex::new(BTreeMap::new()),
+            changed: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Notified when a pull makes progress, ends or fails: the reconcile loop runs a pass.
+    pub fn changed(&self) -> Arc<Notify> {
+        self.changed.clone()
+    }
+
+    fn with_pulls<T>(&self, f: impl FnOnce(&mut BTreeMap<String, PullState>) -> T) -> T {
+        let mut guard = match self.pulls.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        f(&mut guard)
+    }
+
+    /// Whether `image` is on the node; if not, starts (or reports) its pull through the pool's
+    /// proxies. Never creates anything else.
+    pub async fn resolve(self: &Arc<Self>, image: &str) -> Result<Availability, ImageError> {
+        if let Some(labels) = self.runtime.image_labels(image).await? {
+            return Ok(Availability::Local {
+                reference: image.to_string(),
+                labels,
+            });
+        }
+        let reference = ImageRef::parse("image", image).map_err(|e| ImageError {
+            code: EngineCode::ImageNotFound,
+            message: e.to_string(),
+        })?;
+        let proxies = self.mirrors_of(&reference)?;
+        // An image named by digest cannot be tagged with the center's name: it is used under
+        // the proxy's name, which may already be here.
+        if reference.digest.is_some() {
+            for proxy in &proxies {
+                let local = reference.on_registry(&proxy.host);
+                if let Some(labels) = self.runtime.image_labels(&local).await? {
+                    return Ok(Availability::Local {
+                        reference: local,
+                        labels,
+                    });
+                }
+            }
+        }
+        let now = Instant::now();
+        let start = self.with_pulls(|pulls| match pulls.get(image) {
+            Some(PullState::Running(progress)) => Err(Ok(progress.clone())),
+            Some(PullState::Failed {
+                error, retry_at, ..
+            }) if *retry_at > now => Err(Err(error.clone())),
+            _ => {
+                let delay = match pulls.get(image) {
+                    Some(PullState::Failed { delay, .. }) => *delay,
+                    _ => Duration::ZERO,
+                };
+                let progress = PullProgress {
+                    image: image.to_string(),
+                    via: proxies[0].host.clone(),
+                    ..Default::default()
+                };
+                pulls.insert(image.to_string(), PullState::Running(progress.clone()));
+                Ok((progress, delay))
+            }
+        });
+        match start {
+            Err(Ok(progress)) => Ok(Availability::Pulling(progress)),
+            Err(Err(error)) => Err(error),
+            Ok((progress, delay)) => {
+                let this = self.clone();
+                let image = image.to_string();
+                tokio::spawn(async move { this.pull(image, reference, proxies, delay).await });
+                Ok(Availability::Pulling(progress))
+            }
+        }
+    }
+
+    /// The pool's proxies that mirror the image's registry, or why the image cannot be pulled.
+    fn mirrors_of(&self, reference: &ImageRef) -> Result<Vec<RegistryProxy>, ImageError> {
+        let all = self.proxies.borrow().clone();
+        let Some(registry) = &reference.registry else {
+            return Err(ImageError {
+                code: EngineCode::ImageNotFound,
+                message: format!(
+                    "image {:?} is not on this node and names no registry; images are pulled only \
+                     from the image center (e.g. center.example:5000/{}), through the pool's \
+                     registry proxy; otherwise load or build it on the node first",
+                    reference.on_registry("").trim_start_matches('/'),
+                    reference.repository
+                ),
+            });
+        };
+        let mirrors: Vec<RegistryProxy> = all
+            .iter()
+            .filter(|p| &p.center == registry)
+            .cloned()
+            .collect();
+        if mirrors.is_empty() {
+            let known: Vec<&str> = all.iter().map(|p| p.center.as_str()).collect();
+            return Err(ImageError {
+                code: EngineCode::ImageNotFound,
+                message: format!(
+                    "image {} is not on this node and pool {} has no registry proxy for {registry} \
+                     (its proxies mirror: {}); declare one with `caas --pool={} registry-proxy add`",
+                    reference.on_registry(registry),
+                    self.pool,
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    },
+                    self.pool
+                ),
+            });
+        }
+        Ok(mirrors)
+    }
+
+    async fn pull(
+        self: Arc<Self>,
+        image: String,
+        reference: ImageRef,
+        proxies: Vec<RegistryProxy>,
+        delay: Duration,
+    ) {
+        let mut failures = Vec::new();
+        for proxy in &proxies {
+            match self.pull_through(&image, &reference, proxy).await {
+                Ok(()) => {
+                    self.with_pulls(|pulls| pulls.remove(&image));
+                    tracing::info!(%image, via = %proxy.host, "image pulled");
+                    self.changed.notify_one();
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(%image, proxy = %proxy.name, via = %proxy.host, error = %e.message, "pull failed");
+                    failures.push((proxy, e));
+                }
+            }
+        }
+        // The failure people see: the first proxy's, naming every proxy that was tried.
+        let code = failures
+            .first()
+            .map(|(_, e)| e.code)
+            .unwrap_or(EngineCode::PullFailed);
+        let message = failures
+            .iter()
+            .map(|(proxy, e)| {
+                format!(
+                    "through registry proxy {} ({}) of pool {}: {}",
+                    proxy.name, proxy.host, self.pool, e.message
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        let delay = (delay * 2).clamp(FIRST_RETRY, MAX_RETRY);
+        self.with_pulls(|pulls| {
+            pulls.insert(
+                image.clone(),
+                PullState::Failed {
+                    error: ImageError {
+                        code,
+                        message: format!(
+                            "pulling {image} failed {message} (retried in {}s)",
+                            delay.as_secs()
+                        ),
+                    },
+                    retry_at: Instant::now() + delay,
+                    delay,
+                },
+            )
+        });
+        self.changed.notify_one();
+    }
+
+    async fn pull_through(
+        &self,
+        image: &str,
+        reference: &ImageRef,
+        proxy: &RegistryProxy,
+    ) -> Result<(), ImageError> {
+        if let Some(pem) = &proxy.ca_pem {
+            self.trust(&proxy.host, pem).await?;
+        }
+        let source = reference.on_registry(&proxy.host);
+        let credentials = match (&proxy.username, &proxy.password) {
+            (Some(username), Some(password)) => Some(RegistryCredentials {
+                server: proxy.host.clone(),
+                username: username.clone(),
+                password: password.clone(),
+            }),
+            _ => None,
+        };
+        let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+        let runtime = self.runtime.clone();
+        let pull_source = source.clone();
+        let pull = tokio::spawn(async move {
+            runtime
+                .pull_image(&pull_source, credentials.as_ref(), events_tx)
+                .await
+        });
+        let mut tally = Tally::default();
+        let mut last_wake = Instant::now();
+        while let Some(event) = events.recv().await {
+            tally.add(&event);
+            let progress = tally.progress(image, &proxy.host);
+            self.with_pulls(|pulls| {
+                pulls.insert(image.to_string(), PullState::Running(progress));
+            });
+            if last_wake.elapsed() >= PROGRESS_EVERY {
+                last_wake = Instant::now();
+                self.changed.notify_one();
+            }
+        }
+        match pull.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e.into()),
+            Err(join) => {
+                return Err(ImageError {
+                    code: EngineCode::PullFailed,
+                    message: format!("the pull task ended: {join}"),
+                })
+            }
+        }
+        if reference.digest.is_none() {
+            // The workload keeps the center's name; the node keeps the image under it too.
+            self.runtime.tag_image(&source, image).await?;
+        }
+        Ok(())
+    }
+
+    /// Puts the proxy's CA where the engine looks for it (rewritten only when it changed).
+    async fn trust(&self, host: &str, pem: &str) -> Result<(), ImageError> {
+        let Some(dir) = &self.certs_dir else {
+            return Ok(());
+        };
+        let dir = dir.join(host);
+        let path = dir.join("ca.crt");
+        if tokio::fs::read_to_string(&path).await.ok().as_deref() == Some(pem) {
+            return Ok(());
+        }
+        let write = async {
+            tokio::fs::create_dir_all(&dir).await?;
+            let tmp = dir.join(".ca.crt.tmp");
+            tokio::fs::write(&tmp, pem).await?;
+            tokio::fs::rename(&tmp, &path).await
+        };
+        write.await.map_err(|e| ImageError {
+            code: EngineCode::PullFailed,
+            message: format!(
+                "writing the CA of registry proxy {host} to {}: {e} (check docker_certs_dir)",
+                path.display()
+            ),
+        })
+    }
+
+    /// The failure kind of the last pull of `image`, if it failed (tests and prewarm).
+    pub fn last_failure(&self, image: &str) -> Option<ImageError> {
+        self.with_pulls(|pulls| match pulls.get(image) {
+            Some(PullState::Failed { error, .. }) => Some(error.clone()),
+            _ => None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;
