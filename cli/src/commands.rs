@@ -46,6 +46,12 @@ pub async fn run(cli: &Cli, out: &mut dyn Write) -> Result<u8, CliError> {
                 .await
                 .map(|()| 0)
         }
+        Command::RegistryProxy(cmd) => {
+            let pool = cli.require_pool()?;
+            super::registry::registry_proxy(&client()?, ctx.json(), pool, cmd, out)
+                .await
+                .map(|()| 0)
+        }
     }
 }
 

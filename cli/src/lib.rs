@@ -9,6 +9,7 @@ pub mod render;
 
 mod create;
 mod network;
+pub mod registry;
 pub mod services;
 pub mod stats;
 
@@ -215,6 +216,10 @@ pub enum Command {
     /// Create, list, inspect and remove load balancers and their backends (needs --pool).
     #[command(subcommand)]
     Lb(services::LbCommand),
+    /// Declare, list and remove the registry proxies the pool's nodes pull images through
+    /// (needs --pool).
+    #[command(subcommand)]
+    RegistryProxy(registry::RegistryProxyCommand),
 }
 
 #[derive(Debug, Subcommand)]

@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::error::{synthetic_code, ClientError, NetworkKind};
 
+mod registry;
 mod services;
 
 /// How long to wait for a TCP connection to central.

@@ -13,6 +13,7 @@ pub use caas_api::central::{
     ExecResult, Liveness, NodeView, Placement, PoolView, RescheduleRequest, SshKeysRequest,
     SshKeysView, TokenResponse,
 };
+pub use caas_api::image::{AddRegistryProxyRequest, RegistryProxyView};
 pub use caas_api::network::{
     CreateNetworkRequest, Endpoint, InterfaceStatus, IpAllocation, NetworkAttachment,
     NetworkDriver, NetworkSpec, NetworkView,

@@ -20,6 +20,9 @@ struct FakeContainer {
     starts: u32,
 }
 
+/// An image a fake registry holds: its labels and the (user, password) it requires.
+type RegistryEntry = (BTreeMap<String, String>, Option<(String, String)>);
+
 #[derive(Debug, Default)]
 struct State {
     next_id: u64,
@@ -41,7 +44,7 @@ struct State {
     most_stopping: usize,
     down: bool,
     /// What registries hold: reference -> (image labels, the credentials they require).
-    registry: BTreeMap<String, (BTreeMap<String, String>, Option<(String, String)>)>,
+    registry: BTreeMap<String, RegistryEntry>,
     /// Every pull fails this way while set.
     pull_failure: Option<PullFailure>,
     /// Inspect and image look-up calls (reads the reconciler should spare settled workloads).

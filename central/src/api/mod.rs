@@ -8,6 +8,7 @@ mod networks;
 mod nodes;
 mod openapi;
 mod pools;
+mod registry;
 pub mod reply;
 mod services;
 mod stats;
@@ -221,6 +222,27 @@ pub fn routes(
             finish(networks::delete(ctx, pool, name).await)
         });
 
+    let proxies_list = v1
+        .and(warp::path!("pools" / String / "registry-proxies"))
+        .and(warp::get())
+        .and(c.clone())
+        .then(|pool: String, ctx: Ctx| async move { finish(registry::list(ctx, pool).await) });
+    let proxies_add = v1
+        .and(warp::path!("pools" / String / "registry-proxies"))
+        .and(warp::post())
+        .and(c.clone())
+        .and(body())
+        .then(|pool: String, ctx: Ctx, body: Bytes| async move {
+            finish(registry::add(ctx, pool, body).await)
+        });
+    let proxy_remove = v1
+        .and(warp::path!("pools" / String / "registry-proxies" / String))
+        .and(warp::delete())
+        .and(c.clone())
+        .then(|pool: String, name: String, ctx: Ctx| async move {
+            finish(registry::remove(ctx, pool, name).await)
+        });
+
     let containers_list = v1
         .and(warp::path!("pools" / String / "containers"))
         .and(warp::get())
@@ -354,6 +376,12 @@ pub fn routes(
         .or(network_delete)
         .unify()
         .boxed();
+    let registry_routes = proxies_list
+        .or(proxies_add)
+        .unify()
+        .or(proxy_remove)
+        .unify()
+        .boxed();
     let stats_routes = pool_stats
         .or(container_stats)
         .unify()
@@ -371,6 +399,8 @@ pub fn routes(
         .or(network_routes)
         .unify()
         .or(stats_routes)
+        .unify()
+        .or(registry_routes)
         .unify()
         .or(service_routes)
         .unify()

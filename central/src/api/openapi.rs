@@ -81,7 +81,29 @@ pub fn document() -> Value {
             "ip": {"type": "string", "format": "ipv4", "description": "a requested address; the lowest free one when absent (not with instances > 1)"}}}});
     networks(&mut doc);
     services(&mut doc);
+    registry_proxies(&mut doc);
     doc
+}
+
+/// The registry proxy routes and their schema.
+fn registry_proxies(doc: &mut Value) {
+    let paths = &mut doc["paths"];
+    paths["/v1/pools/{pool}/registry-proxies"] = json!({
+        "get": op("List the pool's registry proxies (never their passwords)", None, "200"),
+        "post": op("Declare a registry proxy (a pull-through cache of the image center): the pool's nodes pull images named by the center through it; 409 exists", Some("AddRegistryProxyRequest"), "201")
+    });
+    paths["/v1/pools/{pool}/registry-proxies/{name}"] = json!({"delete": {
+        "summary": "Remove a registry proxy",
+        "security": [{"bearer": []}],
+        "responses": {"204": {"description": "removed"}, "default": {"$ref": "#/components/responses/Error"}}}});
+    doc["components"]["schemas"]["AddRegistryProxyRequest"] = json!({"type": "object", "additionalProperties": false,
+        "required": ["name", "url", "center"], "properties": {
+            "name": {"type": "string", "description": "DNS label"},
+            "url": {"type": "string", "example": "https://proxy.pool1.example:5001", "description": "https://host:port as the pool's nodes reach the proxy"},
+            "center": {"type": "string", "example": "center.example:5000", "description": "host:port of the image center the proxy caches; images named by it are pulled through the proxy"},
+            "ca_pem": {"type": "string", "description": "PEM of the CA of the proxy's certificate; agents write it to the engine's certs.d"},
+            "username": {"type": "string", "description": "the proxy's htpasswd user for this pool's nodes (with password)"},
+            "password": {"type": "string", "writeOnly": true}}});
 }
 
 /// The DNS and load-balancer routes and their schemas.

@@ -157,8 +157,23 @@ pub async fn delete(ctx: Ctx, pool: String) -> Result<Response, CentralError> {
             ),
         ));
     }
+    // The pool's registry proxies are its settings: they go with it.
+    let mut ops = Vec::new();
+    let proxies_dir = layout.registry_proxies(&pool);
+    if ctx.central.store.get_raw(&proxies_dir).await?.is_some() {
+        for name in ctx.central.store.children(&proxies_dir).await? {
+            ops.push(Op::Delete {
+                path: layout.registry_proxy(&pool, &name),
+                version: None,
+            });
+        }
+        ops.push(Op::Delete {
+            path: proxies_dir,
+            version: None,
+        });
+    }
     // The deletes of the child directories fail with NotEmpty if something was added meanwhile.
-    let ops = vec![
+    ops.extend([
         Op::Delete {
             path: layout.containers(&pool),
             version: None,
@@ -171,7 +186,7 @@ pub async fn delete(ctx: Ctx, pool: String) -> Result<Response, CentralError> {
             path: layout.pool(&pool),
             version: Some(version),
         },
-    ];
+    ]);
     match ctx.central.store.commit(&ops, None).await {
         Ok(()) => {}
         Err(e) if e.conflict().is_some_and(|(f, _)| f == OpFailure::NotEmpty) => {

@@ -1,0 +1,224 @@
+//! `caas registry-proxy add|ls|rm`: the registry proxies a pool's nodes pull images through.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use caas_client::{AddRegistryProxyRequest, CentralClient};
+use clap::{Args, Subcommand};
+
+use super::render;
+use super::CliError;
+
+#[derive(Debug, Subcommand)]
+pub enum RegistryProxyCommand {
+    /// Declare a registry proxy: a registry in pull-through cache mode in front of the image
+    /// center. The pool's nodes then pull every image named by the center
+    /// (CENTER/team/app:1.4) through it; nodes of other pools never use it.
+    Add(ProxyAddArgs),
+    /// List the pool's registry proxies (passwords are never shown).
+    #[command(visible_alias = "list")]
+    Ls,
+    /// Remove a registry proxy (images already on the nodes stay).
+    #[command(visible_alias = "remove")]
+    Rm { name: String },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ProxyAddArgs {
+    /// Proxy name (lowercase letters, digits and '-').
+    pub name: String,
+    /// The proxy as the pool's nodes reach it: https://host:port.
+    #[arg(long, value_name = "URL")]
+    pub url: String,
+    /// The image center it caches (host:port); images named by it go through this proxy.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub center: String,
+    /// PEM file of the CA that signed the proxy's certificate (agents install it for the
+    /// engine); not needed when the nodes' system store trusts it.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// User the nodes present to the proxy (its htpasswd); needs --password-file.
+    #[arg(long, value_name = "USER", requires = "password_file")]
+    pub username: Option<String>,
+    /// File holding that user's password (never on the command line).
+    #[arg(long, value_name = "FILE", requires = "username")]
+    pub password_file: Option<PathBuf>,
+}
+
+impl ProxyAddArgs {
+    pub fn to_request(&self) -> Result<AddRegistryProxyRequest, CliError> {
+        let read = |flag: &str, path: &PathBuf| {
+            std::fs::read_to_string(path)
+                .map_err(|e| CliError::bad_argument(format!("--{flag} {}: {e}", path.display())))
+        };
+        let ca_pem = self
+            .ca_file
+            .as_ref()
+            .map(|p| read("ca-file", p))
+            .transpose()?;
+        let password = self
+            .password_file
+            .as_ref()
+            .map(|p| read("password-file", p).map(|s| s.trim_end_matches(['\n', '\r']).to_string()))
+            .transpose()?;
+        let request = AddRegistryProxyRequest {
+            name: self.name.clone(),
+            url: self.url.clone(),
+            center: self.center.clone(),
+            ca_pem,
+            username: self.username.clone(),
+            password,
+        };
+        // Checked here with central's own rules, so a typo never reaches it.
+        request.validate().map_err(|e| {
+            let flag = match e.field.as_str() {
+                "ca_pem" => "--ca-file".to_string(),
+                "password" => "--password-file".to_string(),
+                "name" => "NAME".to_string(),
+                other => format!("--{other}"),
+            };
+            CliError::bad_argument(format!("{flag}: {}", e.message))
+        })?;
+        Ok(request)
+    }
+}
+
+pub async fn registry_proxy(
+    client: &CentralClient,
+    json: bool,
+    pool: &str,
+    cmd: &RegistryProxyCommand,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    match cmd {
+        RegistryProxyCommand::Add(args) => {
+            let view = client.add_registry_proxy(pool, &args.to_request()?).await?;
+            if json {
+                write!(out, "{}", render::json(&view))?;
+            } else {
+                writeln!(
+                    out,
+                    "registry proxy {} added to pool {}: its nodes pull {}/... through {}",
+                    view.name, view.pool, view.center, view.url
+                )?;
+            }
+        }
+        RegistryProxyCommand::Ls => {
+            let list = client.list_registry_proxies(pool).await?;
+            if json {
+                write!(out, "{}", render::json(&list))?;
+            } else {
+                let rows = list
+                    .iter()
+                    .map(|p| {
+                        vec![
+                            p.name.clone(),
+                            p.url.clone(),
+                            p.center.clone(),
+                            if p.ca { "yes" } else { "system" }.into(),
+                            p.username.clone().unwrap_or_else(|| "-".into()),
+                        ]
+                    })
+                    .collect();
+                write!(
+                    out,
+                    "{}",
+                    render::table(&["NAME", "URL", "CENTER", "CA", "USER"], rows)
+                )?;
+            }
+        }
+        RegistryProxyCommand::Rm { name } => {
+            client.remove_registry_proxy(pool, name).await?;
+            if !json {
+                writeln!(out, "registry proxy {name} removed")?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> ProxyAddArgs {
+        let mut full = vec!["caas", "--pool", "p1", "registry-proxy", "add"];
+        full.extend_from_slice(args);
+        let cli = crate::Cli::try_parse_from(full).unwrap();
+        let crate::Command::RegistryProxy(RegistryProxyCommand::Add(a)) = cli.command else {
+            panic!("not an add")
+        };
+        a
+    }
+
+    #[test]
+    fn add_reads_the_files_and_checks_locally_naming_the_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(
+            &ca,
+            "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "s3cret\n").unwrap();
+        let args = parse(&[
+            "site1",
+            "--url",
+            "https://198.18.0.1:5001",
+            "--center",
+            "198.18.0.1:5000",
+            "--ca-file",
+            ca.to_str().unwrap(),
+            "--username",
+            "pool1",
+            "--password-file",
+            pw.to_str().unwrap(),
+        ]);
+        let req = args.to_request().unwrap();
+        assert_eq!(
+            req.password.as_deref(),
+            Some("s3cret"),
+            "the newline is not the password"
+        );
+        assert!(req.ca_pem.unwrap().contains("BEGIN CERTIFICATE"));
+
+        let bad = parse(&["site1", "--url", "http://p:1", "--center", "c:1"]);
+        let err = bad.to_request().unwrap_err().to_string();
+        assert!(err.starts_with("--url:") && err.contains("https"), "{err}");
+        let bad = parse(&[
+            "site1",
+            "--url",
+            "https://p:1",
+            "--center",
+            "c:1",
+            "--ca-file",
+            "/nonexistent",
+        ]);
+        assert!(bad
+            .to_request()
+            .unwrap_err()
+            .to_string()
+            .contains("--ca-file /nonexistent"));
+        // A password only with a user, and never on the command line.
+        let mut full = vec![
+            "caas",
+            "--pool",
+            "p1",
+            "registry-proxy",
+            "add",
+            "s",
+            "--url",
+            "https://p:1",
+            "--center",
+            "c:1",
+            "--username",
+            "u",
+        ];
+        assert!(crate::Cli::try_parse_from(full.clone()).is_err());
+        full.extend(["--password", "x"]);
+        assert!(crate::Cli::try_parse_from(full).is_err());
+    }
+}

@@ -1,0 +1,37 @@
+//! `CentralClient` methods of the registry proxy routes.
+
+use caas_api::image::{AddRegistryProxyRequest, RegistryProxyView};
+use reqwest::Method;
+
+use super::CentralClient;
+use crate::error::ClientError;
+
+impl CentralClient {
+    /// Declares a registry proxy of the pool.
+    pub async fn add_registry_proxy(
+        &self,
+        pool: &str,
+        req: &AddRegistryProxyRequest,
+    ) -> Result<RegistryProxyView, ClientError> {
+        let (_, view) = self
+            .send(
+                Method::POST,
+                &["v1", "pools", pool, "registry-proxies"],
+                Some(req),
+            )
+            .await?;
+        Ok(view)
+    }
+
+    pub async fn list_registry_proxies(
+        &self,
+        pool: &str,
+    ) -> Result<Vec<RegistryProxyView>, ClientError> {
+        self.get(&["v1", "pools", pool, "registry-proxies"]).await
+    }
+
+    pub async fn remove_registry_proxy(&self, pool: &str, name: &str) -> Result<(), ClientError> {
+        self.delete(self.url(&["v1", "pools", pool, "registry-proxies", name])?)
+            .await
+    }
+}
