@@ -5,10 +5,12 @@
 pub mod agent;
 pub mod binaries;
 pub mod cluster;
+pub mod dockerd;
 pub mod fixture;
 pub mod images;
 pub mod netns;
 pub mod process;
+pub mod registry;
 pub mod sandbox_ns;
 pub mod sofa;
 pub mod vlan_lab;
