@@ -152,7 +152,18 @@ pub async fn run_with<R: ContainerRuntime>(
         Some(config.docker_certs_dir.clone()),
         proxies.proxies(),
     ));
-    let pulls_changed = puller.changed();
+    let mut pulls_changed = puller.subscribe();
+    tracker.spawn(crate::images::prewarm::run(
+        session.clients(),
+        crate::images::prewarm::PrewarmConfig {
+            layout: config.layout.clone(),
+            pool: config.pool.clone(),
+            node_id: config.node_id.clone(),
+            relist_interval: config.resync_interval.max(Duration::from_secs(2)) * 5,
+        },
+        puller.clone(),
+        work.clone(),
+    ));
     reconciler = reconciler.with_images(puller);
     let mut remote = RemoteView::start(
         session.clients(),
@@ -214,7 +225,7 @@ pub async fn run_with<R: ContainerRuntime>(
             changed = registration_state.changed() => if changed.is_err() { break },
             _ = ticker.tick() => {}
             _ = health.changed() => {}
-            _ = pulls_changed.notified() => {}
+            changed = pulls_changed.changed() => if changed.is_err() { break },
             _ = remote_changed.notified() => {
                 // Another node's endpoint came or went: only the node-wide network part.
                 if loop_state.ever_passed {

@@ -306,6 +306,90 @@ pub struct PullProgress {
     pub bytes_done: u64,
 }
 
+/// `pools/<pool>/prewarms/<id>`: pull `image` on `nodes` ahead of a deploy. The agents of the
+/// named nodes pull it (through the pool's proxy, which fetches it once) and keep it: an image a
+/// prewarm names is never pruned while the prewarm exists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Prewarm {
+    #[serde(default = "crate::payload_version")]
+    pub version: u32,
+    pub id: String,
+    pub pool: String,
+    pub image: String,
+    /// The nodes chosen when the prewarm was made (the pool's nodes matching its constraints).
+    pub nodes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub constraints: Vec<String>,
+    pub created_at: u64,
+}
+
+/// Body of `POST /v1/pools/{pool}/prewarms`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePrewarmRequest {
+    pub image: String,
+    /// Node label constraints (`key==value`, `key!=value`); every node of the pool without.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub constraints: Vec<String>,
+}
+
+/// How far one node is with a prewarm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PrewarmState {
+    /// The node's agent has not reported yet (or the node is down).
+    Waiting,
+    Pulling,
+    Done,
+    Failed,
+}
+
+impl PrewarmState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Waiting => "waiting",
+            Self::Pulling => "pulling",
+            Self::Done => "done",
+            Self::Failed => "failed",
+        }
+    }
+    /// Nothing more will happen without a change (done, or failed until the next retry).
+    pub fn finished(self) -> bool {
+        matches!(self, Self::Done | Self::Failed)
+    }
+}
+
+/// `pools/<pool>/prewarms/<id>/<node>`: written only by that node's agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrewarmNodeStatus {
+    pub node: String,
+    pub state: PrewarmState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<PullProgress>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<crate::StatusError>,
+}
+
+/// A prewarm as the API shows it: the record and every chosen node's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrewarmView {
+    pub id: String,
+    pub pool: String,
+    pub image: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub constraints: Vec<String>,
+    pub created_at: u64,
+    pub nodes: Vec<PrewarmNodeStatus>,
+}
+
+impl PrewarmView {
+    /// Every node is done or failed.
+    pub fn finished(&self) -> bool {
+        self.nodes.iter().all(|n| n.state.finished())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -105,6 +105,16 @@ impl ZkLayout {
     pub fn registry_proxy(&self, pool: &str, name: &str) -> String {
         format!("{}/{name}", self.registry_proxies(pool))
     }
+    /// The pool's prewarms (one znode per prewarm, its nodes' states below it).
+    pub fn prewarms(&self, pool: &str) -> String {
+        format!("{}/prewarms", self.pool(pool))
+    }
+    pub fn prewarm(&self, pool: &str, id: &str) -> String {
+        format!("{}/{id}", self.prewarms(pool))
+    }
+    pub fn prewarm_node(&self, pool: &str, id: &str, node: &str) -> String {
+        format!("{}/{node}", self.prewarm(pool, id))
+    }
     pub fn vnis(&self) -> String {
         format!("{}/vnis", self.root)
     }

@@ -120,3 +120,130 @@ async fn registry_proxies_are_validated_kept_per_pool_and_go_with_the_pool() {
         "the pool and its proxies are gone"
     );
 }
+
+#[tokio::test]
+async fn prewarms_pick_the_pools_matching_nodes_and_show_what_their_agents_report() {
+    use caas_api::image::{PrewarmNodeStatus, PrewarmState};
+    use caas_central::store::{Op, Store as _};
+    let mut world = World::new();
+    let a = world.instance();
+    let token = world.pool(&a, "p").await;
+    let other = world.pool(&a, "q").await;
+    for (id, pool, rack) in [("n1", "p", "r1"), ("n2", "p", "r2"), ("m1", "q", "r1")] {
+        let mut info = support::node_info(id, pool, 4000, 1 << 33);
+        info.labels.insert("rack".into(), rack.into());
+        world.register(info);
+    }
+    let image = "198.18.0.1:5000/team/app:1.4";
+    let prewarm = |c: &[&str]| json!({"image": image, "constraints": c});
+
+    // Refused before anything is written: no proxy for the center, bad image or constraint,
+    // no node matching.
+    let before = world.store.dump();
+    for (body, field) in [
+        (prewarm(&[]), "image"),
+        (json!({"image": "Not An Image"}), "image"),
+        (json!({"image": "team/app:1"}), "image"),
+    ] {
+        let (status, answer) = a
+            .call("POST", "/v1/pools/p/prewarms", &token, Some(body))
+            .await;
+        assert_eq!(
+            (status, answer["field"].as_str()),
+            (400, Some(field)),
+            "{answer}"
+        );
+    }
+    assert_eq!(world.store.dump(), before);
+    let (status, _) = a
+        .call(
+            "POST",
+            "/v1/pools/p/registry-proxies",
+            &token,
+            Some(json!({"name": "site1",
+            "url": "https://198.18.0.1:5001", "center": "198.18.0.1:5000"})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let before = world.store.dump();
+    for (body, field) in [
+        (prewarm(&["rack==r9"]), "constraints"),
+        (prewarm(&["rack=r1"]), "constraints[0]"),
+    ] {
+        let (status, answer) = a
+            .call("POST", "/v1/pools/p/prewarms", &token, Some(body))
+            .await;
+        assert_eq!(
+            (status, answer["field"].as_str()),
+            (400, Some(field)),
+            "{answer}"
+        );
+    }
+    assert_eq!(world.store.dump(), before);
+
+    // Only the pool's nodes that match; each waiting until its agent reports.
+    let (status, view) = a
+        .call(
+            "POST",
+            "/v1/pools/p/prewarms",
+            &token,
+            Some(prewarm(&["rack==r1"])),
+        )
+        .await;
+    assert_eq!(status, 201, "{view}");
+    assert_eq!(view["nodes"], json!([{"node": "n1", "state": "waiting"}]));
+    let id = view["id"].as_str().unwrap().to_string();
+    let (_, all) = a
+        .call("POST", "/v1/pools/p/prewarms", &token, Some(prewarm(&[])))
+        .await;
+    let nodes: Vec<&str> = all["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["node"].as_str().unwrap())
+        .collect();
+    assert_eq!(nodes, ["n1", "n2"], "never another pool's node");
+
+    // What an agent writes under the prewarm is what the API shows.
+    let layout = world.store.layout().clone();
+    let done = PrewarmNodeStatus {
+        node: "n1".into(),
+        state: PrewarmState::Done,
+        progress: None,
+        error: None,
+    };
+    world
+        .store
+        .commit(
+            &[Op::create(layout.prewarm_node("p", &id, "n1"), &done).unwrap()],
+            None,
+        )
+        .await
+        .unwrap();
+    let (status, got) = a
+        .call("GET", &format!("/v1/pools/p/prewarms/{id}"), &token, None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(got["nodes"], json!([{"node": "n1", "state": "done"}]));
+    let (status, _) = a
+        .call("GET", &format!("/v1/pools/p/prewarms/{id}"), &other, None)
+        .await;
+    assert_eq!(status, 404, "another pool's token sees nothing");
+
+    // Forgetting it removes the record with its nodes' states; the pool takes the rest along.
+    let (status, _) = a
+        .call(
+            "DELETE",
+            &format!("/v1/pools/p/prewarms/{id}"),
+            &token,
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    assert!(!world.store.dump().keys().any(|p| p.contains(&id)));
+    let (status, list) = a.call("GET", "/v1/pools/p/prewarms", &token, None).await;
+    assert_eq!((status, list.as_array().unwrap().len()), (200, 1));
+    let (status, body) = a.call("DELETE", "/v1/pools/p", ADMIN, None).await;
+    assert_eq!(status, 204, "{body}");
+    assert!(!world.store.dump().keys().any(|p| p.contains("/pools/p")));
+}

@@ -46,6 +46,10 @@ pub async fn run(cli: &Cli, out: &mut dyn Write) -> Result<u8, CliError> {
                 .await
                 .map(|()| 0)
         }
+        Command::Image(cmd) => {
+            let pool = cli.require_pool()?;
+            super::registry::image(&client()?, ctx.json(), pool, cmd, out).await
+        }
         Command::RegistryProxy(cmd) => {
             let pool = cli.require_pool()?;
             super::registry::registry_proxy(&client()?, ctx.json(), pool, cmd, out)

@@ -220,6 +220,9 @@ pub enum Command {
     /// (needs --pool).
     #[command(subcommand)]
     RegistryProxy(registry::RegistryProxyCommand),
+    /// Prewarm images of the image center on the pool's nodes (needs --pool).
+    #[command(subcommand)]
+    Image(registry::ImageCommand),
 }
 
 #[derive(Debug, Subcommand)]

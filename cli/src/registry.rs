@@ -1,4 +1,5 @@
-//! `caas registry-proxy add|ls|rm`: the registry proxies a pool's nodes pull images through.
+//! `caas registry-proxy add|ls|rm` (the registry proxies a pool's nodes pull images through)
+//! and `caas image prewarm|prewarms|status|prewarm-rm` (pulling an image ahead of a deploy).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -21,6 +22,35 @@ pub enum RegistryProxyCommand {
     /// Remove a registry proxy (images already on the nodes stay).
     #[command(visible_alias = "remove")]
     Rm { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Pull IMAGE (named by the image center) on the pool's nodes now, through the pool's
+    /// proxy, so a later create or upgrade starts without a pull. The image stays on the
+    /// nodes while the prewarm exists.
+    Prewarm {
+        /// e.g. center.example:5000/team/app:1.4
+        image: String,
+        /// Only nodes with this label (key==value or key!=value); repeat for more.
+        #[arg(short = 'c', long = "constraint", value_name = "KEY==VALUE")]
+        constraints: Vec<String>,
+        /// Follow every node's progress until all are done or failed (exit 1 if any failed).
+        #[arg(long)]
+        watch: bool,
+    },
+    /// List the pool's prewarms with their nodes' states.
+    Prewarms,
+    /// Show one prewarm's nodes: waiting, pulling (layers, bytes), done or failed.
+    Status {
+        id: String,
+        /// Follow until every node is done or failed (exit 1 if any failed).
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Forget a prewarm (its images stay on the nodes until pruned).
+    #[command(name = "prewarm-rm")]
+    PrewarmRm { id: String },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -135,6 +165,180 @@ pub async fn registry_proxy(
         }
     }
     Ok(())
+}
+
+/// How often `--watch` asks central.
+const WATCH_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+pub async fn image(
+    client: &CentralClient,
+    json: bool,
+    pool: &str,
+    cmd: &ImageCommand,
+    out: &mut dyn Write,
+) -> Result<u8, CliError> {
+    match cmd {
+        ImageCommand::Prewarm {
+            image,
+            constraints,
+            watch,
+        } => {
+            let request = caas_api::image::CreatePrewarmRequest {
+                image: image.clone(),
+                constraints: constraints.clone(),
+            };
+            caas_api::ImageRef::parse("image", image)
+                .map_err(|e| CliError::bad_argument(format!("IMAGE: {}", e.message)))?;
+            let view = client.create_prewarm(pool, &request).await?;
+            if *watch {
+                if !json {
+                    writeln!(
+                        out,
+                        "prewarm {} of {} on {} node(s):",
+                        view.id,
+                        view.image,
+                        view.nodes.len()
+                    )?;
+                }
+                return follow(client, json, pool, &view.id, out).await;
+            }
+            if json {
+                write!(out, "{}", render::json(&view))?;
+            } else {
+                writeln!(
+                    out,
+                    "prewarm {} started: {} on {} node(s) ({}); follow it with                      `caas --pool={pool} image status {} --watch`",
+                    view.id,
+                    view.image,
+                    view.nodes.len(),
+                    view.nodes
+                        .iter()
+                        .map(|n| n.node.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    view.id
+                )?;
+            }
+            Ok(0)
+        }
+        ImageCommand::Prewarms => {
+            let list = client.list_prewarms(pool).await?;
+            if json {
+                write!(out, "{}", render::json(&list))?;
+            } else {
+                let rows = list
+                    .iter()
+                    .map(|p| {
+                        let count = |s: caas_api::image::PrewarmState| {
+                            p.nodes.iter().filter(|n| n.state == s).count()
+                        };
+                        vec![
+                            p.id.clone(),
+                            p.image.clone(),
+                            p.nodes.len().to_string(),
+                            count(caas_api::image::PrewarmState::Done).to_string(),
+                            count(caas_api::image::PrewarmState::Failed).to_string(),
+                        ]
+                    })
+                    .collect();
+                write!(
+                    out,
+                    "{}",
+                    render::table(&["ID", "IMAGE", "NODES", "DONE", "FAILED"], rows)
+                )?;
+            }
+            Ok(0)
+        }
+        ImageCommand::Status { id, watch } => {
+            if *watch {
+                return follow(client, json, pool, id, out).await;
+            }
+            let view = client.get_prewarm(pool, id).await?;
+            if json {
+                write!(out, "{}", render::json(&view))?;
+            } else {
+                for node in &view.nodes {
+                    writeln!(out, "{}", node_line(node))?;
+                }
+            }
+            Ok(u8::from(
+                view.nodes
+                    .iter()
+                    .any(|n| n.state == caas_api::image::PrewarmState::Failed),
+            ))
+        }
+        ImageCommand::PrewarmRm { id } => {
+            client.delete_prewarm(pool, id).await?;
+            if !json {
+                writeln!(out, "prewarm {id} removed")?;
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// One node's state as a line: `n1: pulling 2/5 layers, 12.0/120.0 MB via proxy:5001`.
+pub fn node_line(node: &caas_api::image::PrewarmNodeStatus) -> String {
+    use caas_api::image::PrewarmState;
+    match (node.state, &node.progress, &node.error) {
+        (PrewarmState::Pulling, Some(p), _) => {
+            format!("{}: {} via {}", node.node, render::pull_text(p), p.via)
+        }
+        (PrewarmState::Failed, _, Some(e)) => {
+            format!("{}: failed ({}): {}", node.node, e.code, e.message)
+        }
+        (state, _, _) => format!("{}: {}", node.node, state.as_str()),
+    }
+}
+
+/// Prints each node's line when it changes until every node is done or failed.
+async fn follow(
+    client: &CentralClient,
+    json: bool,
+    pool: &str,
+    id: &str,
+    out: &mut dyn Write,
+) -> Result<u8, CliError> {
+    let mut shown: std::collections::BTreeMap<String, String> = Default::default();
+    loop {
+        let view = client.get_prewarm(pool, id).await?;
+        if !json {
+            for node in &view.nodes {
+                let line = node_line(node);
+                if shown.get(&node.node) != Some(&line) {
+                    writeln!(out, "{line}")?;
+                    out.flush()?;
+                    shown.insert(node.node.clone(), line);
+                }
+            }
+        }
+        if view.finished() {
+            if json {
+                write!(out, "{}", render::json(&view))?;
+            }
+            let failed = view
+                .nodes
+                .iter()
+                .filter(|n| n.state == caas_api::image::PrewarmState::Failed)
+                .count();
+            if !json {
+                writeln!(
+                    out,
+                    "prewarm {id}: {} of {} node(s) have {}{}",
+                    view.nodes.len() - failed,
+                    view.nodes.len(),
+                    view.image,
+                    if failed > 0 {
+                        format!(", {failed} failed")
+                    } else {
+                        String::new()
+                    }
+                )?;
+            }
+            return Ok(u8::from(failed > 0));
+        }
+        tokio::time::sleep(WATCH_EVERY).await;
+    }
 }
 
 #[cfg(test)]

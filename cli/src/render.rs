@@ -251,10 +251,28 @@ fn container_state(c: &ContainerView) -> String {
     {
         text.push_str(&format!(" app {}", app.state));
     }
+    if let Some(pull) = &status.pull {
+        text.push_str(&format!(" ({})", pull_text(pull)));
+    }
     if status.generation < c.spec.generation {
         text.push_str(" (updating)");
     }
     text
+}
+
+/// `pulling 3/5 layers, 41.2/120.0 MB`: a pull's progress as `container ls` shows it.
+pub fn pull_text(pull: &caas_api::PullProgress) -> String {
+    let mb = |b: u64| b as f64 / 1e6;
+    if pull.layers_total == 0 {
+        return format!("pulling via {}", pull.via);
+    }
+    format!(
+        "pulling {}/{} layers, {:.1}/{:.1} MB",
+        pull.layers_done,
+        pull.layers_total,
+        mb(pull.bytes_done),
+        mb(pull.bytes_total)
+    )
 }
 
 fn started(c: &ContainerView, now: u64) -> String {

@@ -260,3 +260,24 @@ fn container_state_shows_health_and_an_app_that_is_not_up() {
     let text = containers_table(&containers, STARTED + 60);
     assert!(text.contains("running (unhealthy) app BACKOFF"), "{text}");
 }
+
+#[test]
+fn container_state_shows_a_pull_in_progress() {
+    let mut containers = containers();
+    let web = containers.iter_mut().find(|c| c.name == "web-1").unwrap();
+    let status = web.status.as_mut().unwrap();
+    status.state = caas_api::WorkloadState::Pending;
+    status.pull = Some(caas_api::PullProgress {
+        image: "center:5000/app:1".into(),
+        via: "proxy:5001".into(),
+        layers_total: 5,
+        layers_done: 3,
+        bytes_total: 120_000_000,
+        bytes_done: 41_200_000,
+    });
+    let text = containers_table(&containers, STARTED + 60);
+    assert!(
+        text.contains("pending (pulling 3/5 layers, 41.2/120.0 MB)"),
+        "{text}"
+    );
+}

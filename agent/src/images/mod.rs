@@ -2,6 +2,7 @@
 //! pulls through them. One pull per image however many workloads wait for it, its progress
 //! readable while it runs, failures kept with a backoff so a dead registry is not hammered.
 
+pub mod prewarm;
 mod progress;
 pub mod proxies;
 
@@ -11,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use caas_api::{ImageRef, PullProgress, RegistryProxy};
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 
 use crate::codes::EngineCode;
 use crate::runtime::{ContainerRuntime, RegistryCredentials, RuntimeError};
@@ -72,7 +73,8 @@ pub struct Puller<R: ?Sized> {
     certs_dir: Option<PathBuf>,
     proxies: watch::Receiver<Arc<Vec<RegistryProxy>>>,
     pulls: Mutex<BTreeMap<String, PullState>>,
-    changed: Arc<Notify>,
+    /// Bumped when a pull makes progress, ends or fails.
+    changed: watch::Sender<u64>,
 }
 
 impl<R: ContainerRuntime + ?Sized> Puller<R> {
@@ -88,13 +90,18 @@ impl<R: ContainerRuntime + ?Sized> Puller<R> {
             certs_dir,
             proxies,
             pulls: Mutex::new(BTreeMap::new()),
-            changed: Arc::new(Notify::new()),
+            changed: watch::channel(0).0,
         }
     }
 
-    /// Notified when a pull makes progress, ends or fails: the reconcile loop runs a pass.
-    pub fn changed(&self) -> Arc<Notify> {
-        self.changed.clone()
+    /// Changes when a pull makes progress, ends or fails: the reconcile loop runs a pass, the
+    /// prewarm worker reports.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    fn notify(&self) {
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     fn with_pulls<T>(&self, f: impl FnOnce(&mut BTreeMap<String, PullState>) -> T) -> T {
@@ -218,7 +225,7 @@ impl<R: ContainerRuntime + ?Sized> Puller<R> {
                 Ok(()) => {
                     self.with_pulls(|pulls| pulls.remove(&image));
                     tracing::info!(%image, via = %proxy.host, "image pulled");
-                    self.changed.notify_one();
+                    self.notify();
                     return;
                 }
                 Err(e) => {
@@ -259,7 +266,7 @@ impl<R: ContainerRuntime + ?Sized> Puller<R> {
                 },
             )
         });
-        self.changed.notify_one();
+        self.notify();
     }
 
     async fn pull_through(
@@ -298,7 +305,7 @@ impl<R: ContainerRuntime + ?Sized> Puller<R> {
             });
             if last_wake.elapsed() >= PROGRESS_EVERY {
                 last_wake = Instant::now();
-                self.changed.notify_one();
+                self.notify();
             }
         }
         match pull.await {

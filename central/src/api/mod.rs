@@ -8,6 +8,7 @@ mod networks;
 mod nodes;
 mod openapi;
 mod pools;
+mod prewarm;
 mod registry;
 pub mod reply;
 mod services;
@@ -243,6 +244,34 @@ pub fn routes(
             finish(registry::remove(ctx, pool, name).await)
         });
 
+    let prewarms_list = v1
+        .and(warp::path!("pools" / String / "prewarms"))
+        .and(warp::get())
+        .and(c.clone())
+        .then(|pool: String, ctx: Ctx| async move { finish(prewarm::list(ctx, pool).await) });
+    let prewarms_create = v1
+        .and(warp::path!("pools" / String / "prewarms"))
+        .and(warp::post())
+        .and(c.clone())
+        .and(body())
+        .then(|pool: String, ctx: Ctx, body: Bytes| async move {
+            finish(prewarm::create(ctx, pool, body).await)
+        });
+    let prewarm_get = v1
+        .and(warp::path!("pools" / String / "prewarms" / String))
+        .and(warp::get())
+        .and(c.clone())
+        .then(|pool: String, id: String, ctx: Ctx| async move {
+            finish(prewarm::get(ctx, pool, id).await)
+        });
+    let prewarm_delete = v1
+        .and(warp::path!("pools" / String / "prewarms" / String))
+        .and(warp::delete())
+        .and(c.clone())
+        .then(|pool: String, id: String, ctx: Ctx| async move {
+            finish(prewarm::delete(ctx, pool, id).await)
+        });
+
     let containers_list = v1
         .and(warp::path!("pools" / String / "containers"))
         .and(warp::get())
@@ -380,6 +409,14 @@ pub fn routes(
         .or(proxies_add)
         .unify()
         .or(proxy_remove)
+        .unify()
+        .or(prewarms_list)
+        .unify()
+        .or(prewarms_create)
+        .unify()
+        .or(prewarm_get)
+        .unify()
+        .or(prewarm_delete)
         .unify()
         .boxed();
     let stats_routes = pool_stats

@@ -96,6 +96,20 @@ fn registry_proxies(doc: &mut Value) {
         "summary": "Remove a registry proxy",
         "security": [{"bearer": []}],
         "responses": {"204": {"description": "removed"}, "default": {"$ref": "#/components/responses/Error"}}}});
+    paths["/v1/pools/{pool}/prewarms"] = json!({
+        "get": op("List the pool's prewarms with every chosen node's state", None, "200"),
+        "post": op("Prewarm an image of the image center: the pool's nodes matching the constraints pull it through the pool's proxy ahead of a deploy", Some("CreatePrewarmRequest"), "201")
+    });
+    paths["/v1/pools/{pool}/prewarms/{id}"] = json!({
+        "get": op("A prewarm and each node's state (waiting, pulling with layers and bytes, done, failed with the error)", None, "200"),
+        "delete": {
+            "summary": "Forget a prewarm (the images stay on the nodes until pruned)",
+            "security": [{"bearer": []}],
+            "responses": {"204": {"description": "removed"}, "default": {"$ref": "#/components/responses/Error"}}}});
+    doc["components"]["schemas"]["CreatePrewarmRequest"] = json!({"type": "object", "additionalProperties": false,
+        "required": ["image"], "properties": {
+            "image": {"type": "string", "example": "center.example:5000/team/app:1.4"},
+            "constraints": {"type": "array", "items": {"type": "string", "example": "rack==r1"}}}});
     doc["components"]["schemas"]["AddRegistryProxyRequest"] = json!({"type": "object", "additionalProperties": false,
         "required": ["name", "url", "center"], "properties": {
             "name": {"type": "string", "description": "DNS label"},

@@ -172,6 +172,31 @@ pub async fn delete(ctx: Ctx, pool: String) -> Result<Response, CentralError> {
             version: None,
         });
     }
+    // So are its prewarms (and their nodes' states).
+    let prewarms_dir = layout.prewarms(&pool);
+    if ctx.central.store.get_raw(&prewarms_dir).await?.is_some() {
+        for id in ctx.central.store.children(&prewarms_dir).await? {
+            for node in ctx
+                .central
+                .store
+                .children(&layout.prewarm(&pool, &id))
+                .await?
+            {
+                ops.push(Op::Delete {
+                    path: layout.prewarm_node(&pool, &id, &node),
+                    version: None,
+                });
+            }
+            ops.push(Op::Delete {
+                path: layout.prewarm(&pool, &id),
+                version: None,
+            });
+        }
+        ops.push(Op::Delete {
+            path: prewarms_dir,
+            version: None,
+        });
+    }
     // The deletes of the child directories fail with NotEmpty if something was added meanwhile.
     ops.extend([
         Op::Delete {

@@ -35,3 +35,37 @@ impl CentralClient {
             .await
     }
 }
+
+impl CentralClient {
+    /// Starts a prewarm: the pool's nodes matching the constraints pull the image.
+    pub async fn create_prewarm(
+        &self,
+        pool: &str,
+        req: &caas_api::image::CreatePrewarmRequest,
+    ) -> Result<caas_api::image::PrewarmView, ClientError> {
+        let (_, view) = self
+            .send(Method::POST, &["v1", "pools", pool, "prewarms"], Some(req))
+            .await?;
+        Ok(view)
+    }
+
+    pub async fn get_prewarm(
+        &self,
+        pool: &str,
+        id: &str,
+    ) -> Result<caas_api::image::PrewarmView, ClientError> {
+        self.get(&["v1", "pools", pool, "prewarms", id]).await
+    }
+
+    pub async fn list_prewarms(
+        &self,
+        pool: &str,
+    ) -> Result<Vec<caas_api::image::PrewarmView>, ClientError> {
+        self.get(&["v1", "pools", pool, "prewarms"]).await
+    }
+
+    pub async fn delete_prewarm(&self, pool: &str, id: &str) -> Result<(), ClientError> {
+        self.delete(self.url(&["v1", "pools", pool, "prewarms", id])?)
+            .await
+    }
+}

@@ -1,0 +1,143 @@
+//! The prewarms this node is named in (`pools/<pool>/prewarms/<id>`): their images are pulled
+//! through the puller before any workload needs them, and this node's state is written under
+//! each prewarm (`.../<id>/<node>`) whenever it changes.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use caas_api::image::{Prewarm, PrewarmNodeStatus, PrewarmState};
+use caas_api::{StatusError, ZkLayout};
+use caas_zk::zookeeper_client::{Acls, Client, CreateMode, Error as ZkError};
+use caas_zk::{CacheOptions, ChildMap, ChildrenCache, ClientWatch};
+use tokio_util::sync::CancellationToken;
+
+use super::{Availability, Puller};
+use crate::runtime::ContainerRuntime;
+
+/// Failed pulls are retried on this beat too (the puller's backoff decides when).
+const RECHECK: Duration = Duration::from_secs(2);
+
+pub struct PrewarmConfig {
+    pub layout: ZkLayout,
+    pub pool: String,
+    pub node_id: String,
+    pub relist_interval: Duration,
+}
+
+/// Follows the pool's prewarms until `cancel`.
+pub async fn run<R: ContainerRuntime + ?Sized>(
+    clients: ClientWatch,
+    config: PrewarmConfig,
+    puller: Arc<Puller<R>>,
+    cancel: CancellationToken,
+) {
+    let cache = match ChildrenCache::start(
+        clients.clone(),
+        config.layout.prewarms(&config.pool),
+        CacheOptions {
+            relist_interval: config.relist_interval,
+        },
+        cancel.clone(),
+    ) {
+        Ok(cache) => cache,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot follow prewarms; images are pulled only when workloads need them");
+            return;
+        }
+    };
+    let mut snapshots = cache.snapshot();
+    let mut pulls = puller.subscribe();
+    let mut clients = clients;
+    // What this node last wrote per prewarm (so unchanged states are not rewritten).
+    let mut written: BTreeMap<String, PrewarmNodeStatus> = BTreeMap::new();
+    let mut beat = tokio::time::interval(RECHECK);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            r = snapshots.changed() => if r.is_err() { break },
+            r = pulls.changed() => if r.is_err() { break },
+            r = clients.changed() => if r.is_err() { break },
+            _ = beat.tick() => {}
+        }
+        let mine = mine(&config, &snapshots.borrow_and_update());
+        written.retain(|id, _| mine.iter().any(|p| &p.id == id));
+        let client = clients.borrow_and_update().clone();
+        for prewarm in mine {
+            let state = state_of(&config.node_id, &puller, &prewarm.image).await;
+            if written.get(&prewarm.id) == Some(&state) {
+                continue;
+            }
+            let Some(client) = &client else { continue };
+            let path = config
+                .layout
+                .prewarm_node(&config.pool, &prewarm.id, &config.node_id);
+            match report(client, &path, &state).await {
+                Ok(()) => {
+                    written.insert(prewarm.id.clone(), state);
+                }
+                Err(e) => {
+                    tracing::warn!(prewarm = %prewarm.id, error = %e, "writing the prewarm state failed; retried")
+                }
+            }
+        }
+    }
+    cache.shutdown().await;
+}
+
+/// The prewarms naming this node.
+fn mine(config: &PrewarmConfig, children: &ChildMap) -> Vec<Prewarm> {
+    children
+        .values()
+        .filter_map(|entry| serde_json::from_slice::<Prewarm>(&entry.data).ok())
+        .filter(|p| p.pool == config.pool && p.nodes.contains(&config.node_id))
+        .collect()
+}
+
+async fn state_of<R: ContainerRuntime + ?Sized>(
+    node: &str,
+    puller: &Arc<Puller<R>>,
+    image: &str,
+) -> PrewarmNodeStatus {
+    let (state, progress, error) = match puller.resolve(image).await {
+        Ok(Availability::Local { .. }) => (PrewarmState::Done, None, None),
+        Ok(Availability::Pulling(progress)) => (PrewarmState::Pulling, Some(progress), None),
+        Err(e) => (
+            PrewarmState::Failed,
+            None,
+            Some(StatusError {
+                code: crate::codes::LastErrorCode::Engine(e.code)
+                    .as_str()
+                    .to_string(),
+                message: e.message,
+                // Kept at 0: a retry that fails the same way is not a new state to write.
+                at: 0,
+            }),
+        ),
+    };
+    PrewarmNodeStatus {
+        node: node.to_string(),
+        state,
+        progress,
+        error,
+    }
+}
+
+/// Sets (or creates) this node's state; a prewarm removed meanwhile is left alone (its parent
+/// is never re-created).
+async fn report(client: &Client, path: &str, state: &PrewarmNodeStatus) -> Result<(), ZkError> {
+    let data = serde_json::to_vec(state).unwrap_or_default();
+    match client.set_data(path, &data, None).await {
+        Ok(_) => Ok(()),
+        Err(ZkError::NoNode) => {
+            let options = CreateMode::Persistent.with_acls(Acls::anyone_all());
+            match client.create(path, &data, &options).await {
+                Ok(_) | Err(ZkError::NoNode) => Ok(()),
+                Err(ZkError::NodeExists) => client.set_data(path, &data, None).await.map(|_| ()),
+                Err(e) => Err(e),
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
