@@ -173,7 +173,7 @@ impl WorkloadSpec {
         if let Some(hostname) = &self.hostname {
             validate_dns_label("hostname", hostname)?;
         }
-        validate_image("image", &self.image)?;
+        crate::ImageRef::parse("image", &self.image)?;
         crate::network::validate_endpoints(&self.networks)?;
         for key in self.env.keys() {
             if key.is_empty() || key.contains('=') || key.contains('\0') {

@@ -58,8 +58,8 @@ pub struct ProxyAddArgs {
     /// Proxy name (lowercase letters, digits and '-').
     pub name: String,
     /// The proxy as the pool's nodes reach it: https://host:port.
-    #[arg(long, value_name = "URL")]
-    pub url: String,
+    #[arg(value_name = "URL")]
+    pub proxy_url: String,
     /// The image center it caches (host:port); images named by it go through this proxy.
     #[arg(long, value_name = "HOST:PORT")]
     pub center: String,
@@ -93,7 +93,7 @@ impl ProxyAddArgs {
             .transpose()?;
         let request = AddRegistryProxyRequest {
             name: self.name.clone(),
-            url: self.url.clone(),
+            url: self.proxy_url.clone(),
             center: self.center.clone(),
             ca_pem,
             username: self.username.clone(),
@@ -105,6 +105,7 @@ impl ProxyAddArgs {
                 "ca_pem" => "--ca-file".to_string(),
                 "password" => "--password-file".to_string(),
                 "name" => "NAME".to_string(),
+                "url" => "URL".to_string(),
                 other => format!("--{other}"),
             };
             CliError::bad_argument(format!("{flag}: {}", e.message))
@@ -370,7 +371,6 @@ mod tests {
         std::fs::write(&pw, "s3cret\n").unwrap();
         let args = parse(&[
             "site1",
-            "--url",
             "https://198.18.0.1:5001",
             "--center",
             "198.18.0.1:5000",
@@ -389,12 +389,11 @@ mod tests {
         );
         assert!(req.ca_pem.unwrap().contains("BEGIN CERTIFICATE"));
 
-        let bad = parse(&["site1", "--url", "http://p:1", "--center", "c:1"]);
+        let bad = parse(&["site1", "http://p:1", "--center", "c:1"]);
         let err = bad.to_request().unwrap_err().to_string();
-        assert!(err.starts_with("--url:") && err.contains("https"), "{err}");
+        assert!(err.starts_with("URL:") && err.contains("https"), "{err}");
         let bad = parse(&[
             "site1",
-            "--url",
             "https://p:1",
             "--center",
             "c:1",
@@ -414,7 +413,6 @@ mod tests {
             "registry-proxy",
             "add",
             "s",
-            "--url",
             "https://p:1",
             "--center",
             "c:1",

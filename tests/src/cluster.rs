@@ -20,6 +20,9 @@ use crate::zk_server::ZkServer;
 pub struct NodeSpec {
     pub pool: String,
     pub labels: Vec<String>,
+    /// The node runs its own Docker engine (in its namespace, with its own images and
+    /// certs.d), as production nodes do; otherwise it shares the host's.
+    pub own_engine: bool,
 }
 
 impl NodeSpec {
@@ -27,7 +30,14 @@ impl NodeSpec {
         Self {
             pool: pool.into(),
             labels: labels.iter().map(|l| l.to_string()).collect(),
+            own_engine: false,
         }
+    }
+
+    /// The node gets its own Docker engine (`crate::dockerd::NodeEngine`).
+    pub fn with_own_engine(mut self) -> Self {
+        self.own_engine = true;
+        self
     }
 }
 
@@ -89,6 +99,9 @@ pub struct Cluster {
     pub agents: Vec<AgentProcess>,
     pub centrals: Vec<CentralProcess>,
     _sweeper: ContainerSweeper,
+    /// The engines of nodes that have their own (by node index, 0-based); dropped after the
+    /// agents (fields drop in order).
+    pub engines: Vec<Option<crate::dockerd::NodeEngine>>,
     pub zk_client: Client,
     pub fabric: NetnsExecutor,
     pub zk: ZkServer,
@@ -158,8 +171,24 @@ impl Cluster {
             c.spawn()?;
             central_procs.push(c);
         }
+        let mut engines = Vec::new();
+        for (i, spec) in nodes.iter().enumerate() {
+            engines.push(if spec.own_engine {
+                Some(crate::dockerd::NodeEngine::start(topo.node(i + 1), dir.path()).await?)
+            } else {
+                None
+            });
+        }
         let mut agents = Vec::new();
         for (i, spec) in nodes.iter().enumerate() {
+            let engine_config = match &engines[i] {
+                Some(engine) => format!(
+                    "docker_socket = \"{}\"\ndocker_certs_dir = \"{}\"\n",
+                    engine.socket().display(),
+                    engine.certs_dir().display()
+                ),
+                None => String::new(),
+            };
             agents.push(AgentProcess::start(AgentOptions {
                 node_id: node_ids[i].clone(),
                 pool: spec.pool.clone(),
@@ -172,7 +201,7 @@ impl Cluster {
                 // The fabric link is each node's uplink: vlan networks would ride on it (this
                 // kernel has no 802.1Q, so the agents report that they cannot).
                 extra_config: format!(
-                    "control_token_file = \"{}\"\nuplink = \"{}\"\n",
+                    "control_token_file = \"{}\"\nuplink = \"{}\"\n{engine_config}",
                     agent_token_file.display(),
                     Topology::NODE_LINK
                 ),
@@ -182,6 +211,7 @@ impl Cluster {
             agents,
             centrals: central_procs,
             _sweeper: sweeper,
+            engines,
             zk_client,
             fabric,
             zk,

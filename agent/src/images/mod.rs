@@ -310,7 +310,20 @@ impl<R: ContainerRuntime + ?Sized> Puller<R> {
         }
         match pull.await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(e.into()),
+            Ok(Err(e)) => {
+                let mut error = ImageError::from(e);
+                if error.code == EngineCode::ImageNotFound {
+                    // distribution's pull-through cache hides its remote's failures: a tag it
+                    // has not cached is "manifest unknown" both when the center lacks it and
+                    // when the center cannot be reached. Say so instead of guessing.
+                    error.message.push_str(&format!(
+                        " (the proxy answers this too while it cannot reach the image center {}; \
+                         retried until it appears)",
+                        proxy.center
+                    ));
+                }
+                return Err(error);
+            }
             Err(join) => {
                 return Err(ImageError {
                     code: EngineCode::PullFailed,

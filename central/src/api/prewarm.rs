@@ -49,7 +49,7 @@ pub async fn create(ctx: Ctx, pool: String, body: Bytes) -> Result<Response, Cen
             "image",
             format!(
                 "pool {pool} has no registry proxy for {registry}; declare one first \
-                 (caas --pool={pool} registry-proxy add NAME --url https://HOST:PORT --center {registry})"
+                 (caas --pool={pool} registry-proxy add NAME https://HOST:PORT --center {registry})"
             ),
         ));
     }
