@@ -332,6 +332,17 @@ pub struct CreatePrewarmRequest {
     /// Node label constraints (`key==value`, `key!=value`); every node of the pool without.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub constraints: Vec<String>,
+    /// These nodes of the pool only (ids), e.g. the nodes an upgrade will change.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<String>,
+}
+
+/// Body of `PUT /v1/pools/{pool}/containers/{name}/image`: a new image for a container (or
+/// every replica of an app), applied by each node once the image is there.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetImageRequest {
+    pub image: String,
 }
 
 /// How far one node is with a prewarm.

@@ -324,6 +324,22 @@ async fn container(
             )
             .await?;
         }
+        ContainerCommand::Upgrade {
+            name,
+            image,
+            no_prewarm,
+        } => {
+            return super::registry::upgrade(
+                client,
+                ctx.json(),
+                pool,
+                name,
+                image,
+                *no_prewarm,
+                out,
+            )
+            .await;
+        }
         ContainerCommand::Reschedule { name, force } => {
             let view = client.reschedule_container(pool, name, *force).await?;
             if ctx.json() {

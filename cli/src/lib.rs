@@ -331,6 +331,18 @@ pub enum ContainerCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Move a container (or every replica of an app) to a new image. The image is prewarmed on
+    /// every node concerned first, with progress; only when all have it does any container
+    /// change. A node that cannot get it stops the upgrade with nothing changed.
+    Upgrade {
+        name: String,
+        /// The new image, e.g. center.example:5000/team/app:1.5
+        #[arg(long)]
+        image: String,
+        /// Skip the prewarm: each node replaces its container as soon as it has pulled.
+        #[arg(long)]
+        no_prewarm: bool,
+    },
 }
 
 /// `caas container create`.

@@ -187,6 +187,7 @@ pub async fn image(
             let request = caas_api::image::CreatePrewarmRequest {
                 image: image.clone(),
                 constraints: constraints.clone(),
+                nodes: Vec::new(),
             };
             caas_api::ImageRef::parse("image", image)
                 .map_err(|e| CliError::bad_argument(format!("IMAGE: {}", e.message)))?;
@@ -276,6 +277,77 @@ pub async fn image(
             Ok(0)
         }
     }
+}
+
+/// `caas container upgrade`: prewarm on the nodes running NAME (or its replicas), then switch
+/// the image in one commit; stops with nothing changed if a node cannot get the image.
+pub async fn upgrade(
+    client: &CentralClient,
+    json: bool,
+    pool: &str,
+    name: &str,
+    image: &str,
+    no_prewarm: bool,
+    out: &mut dyn Write,
+) -> Result<u8, CliError> {
+    caas_api::ImageRef::parse("image", image)
+        .map_err(|e| CliError::bad_argument(format!("--image: {}", e.message)))?;
+    if !no_prewarm {
+        let containers = client.list_containers(pool).await?;
+        let mut nodes: Vec<String> = containers
+            .iter()
+            .filter(|c| c.name == name || c.app == name)
+            .filter(|c| c.placement == caas_api::central::Placement::Placed)
+            .map(|c| c.node.clone())
+            .collect();
+        nodes.sort();
+        nodes.dedup();
+        if !nodes.is_empty() {
+            let request = caas_api::image::CreatePrewarmRequest {
+                image: image.to_string(),
+                constraints: Vec::new(),
+                nodes,
+            };
+            let view = client.create_prewarm(pool, &request).await?;
+            if !json {
+                writeln!(
+                    out,
+                    "prewarming {image} on {} node(s) before anything changes (prewarm {}):",
+                    view.nodes.len(),
+                    view.id
+                )?;
+            }
+            let mut sink = std::io::sink();
+            let code = follow(
+                client,
+                json,
+                pool,
+                &view.id,
+                if json { &mut sink } else { out },
+            )
+            .await?;
+            // The prewarm has done its work: the assignments will name the image from now on.
+            let _ = client.delete_prewarm(pool, &view.id).await;
+            if code != 0 {
+                writeln!(
+                    out,
+                    "not upgraded: a node could not get {image} (see above); nothing changed"
+                )?;
+                return Ok(1);
+            }
+        }
+    }
+    let views = client.set_image(pool, name, image).await?;
+    if json {
+        write!(out, "{}", render::json(&views))?;
+    } else {
+        writeln!(
+            out,
+            "{name}: {} container(s) now on {image}; each node replaces its app now",
+            views.len()
+        )?;
+    }
+    Ok(0)
 }
 
 /// One node's state as a line: `n1: pulling 2/5 layers, 12.0/120.0 MB via proxy:5001`.

@@ -143,7 +143,7 @@ async fn images_reach_every_node_through_their_pools_proxy() {
     .unwrap();
     let center_host = center.host();
     let image = |tag: &str| format!("{center_host}/team/app:{tag}");
-    for tag in ["1", "2", "3", "4"] {
+    for tag in ["1", "2", "3", "4", "5"] {
         push_local_image(
             &ca,
             &center,
@@ -363,6 +363,66 @@ async fn images_reach_every_node_through_their_pools_proxy() {
         proxy_a.count_fetches("/manifests/2"),
         proxy_manifests,
         "no pull for a prewarmed image"
+    );
+
+    // An upgrade: the new image is prewarmed on the node running the app before anything
+    // changes, then the app is replaced; an upgrade to an image a node cannot get stops with
+    // nothing changed.
+    let before = view(&c, &pa, "pa", "web").await.unwrap();
+    let old_app = before.status.unwrap().containers.app.unwrap();
+    let out = c
+        .cli(
+            0,
+            &pa,
+            &[
+                "--pool=pa",
+                "container",
+                "upgrade",
+                "web",
+                "--image",
+                &image("5"),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let prewarmed = out.stdout.find(&format!("{}: done", c.node_ids[0]));
+    let switched = out.stdout.find("now on");
+    assert!(
+        prewarmed.is_some() && prewarmed < switched,
+        "{}",
+        out.stdout
+    );
+    let upgraded = until("web on the new image", Duration::from_secs(60), || async {
+        let v = view(&c, &pa, "pa", "web").await?;
+        let s = v.status.clone().unwrap();
+        Ok((s.generation == 2 && s.state == caas_api::WorkloadState::Running).then_some(v))
+    })
+    .await
+    .unwrap();
+    assert_eq!(upgraded.spec.image, image("5"));
+    assert_ne!(upgraded.status.unwrap().containers.app.unwrap(), old_app);
+    let out = c
+        .cli(
+            0,
+            &pa,
+            &[
+                "--pool=pa",
+                "container",
+                "upgrade",
+                "web2",
+                "--image",
+                &image("nope"),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(out.stdout.contains("not upgraded"), "{}", out.stdout);
+    let web2 = view(&c, &pa, "pa", "web2").await.unwrap();
+    assert_eq!(
+        (web2.spec.image.as_str(), web2.spec.generation),
+        (image("1").as_str(), 1)
     );
 
     // The center down: what the proxy cached still starts on a node that never had it;

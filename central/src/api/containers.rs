@@ -32,7 +32,10 @@ pub(super) async fn require_pool(ctx: &Ctx, pool: &str) -> Result<(), CentralErr
     Ok(())
 }
 
-async fn view(ctx: &Ctx, record: ContainerRecord) -> Result<ContainerView, CentralError> {
+pub(super) async fn view(
+    ctx: &Ctx,
+    record: ContainerRecord,
+) -> Result<ContainerView, CentralError> {
     let key = WorkloadKey::new(&record.spec.pool, &record.spec.name);
     let status = ctx.central.store.status(&record.node, &key).await?;
     Ok(ContainerView {

@@ -13,6 +13,7 @@ mod registry;
 pub mod reply;
 mod services;
 mod stats;
+mod upgrade;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -244,6 +245,18 @@ pub fn routes(
             finish(registry::remove(ctx, pool, name).await)
         });
 
+    let container_image = v1
+        .and(warp::path!(
+            "pools" / String / "containers" / String / "image"
+        ))
+        .and(warp::put())
+        .and(c.clone())
+        .and(body())
+        .then(
+            |pool: String, name: String, ctx: Ctx, body: Bytes| async move {
+                finish(upgrade::set_image(ctx, pool, name, body).await)
+            },
+        );
     let prewarms_list = v1
         .and(warp::path!("pools" / String / "prewarms"))
         .and(warp::get())
@@ -417,6 +430,8 @@ pub fn routes(
         .or(prewarm_get)
         .unify()
         .or(prewarm_delete)
+        .unify()
+        .or(container_image)
         .unify()
         .boxed();
     let stats_routes = pool_stats

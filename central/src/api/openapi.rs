@@ -106,10 +106,15 @@ fn registry_proxies(doc: &mut Value) {
             "summary": "Forget a prewarm (the images stay on the nodes until pruned)",
             "security": [{"bearer": []}],
             "responses": {"204": {"description": "removed"}, "default": {"$ref": "#/components/responses/Error"}}}});
+    paths["/v1/pools/{pool}/containers/{name}/image"] = json!({
+        "put": op("Set a new image for a container or every replica of an app (one commit; each node keeps the old version running until it has the new image). `caas container upgrade` prewarms the image on the nodes concerned first", Some("SetImageRequest"), "200")});
+    doc["components"]["schemas"]["SetImageRequest"] = json!({"type": "object", "additionalProperties": false,
+        "required": ["image"], "properties": {"image": {"type": "string"}}});
     doc["components"]["schemas"]["CreatePrewarmRequest"] = json!({"type": "object", "additionalProperties": false,
         "required": ["image"], "properties": {
             "image": {"type": "string", "example": "center.example:5000/team/app:1.4"},
-            "constraints": {"type": "array", "items": {"type": "string", "example": "rack==r1"}}}});
+            "constraints": {"type": "array", "items": {"type": "string", "example": "rack==r1"}},
+            "nodes": {"type": "array", "items": {"type": "string"}, "description": "only these nodes of the pool"}}});
     doc["components"]["schemas"]["AddRegistryProxyRequest"] = json!({"type": "object", "additionalProperties": false,
         "required": ["name", "url", "center"], "properties": {
             "name": {"type": "string", "description": "DNS label"},

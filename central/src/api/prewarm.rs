@@ -53,12 +53,21 @@ pub async fn create(ctx: Ctx, pool: String, body: Bytes) -> Result<Response, Cen
             ),
         ));
     }
-    let nodes: Vec<String> = ctx
-        .central
-        .registrations()?
+    let registered = ctx.central.registrations()?;
+    for (i, node) in request.nodes.iter().enumerate() {
+        if !registered.get(node).is_some_and(|info| info.pool == pool) {
+            return Err(CentralError::invalid(
+                format!("nodes[{i}]"),
+                format!("{node} is not a registered node of pool {pool}; see caas node ls"),
+            ));
+        }
+    }
+    let nodes: Vec<String> = registered
         .iter()
-        .filter(|(_, info)| {
-            info.pool == pool && constraints.iter().all(|c| c.matches(&info.labels))
+        .filter(|(id, info)| {
+            info.pool == pool
+                && constraints.iter().all(|c| c.matches(&info.labels))
+                && (request.nodes.is_empty() || request.nodes.contains(id))
         })
         .map(|(id, _)| id.clone())
         .collect();

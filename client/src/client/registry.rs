@@ -69,3 +69,25 @@ impl CentralClient {
             .await
     }
 }
+
+impl CentralClient {
+    /// Sets a new image for a container or every replica of an app; returns their records.
+    pub async fn set_image(
+        &self,
+        pool: &str,
+        name: &str,
+        image: &str,
+    ) -> Result<Vec<caas_api::central::ContainerView>, ClientError> {
+        let req = caas_api::image::SetImageRequest {
+            image: image.to_string(),
+        };
+        let (_, views) = self
+            .send(
+                Method::PUT,
+                &["v1", "pools", pool, "containers", name, "image"],
+                Some(&req),
+            )
+            .await?;
+        Ok(views)
+    }
+}
