@@ -55,7 +55,7 @@ pub async fn create(ctx: Ctx, pool: String, body: Bytes) -> Result<Response, Cen
     }
     let registered = ctx.central.registrations()?;
     for (i, node) in request.nodes.iter().enumerate() {
-        if !registered.get(node).is_some_and(|info| info.pool == pool) {
+        if registered.get(node).is_none_or(|info| info.pool != pool) {
             return Err(CentralError::invalid(
                 format!("nodes[{i}]"),
                 format!("{node} is not a registered node of pool {pool}; see caas node ls"),
