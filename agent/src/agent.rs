@@ -164,7 +164,13 @@ pub async fn run_with<R: ContainerRuntime>(
         puller.clone(),
         work.clone(),
     ));
-    reconciler = reconciler.with_images(puller);
+    tracker.spawn(crate::images::prune::run(
+        puller.clone(),
+        config.image_prune,
+        config.image_prune_interval,
+        work.clone(),
+    ));
+    reconciler = reconciler.with_images(puller.clone());
     let mut remote = RemoteView::start(
         session.clients(),
         config.layout.clone(),
@@ -209,6 +215,7 @@ pub async fn run_with<R: ContainerRuntime>(
         remote: &mut remote,
         networks: NetworkUse::default(),
         ever_passed: false,
+        images: puller,
     };
     let mut snapshots = cache.snapshot();
     let mut synced = cache.synced();
@@ -309,6 +316,8 @@ struct LoopState<'a, R: ?Sized> {
     /// The networks used by the workloads of the last pass.
     networks: NetworkUse,
     ever_passed: bool,
+    /// Pulls images; told which images the node's assignments need (for pruning).
+    images: Arc<crate::images::Puller<R>>,
 }
 
 /// Networks the assigned workloads use: by VNI, and (pool, name) -> VNI.
@@ -418,8 +427,17 @@ impl<R: ContainerRuntime + ?Sized> LoopState<'_, R> {
             }
         };
         self.statuses = outcome.statuses.clone();
-        // A view that is not authoritative keeps everything, devices included.
+        // A view that is not authoritative keeps everything, devices and images included.
         if desired.authoritative {
+            self.images.set_wanted(
+                crate::images::WantedBy::Assignments,
+                desired
+                    .workloads
+                    .values()
+                    .filter_map(|a| a.as_ref().ok())
+                    .map(|a| a.spec.image.clone())
+                    .collect(),
+            );
             self.networks = NetworkUse::of(&desired, &self.statuses);
             self.ever_passed = true;
             self.sync_networks().await;

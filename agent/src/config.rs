@@ -99,6 +99,8 @@ struct FileConfig {
     uplink: Option<String>,
     docker_socket: Option<String>,
     docker_certs_dir: Option<PathBuf>,
+    image_prune: Option<String>,
+    image_prune_interval_secs: Option<u64>,
     name_prefix: Option<String>,
     control_token_file: Option<PathBuf>,
     zk_session_timeout_ms: Option<u64>,
@@ -127,6 +129,9 @@ pub struct AgentConfig {
     pub docker_socket: String,
     /// Where the engine reads registry CAs (`<dir>/<host:port>/ca.crt`).
     pub docker_certs_dir: PathBuf,
+    /// How unused images pulled from the image center are pruned.
+    pub image_prune: crate::images::prune::PrunePolicy,
+    pub image_prune_interval: Duration,
     pub name_prefix: String,
     pub zk_session_timeout: Duration,
     pub resync_interval: Duration,
@@ -224,6 +229,11 @@ impl AgentConfig {
                 )
             })?),
             None => None,
+        };
+        let image_prune = match &file.image_prune {
+            Some(text) => crate::images::prune::PrunePolicy::parse(text)
+                .map_err(|m| invalid("image_prune", m))?,
+            None => crate::images::prune::PrunePolicy::Keep(3),
         };
         let uplink = match flags.uplink.clone().or(file.uplink) {
             Some(name) => Some(check_interface_name(&name).map_err(|m| invalid("uplink", m))?),
@@ -332,6 +342,10 @@ impl AgentConfig {
                 .clone()
                 .or(file.docker_certs_dir)
                 .unwrap_or_else(|| PathBuf::from("/etc/docker/certs.d")),
+            image_prune,
+            image_prune_interval: Duration::from_secs(
+                file.image_prune_interval_secs.unwrap_or(300).max(1),
+            ),
             name_prefix,
             zk_session_timeout,
             resync_interval,
@@ -520,6 +534,10 @@ mod tests {
                 "uplink",
             ),
             ("pool = \"p\"\nzk = \"h:1\"\nuplink = \" \"\n", "uplink"),
+            (
+                "pool = \"p\"\nzk = \"h:1\"\nimage_prune = \"keep\"\n",
+                "image_prune",
+            ),
         ] {
             match AgentConfig::from_toml(&flags(), text, Path::new("x.toml")) {
                 Err(ConfigError::Invalid { field: f, .. }) => assert_eq!(f, field, "{text}"),

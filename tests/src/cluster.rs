@@ -23,6 +23,8 @@ pub struct NodeSpec {
     /// The node runs its own Docker engine (in its namespace, with its own images and
     /// certs.d), as production nodes do; otherwise it shares the host's.
     pub own_engine: bool,
+    /// Extra lines for the node's agent.toml.
+    pub extra_config: String,
 }
 
 impl NodeSpec {
@@ -31,7 +33,15 @@ impl NodeSpec {
             pool: pool.into(),
             labels: labels.iter().map(|l| l.to_string()).collect(),
             own_engine: false,
+            extra_config: String::new(),
         }
+    }
+
+    /// Adds lines to the node's agent.toml (e.g. `image_prune = "keep:0"`).
+    pub fn with_config(mut self, lines: &str) -> Self {
+        self.extra_config.push_str(lines);
+        self.extra_config.push('\n');
+        self
     }
 
     /// The node gets its own Docker engine (`crate::dockerd::NodeEngine`).
@@ -201,9 +211,10 @@ impl Cluster {
                 // The fabric link is each node's uplink: vlan networks would ride on it (this
                 // kernel has no 802.1Q, so the agents report that they cannot).
                 extra_config: format!(
-                    "control_token_file = \"{}\"\nuplink = \"{}\"\n{engine_config}",
+                    "control_token_file = \"{}\"\nuplink = \"{}\"\n{engine_config}{}",
                     agent_token_file.display(),
-                    Topology::NODE_LINK
+                    Topology::NODE_LINK,
+                    spec.extra_config
                 ),
             })?);
         }

@@ -107,7 +107,9 @@ async fn engine_has(c: &Cluster, node: usize, image: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn images_reach_every_node_through_their_pools_proxy() {
     let nodes = [
-        NodeSpec::new("pa", &["node=a1"]).with_own_engine(),
+        NodeSpec::new("pa", &["node=a1"])
+            .with_own_engine()
+            .with_config("image_prune = \"keep:0\"\nimage_prune_interval_secs = 1"),
         NodeSpec::new("pa", &["node=a2"]).with_own_engine(),
         NodeSpec::new("pb", &["node=b1"]).with_own_engine(),
     ];
@@ -143,7 +145,38 @@ async fn images_reach_every_node_through_their_pools_proxy() {
     .unwrap();
     let center_host = center.host();
     let image = |tag: &str| format!("{center_host}/team/app:{tag}");
-    for tag in ["1", "2", "3", "4", "5"] {
+    // Tag 5 is another image (a label more), so an upgrade to it leaves tag 1 unused.
+    let variant = format!("caas-test/busybox-variant:{}", std::process::id());
+    let holder = format!("caas-imgc-variant-{}", std::process::id());
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("docker")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "docker {args:?}: {out:?}");
+    };
+    run(&["create", "--name", &holder, &c.busybox, "true"]);
+    run(&[
+        "commit",
+        "-c",
+        "LABEL caas.test.variant=5",
+        &holder,
+        &variant,
+    ]);
+    run(&["rm", &holder]);
+    push_local_image(
+        &ca,
+        &center,
+        CENTER_USER,
+        CENTER_PASSWORD,
+        &variant,
+        "team/app:5",
+        fabric,
+    )
+    .await
+    .unwrap();
+    run(&["rmi", &variant]);
+    for tag in ["1", "2", "3", "4"] {
         push_local_image(
             &ca,
             &center,
@@ -402,6 +435,20 @@ async fn images_reach_every_node_through_their_pools_proxy() {
     .unwrap();
     assert_eq!(upgraded.spec.image, image("5"));
     assert_ne!(upgraded.status.unwrap().containers.app.unwrap(), old_app);
+    // a1 prunes with "keep:0": the old image, which nothing there names any more, goes; the
+    // images its workloads use stay.
+    until(
+        "a1 pruned the old image",
+        Duration::from_secs(30),
+        || async { Ok((!engine_has(&c, 0, &image("1")).await).then_some(())) },
+    )
+    .await
+    .unwrap();
+    assert!(engine_has(&c, 0, &image("5")).await);
+    assert!(
+        engine_has(&c, 1, &image("1")).await,
+        "a2 has no prune policy of keep:0"
+    );
     let out = c
         .cli(
             0,

@@ -5,8 +5,9 @@
 pub mod prewarm;
 mod progress;
 pub mod proxies;
+pub mod prune;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -75,6 +76,17 @@ pub struct Puller<R: ?Sized> {
     pulls: Mutex<BTreeMap<String, PullState>>,
     /// Bumped when a pull makes progress, ends or fails.
     changed: watch::Sender<u64>,
+    /// The images this node must keep, per source (`None` until that source has reported).
+    wanted: Mutex<BTreeMap<WantedBy, Option<BTreeSet<String>>>>,
+}
+
+/// Who says which images the node needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum WantedBy {
+    /// The node's assignments (only from a complete view).
+    Assignments,
+    /// The prewarms naming the node.
+    Prewarms,
 }
 
 impl<R: ContainerRuntime + ?Sized> Puller<R> {
@@ -91,7 +103,40 @@ impl<R: ContainerRuntime + ?Sized> Puller<R> {
             proxies,
             pulls: Mutex::new(BTreeMap::new()),
             changed: watch::channel(0).0,
+            wanted: Mutex::new([(WantedBy::Assignments, None), (WantedBy::Prewarms, None)].into()),
         }
+    }
+
+    /// What `source` needs on the node now.
+    pub fn set_wanted(&self, source: WantedBy, images: BTreeSet<String>) {
+        let mut guard = match self.wanted.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        guard.insert(source, Some(images));
+    }
+
+    /// Every image some source needs, or `None` while a source has not reported yet.
+    pub fn wanted(&self) -> Option<BTreeSet<String>> {
+        let guard = match self.wanted.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let mut all = BTreeSet::new();
+        for images in guard.values() {
+            all.extend(images.as_ref()?.iter().cloned());
+        }
+        Some(all)
+    }
+
+    /// The registries the pool's proxies name (centers and proxies): images named on them are
+    /// the ones this agent pulls (and may prune).
+    pub fn registry_hosts(&self) -> BTreeSet<String> {
+        self.proxies
+            .borrow()
+            .iter()
+            .flat_map(|p| [p.center.clone(), p.host.clone()])
+            .collect()
     }
 
     /// Changes when a pull makes progress, ends or fails: the reconcile loop runs a pass, the

@@ -63,6 +63,12 @@ pub async fn run<R: ContainerRuntime + ?Sized>(
         }
         let mine = mine(&config, &snapshots.borrow_and_update());
         written.retain(|id, _| mine.iter().any(|p| &p.id == id));
+        if *cache.synced().borrow() {
+            puller.set_wanted(
+                super::WantedBy::Prewarms,
+                mine.iter().map(|p| p.image.clone()).collect(),
+            );
+        }
         let client = clients.borrow_and_update().clone();
         for prewarm in mine {
             let state = state_of(&config.node_id, &puller, &prewarm.image).await;

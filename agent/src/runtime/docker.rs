@@ -19,8 +19,8 @@ use bollard::Docker;
 use futures::StreamExt;
 
 use super::{
-    ContainerDetails, ContainerRuntime, CreateRequest, ExecOutput, ExecRequest, ManagedContainer,
-    PullEvent, PullFailure, RegistryCredentials, RestartMode, RuntimeError,
+    ContainerDetails, ContainerRuntime, CreateRequest, ExecOutput, ExecRequest, ImageInfo,
+    ManagedContainer, PullEvent, PullFailure, RegistryCredentials, RestartMode, RuntimeError,
 };
 
 /// Seconds bollard waits for one engine request; image imports can be slow on busy disks.
@@ -565,6 +565,62 @@ impl ContainerRuntime for DockerRuntime {
             .tag_image(source, Some(options))
             .await
             .map_err(|e| map_err("tag", source, e))
+    }
+
+    async fn list_images(&self) -> Result<Vec<ImageInfo>, RuntimeError> {
+        let images = self
+            .docker
+            .list_images(None::<bollard::query_parameters::ListImagesOptions>)
+            .await
+            .map_err(|e| map_err("list", "images", e))?;
+        Ok(images
+            .into_iter()
+            .map(|i| ImageInfo {
+                id: i.id,
+                names: i
+                    .repo_tags
+                    .into_iter()
+                    .chain(i.repo_digests)
+                    .filter(|n| n != "<none>:<none>" && n != "<none>@<none>")
+                    .collect(),
+                created: i.created,
+                size: u64::try_from(i.size).unwrap_or(0),
+            })
+            .collect())
+    }
+
+    async fn remove_image(&self, id: &str) -> Result<bool, RuntimeError> {
+        // Every name goes with it (force), but never from under a container: the engine refuses
+        // that with 409 even when forced only for running ones, so containers are checked first.
+        let users = self
+            .docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(HashMap::from([(
+                    "ancestor".to_string(),
+                    vec![id.to_string()],
+                )])),
+                ..Default::default()
+            }))
+            .await
+            .map_err(|e| map_err("list", "containers", e))?;
+        if !users.is_empty() {
+            return Ok(false);
+        }
+        let options = bollard::query_parameters::RemoveImageOptions {
+            force: true,
+            ..Default::default()
+        };
+        match self.docker.remove_image(id, Some(options), None).await {
+            Ok(_) => Ok(true),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 409, ..
+            }) => Ok(false),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(true),
+            Err(e) => Err(map_err("remove-image", id, e)),
+        }
     }
 
     async fn import_image(

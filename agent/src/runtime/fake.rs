@@ -8,8 +8,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{
-    ContainerDetails, ContainerRuntime, CreateRequest, ExecOutput, ExecRequest, ManagedContainer,
-    PullEvent, PullFailure, RegistryCredentials, RuntimeError,
+    ContainerDetails, ContainerRuntime, CreateRequest, ExecOutput, ExecRequest, ImageInfo,
+    ManagedContainer, PullEvent, PullFailure, RegistryCredentials, RuntimeError,
 };
 
 #[derive(Debug, Clone)]
@@ -475,6 +475,36 @@ impl ContainerRuntime for FakeRuntime {
             }
             Ok(())
         })
+    }
+
+    async fn list_images(&self) -> Result<Vec<ImageInfo>, RuntimeError> {
+        self.check_up()?;
+        // One image per name (the fake keeps no ids); `created` orders them as added.
+        Ok(self.with(|s| {
+            s.images
+                .iter()
+                .enumerate()
+                .map(|(i, name)| ImageInfo {
+                    id: name.clone(),
+                    names: vec![name.clone()],
+                    created: i64::try_from(i).unwrap_or(0),
+                    size: 1,
+                })
+                .collect()
+        }))
+    }
+
+    async fn remove_image(&self, id: &str) -> Result<bool, RuntimeError> {
+        self.check_up()?;
+        Ok(self.with(|s| {
+            if s.containers.values().any(|c| c.request.image == id) {
+                return false;
+            }
+            s.calls.push(format!("remove-image {id}"));
+            s.images.remove(id);
+            s.image_labels.remove(id);
+            true
+        }))
     }
 
     async fn import_image(

@@ -123,6 +123,14 @@ impl ContainerRuntime for LazyDocker {
         let r = self.engine().await?.tag_image(source, target).await;
         self.check(r).await
     }
+    async fn list_images(&self) -> Result<Vec<super::ImageInfo>, RuntimeError> {
+        let r = self.engine().await?.list_images().await;
+        self.check(r).await
+    }
+    async fn remove_image(&self, id: &str) -> Result<bool, RuntimeError> {
+        let r = self.engine().await?.remove_image(id).await;
+        self.check(r).await
+    }
     async fn import_image(
         &self,
         tag: &str,

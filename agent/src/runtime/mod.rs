@@ -124,6 +124,17 @@ pub struct PullEvent {
     pub total: Option<u64>,
 }
 
+/// A local image as the engine lists it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageInfo {
+    pub id: String,
+    /// Its tags (`repo:tag`) and digests (`repo@sha256:...`).
+    pub names: Vec<String>,
+    /// Build time (unix seconds).
+    pub created: i64,
+    pub size: u64,
+}
+
 /// The part a container plays in a workload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Role {
@@ -285,6 +296,10 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     ) -> Result<(), RuntimeError>;
     /// Gives the local image `source` the name `target` (`repo:tag`).
     async fn tag_image(&self, source: &str, target: &str) -> Result<(), RuntimeError>;
+    /// Every local image.
+    async fn list_images(&self) -> Result<Vec<ImageInfo>, RuntimeError>;
+    /// Removes a local image (every name of it) unless a container uses it: `Ok(false)` then.
+    async fn remove_image(&self, id: &str) -> Result<bool, RuntimeError>;
     /// Imports a root filesystem tarball as image `tag`, applying Dockerfile-style `changes`.
     async fn import_image(
         &self,
