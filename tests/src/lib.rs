@@ -4,6 +4,7 @@
 
 pub mod agent;
 pub mod binaries;
+pub mod bulk_image;
 pub mod cluster;
 pub mod dockerd;
 pub mod fixture;
@@ -12,6 +13,7 @@ pub mod netns;
 pub mod process;
 pub mod registry;
 pub mod sandbox_ns;
+pub mod site_link;
 pub mod sofa;
 pub mod vlan_lab;
 pub mod wait;
