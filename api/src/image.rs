@@ -349,7 +349,8 @@ pub struct SetImageRequest {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PrewarmState {
-    /// The node's agent has not reported yet (or the node is down).
+    /// The node's agent has not reported yet (or the node is down), or it waits for the
+    /// prewarm's first node (its seed) to pull first, so the proxy fetches the image once.
     Waiting,
     Pulling,
     Done,

@@ -141,8 +141,20 @@ pub fn packages(
         bin("caas-central")?,
         config("central.toml")?,
         unit("caas-central.service")?,
+        // The image center and registry proxies run Debian's docker-registry; these units are
+        // not enabled by the package (each needs its config, from the examples).
+        unit("caas-image-center.service")?,
+        unit("caas-registry-proxy@.service")?,
     ];
     central_files.extend(docs("caas-central"));
+    for example in ["image-center.yml", "registry-proxy.yml"] {
+        central_files.push(File {
+            dest: format!("/usr/share/doc/caas-central/examples/{example}"),
+            content: read(pkg.join(example))?,
+            mode: 0o644,
+            kind: Kind::Doc,
+        });
+    }
     let mut cli_files = vec![bin("caas")?];
     cli_files.extend(docs("caas-cli"));
 

@@ -231,6 +231,29 @@ impl World {
         elapsed
     }
 
+    /// A prewarm on every node of the pool at once (the agents seed it: the first node pulls,
+    /// the others wait for it); returns how long `--watch` took.
+    async fn prewarm_all(&self, image: &str) -> Duration {
+        let start = Instant::now();
+        let out = tokio::time::timeout(
+            Duration::from_secs(600),
+            self.cli_ok(&[
+                &format!("--pool={POOL}"),
+                "image",
+                "prewarm",
+                image,
+                "--watch",
+            ]),
+        )
+        .await
+        .expect("prewarm --watch still running after 600 s");
+        assert!(
+            out.contains(&format!("{NODES} of {NODES} node(s) have")),
+            "prewarm on every node: {out}"
+        );
+        start.elapsed()
+    }
+
     /// Bytes and count of the center's GETs of blobs of `repo` (any status: what was sent).
     fn center_blobs(&self, repo: &str) -> (u64, usize) {
         let gets = self.blob_gets(repo);
@@ -377,7 +400,7 @@ async fn main() {
         data_layers: vec![big_mb * 1_000_000 / 3; 3],
     })
     .expect("the big image");
-    let small: Vec<String> = (0..3u64)
+    let small: Vec<String> = (0..4u64)
         .map(|i| {
             bulk_image::ensure(&BulkSpec {
                 repo: "caas-test/bulk".into(),
@@ -541,6 +564,7 @@ async fn main() {
         "(A) one node, then 9 at once",
         "(B) prewarm one node, then 9 at once",
         "(C) all 10 at once",
+        "(D) prewarm all 10 at once (seeded), then create",
     ]
     .into_iter()
     .enumerate()
@@ -559,9 +583,13 @@ async fn main() {
                 w.prewarm(reference, 1).await;
                 (w.center_blobs(&repo), t.elapsed().as_secs_f64())
             }
+            3 => {
+                w.prewarm_all(reference).await;
+                (w.center_blobs(&repo), t.elapsed().as_secs_f64())
+            }
             _ => ((0, 0), 0.0),
         };
-        let group: &[usize] = if i == 2 { &every } else { &rest };
+        let group: &[usize] = if i >= 2 { &every } else { &rest };
         let t = Instant::now();
         let names: Vec<String> = group.iter().map(|n| format!("s{i}-{n}")).collect();
         for (name, &n) in names.iter().zip(group) {

@@ -1,6 +1,12 @@
 //! The prewarms this node is named in (`pools/<pool>/prewarms/<id>`): their images are pulled
 //! through the puller before any workload needs them, and this node's state is written under
 //! each prewarm (`.../<id>/<node>`) whenever it changes.
+//!
+//! The first node of a prewarm is its seed: the others wait until the seed is done (or failed,
+//! or silent), so the pool's proxy fetches the image from the center once and serves every other
+//! node from its cache. distribution 2.8 stores a blob only when a whole fetch ends and fetches
+//! it again from the center for every request that finds it in flight: ten nodes pulling a new
+//! image at once cost ~9-11 copies over the WAN, seeded ones 2 (BENCHMARKS.md).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,6 +23,10 @@ use crate::runtime::ContainerRuntime;
 
 /// Failed pulls are retried on this beat too (the puller's backoff decides when).
 const RECHECK: Duration = Duration::from_secs(2);
+/// The other nodes stop waiting for a seed that has not reported for this long (its agent is
+/// down or slow to start), or that has not finished within `SEED_LIMIT` of the prewarm.
+const SEED_SILENCE: Duration = Duration::from_secs(30);
+const SEED_LIMIT: Duration = Duration::from_secs(15 * 60);
 
 pub struct PrewarmConfig {
     pub layout: ZkLayout,
@@ -71,7 +81,20 @@ pub async fn run<R: ContainerRuntime + ?Sized>(
         }
         let client = clients.borrow_and_update().clone();
         for prewarm in mine {
-            let state = state_of(&config.node_id, &puller, &prewarm.image).await;
+            let seed_busy = match &client {
+                Some(client) => seed_busy(client, &config, &prewarm).await,
+                None => false,
+            };
+            let state = if seed_busy {
+                PrewarmNodeStatus {
+                    node: config.node_id.clone(),
+                    state: PrewarmState::Waiting,
+                    progress: None,
+                    error: None,
+                }
+            } else {
+                state_of(&config.node_id, &puller, &prewarm.image).await
+            };
             if written.get(&prewarm.id) == Some(&state) {
                 continue;
             }
@@ -90,6 +113,37 @@ pub async fn run<R: ContainerRuntime + ?Sized>(
         }
     }
     cache.shutdown().await;
+}
+
+/// Whether this node should wait for the prewarm's seed (its first node) to pull first.
+async fn seed_busy(client: &Client, config: &PrewarmConfig, prewarm: &Prewarm) -> bool {
+    let Some(seed) = prewarm.nodes.first() else {
+        return false;
+    };
+    if *seed == config.node_id {
+        return false;
+    }
+    let age = Duration::from_secs(unix_now().saturating_sub(prewarm.created_at));
+    if age >= SEED_LIMIT {
+        return false;
+    }
+    let path = config.layout.prewarm_node(&config.pool, &prewarm.id, seed);
+    match client.get_data(&path).await {
+        Ok((data, _)) => match serde_json::from_slice::<PrewarmNodeStatus>(&data) {
+            Ok(status) => !status.state.finished(),
+            Err(_) => false,
+        },
+        // Not reported yet: wait a while for the seed's agent.
+        Err(ZkError::NoNode) => age < SEED_SILENCE,
+        Err(_) => false,
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// The prewarms naming this node.
