@@ -170,6 +170,9 @@ pub async fn registry_proxy(
 
 /// How often `--watch` asks central.
 const WATCH_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+/// `--watch` (and an upgrade's prewarm) gives up after this long: a node whose agent is down
+/// would otherwise be waited for forever.
+const WATCH_LIMIT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 
 pub async fn image(
     client: &CentralClient,
@@ -373,8 +376,25 @@ async fn follow(
     out: &mut dyn Write,
 ) -> Result<u8, CliError> {
     let mut shown: std::collections::BTreeMap<String, String> = Default::default();
+    let started = std::time::Instant::now();
     loop {
         let view = client.get_prewarm(pool, id).await?;
+        if started.elapsed() >= WATCH_LIMIT && !view.finished() {
+            let open: Vec<&str> = view
+                .nodes
+                .iter()
+                .filter(|n| !n.state.finished())
+                .map(|n| n.node.as_str())
+                .collect();
+            writeln!(
+                out,
+                "prewarm {id}: stopped following after {} min; not finished on {} (is their \
+                 agent up? see caas node ls)",
+                WATCH_LIMIT.as_secs() / 60,
+                open.join(", ")
+            )?;
+            return Ok(1);
+        }
         if !json {
             for node in &view.nodes {
                 let line = node_line(node);
