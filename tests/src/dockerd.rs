@@ -8,6 +8,11 @@
 //! namespace, which hides the cgroup v1 hierarchies (dockerd then fails "Devices cgroup isn't
 //! mounted"). A private mount namespace (`unshare --mount --propagation private`) bind-mounts
 //! the engine's own directory over `/etc/docker`; nothing is mounted on the host.
+//!
+//! [`EngineOptions::data_root_size`] gives an engine a small disk: a tmpfs of that size mounted
+//! over its data root inside the same private mount namespace (it goes away with the engine's
+//! last process). The host then sees only the empty directory underneath; the engine's view is
+//! reachable through `/proc/<dockerd>/root` ([`NodeEngine::data_root`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -28,12 +33,38 @@ pub const INDEX_DIR: &str = "/run/caas-tests/node-engines";
 /// Engine directories are named `caas-dockerd-<test pid>-<seq>`.
 pub const DIR_PREFIX: &str = "caas-dockerd-";
 
+/// How a node engine differs from the default one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EngineOptions {
+    /// Bytes of a tmpfs mounted over the data root in the engine's private mount namespace: a
+    /// disk that fills (e.g. during a pull). The engine starts with an empty data root.
+    pub data_root_size: Option<u64>,
+}
+
+impl EngineOptions {
+    /// A data root of `bytes` (a tmpfs; see [`EngineOptions::data_root_size`]).
+    pub fn small_data_root(bytes: u64) -> Self {
+        Self {
+            data_root_size: Some(bytes),
+        }
+    }
+}
+
+/// Space on a file system, from statvfs(2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskUsage {
+    pub total: u64,
+    pub used: u64,
+    pub available: u64,
+}
+
 /// A dockerd for one node namespace; killed with its containerd, shims and containers on drop.
 #[derive(Debug)]
 pub struct NodeEngine {
     netns: String,
     dir: PathBuf,
     index_link: PathBuf,
+    options: EngineOptions,
     child: Option<ChildGuard>,
 }
 
@@ -43,6 +74,15 @@ impl NodeEngine {
     /// the host engine's storage driver, no bridge and no iptables rules. Returns once the engine
     /// answers on its socket.
     pub async fn start(netns: &str, parent: &Path) -> anyhow::Result<Self> {
+        Self::start_with(netns, parent, EngineOptions::default()).await
+    }
+
+    /// [`NodeEngine::start`] with `options` (e.g. a small data root).
+    pub async fn start_with(
+        netns: &str,
+        parent: &Path,
+        options: EngineOptions,
+    ) -> anyhow::Result<Self> {
         sweep_stale();
         static SEQ: AtomicUsize = AtomicUsize::new(0);
         let id = format!(
@@ -74,6 +114,7 @@ impl NodeEngine {
             netns: netns.to_string(),
             dir,
             index_link,
+            options,
             child: None,
         };
         engine.spawn()?;
@@ -81,11 +122,42 @@ impl NodeEngine {
         Ok(engine)
     }
 
+    /// Kills the engine (and everything it started) and starts it again in the same directory,
+    /// on the same socket, with `options`; returns once it answers. Clients of the socket (an
+    /// agent) reconnect; a new tmpfs data root starts empty (the old data root stays underneath
+    /// and comes back when an engine without one starts here).
+    pub async fn restart_with(&mut self, options: EngineOptions) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill();
+        }
+        kill_engine(&self.dir);
+        // The killed engine's runtime state (sockets, pid file, shim and runc state) would only
+        // confuse the new one.
+        let exec = self.dir.join("exec");
+        let _ = std::fs::remove_dir_all(&exec);
+        let _ = std::fs::remove_file(self.dir.join("docker.pid"));
+        std::fs::create_dir_all(&exec).with_context(|| format!("creating {}", exec.display()))?;
+        self.options = options;
+        self.spawn()?;
+        self.wait_up().await
+    }
+
     fn spawn(&mut self) -> anyhow::Result<()> {
         let driver = host_storage_driver()?;
         let dir = &self.dir;
         let path = |p: &str| dir.join(p).display().to_string();
-        // `sh -c SCRIPT sh ETC DOCKERD ARGS...`: paths travel as arguments, never quoted.
+        // `sh -c SCRIPT sh ETC [SIZE DATA] DOCKERD_ARGS...`: paths travel as arguments, never
+        // quoted.
+        let mut script =
+            String::from("mkdir -p /etc/docker && mount --bind \"$1\" /etc/docker && shift && ");
+        let mut script_args = vec![path("etc")];
+        if let Some(size) = self.options.data_root_size {
+            script.push_str(
+                "mount -t tmpfs -o \"size=$1,mode=0710\" caas-node-data \"$2\" && shift 2 && ",
+            );
+            script_args.extend([size.to_string(), path("data")]);
+        }
+        script.push_str("exec dockerd \"$@\"");
         let mut args: Vec<String> = vec![
             format!("--net=/run/netns/{}", self.netns),
             "--".into(),
@@ -96,11 +168,10 @@ impl NodeEngine {
             "--".into(),
             "sh".into(),
             "-c".into(),
-            "mkdir -p /etc/docker && mount --bind \"$1\" /etc/docker && shift && exec dockerd \"$@\""
-                .into(),
+            script,
             "sh".into(),
-            path("etc"),
         ];
+        args.extend(script_args);
         args.extend([
             format!("--data-root={}", path("data")),
             format!("--exec-root={}", path("exec")),
@@ -206,6 +277,43 @@ impl NodeEngine {
         self.child.as_ref().and_then(ChildGuard::pid)
     }
 
+    /// The options the engine runs with.
+    pub fn options(&self) -> &EngineOptions {
+        &self.options
+    }
+
+    /// Where this process sees the engine's data root: `dir()/data`, or, for an engine with a
+    /// data root of its own (a tmpfs in its mount namespace), the same path through
+    /// `/proc/<dockerd>/root` (while the engine runs).
+    pub fn data_root(&self) -> anyhow::Result<PathBuf> {
+        let data = self.dir.join("data");
+        if self.options.data_root_size.is_none() {
+            return Ok(data);
+        }
+        let pid: u32 = std::fs::read_to_string(self.dir.join("docker.pid"))
+            .ok()
+            .and_then(|p| p.trim().parse().ok())
+            .or_else(|| self.pid())
+            .context("the node engine is not running")?;
+        let relative = data.strip_prefix("/").unwrap_or(&data);
+        Ok(Path::new(&format!("/proc/{pid}/root")).join(relative))
+    }
+
+    /// Size, used and available bytes of the file system holding the engine's data root.
+    pub fn data_root_usage(&self) -> anyhow::Result<DiskUsage> {
+        let root = self.data_root()?;
+        let st = nix::sys::statvfs::statvfs(&root)
+            .with_context(|| format!("statvfs {}", root.display()))?;
+        // 64-bit Linux: every field is a u64.
+        let unit = st.fragment_size();
+        let blocks = st.blocks();
+        Ok(DiskUsage {
+            total: blocks * unit,
+            used: blocks.saturating_sub(st.blocks_free()) * unit,
+            available: st.blocks_available() * unit,
+        })
+    }
+
     /// The last `lines` lines of the dockerd log.
     pub fn log_tail(&self, lines: usize) -> String {
         let text = std::fs::read_to_string(self.dir.join("dockerd.log")).unwrap_or_default();
@@ -273,15 +381,24 @@ fn processes_naming(dir: &Path) -> Vec<i32> {
 }
 
 /// The cgroup directories (every v1 controller, and the unified hierarchy) of the engine's
-/// containers: `/sys/fs/cgroup/*/docker/<id>` for each id under the data root.
+/// containers: `/sys/fs/cgroup/*/docker/<id>` for each id under the data root, and for each
+/// container runc keeps state of under the exec root (the only place the host sees the running
+/// containers of an engine whose data root is a tmpfs in its own mount namespace).
 fn container_cgroups(dir: &Path) -> Vec<PathBuf> {
-    let Ok(ids) = std::fs::read_dir(dir.join("data/containers")) else {
+    let mut ids = std::collections::BTreeSet::new();
+    for listing in ["data/containers", "exec/runtime-runc/moby"] {
+        let Ok(entries) = std::fs::read_dir(dir.join(listing)) else {
+            continue;
+        };
+        ids.extend(
+            entries
+                .flatten()
+                .filter_map(|e| e.file_name().to_str().map(str::to_string)),
+        );
+    }
+    if ids.is_empty() {
         return Vec::new();
-    };
-    let ids: Vec<String> = ids
-        .flatten()
-        .filter_map(|e| e.file_name().to_str().map(str::to_string))
-        .collect();
+    }
     let mut roots: Vec<PathBuf> = std::fs::read_dir("/sys/fs/cgroup")
         .map(|entries| entries.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
