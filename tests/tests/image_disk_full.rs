@@ -651,21 +651,14 @@ async fn a_disk_that_fills_during_a_pull_is_reported_and_left_clean() {
     // The failed attempt left nothing: no layer, no download, no image, no space.
     back_to(engine, &driver, &before, "after the first failed pull").await;
 
-    // The agent retries (after 2 s, then doubling): each attempt fills the disk again and fails
-    // the same way, and leaves nothing either.
-    let retried = Instant::now();
-    until(
-        "a second pull attempt ending in ENOSPC",
-        Duration::from_secs(30),
-        || async { Ok((enospc_lines(engine).len() >= 2).then_some(())) },
-    )
-    .await
-    .unwrap();
-    eprintln!(
-        "disk-full: second attempt failed {:.1?} after the first report",
-        retried.elapsed()
+    // The agent retries a full disk only after 30 s (then doubling up to 10 min): every attempt
+    // fills the disk to the brim again, which running apps that write would feel.
+    assert!(
+        error.message.contains("retried in 30s"),
+        "{}",
+        error.message
     );
-    let after = back_to(engine, &driver, &before, "after the retry").await;
+    let after = back_to(engine, &driver, &before, "after the failure").await;
     assert!(
         !after.images.iter().any(|i| i.contains("team/big")),
         "{:?}",

@@ -23,6 +23,9 @@ pub use progress::Tally;
 /// The first retry of a failed pull; doubled per failure up to `MAX_RETRY`.
 const FIRST_RETRY: Duration = Duration::from_secs(2);
 const MAX_RETRY: Duration = Duration::from_secs(60);
+/// Retries of a pull that filled the disk: from 30 s doubling to 10 minutes.
+const DISK_FULL_RETRY: Duration = Duration::from_secs(30);
+const DISK_FULL_MAX_RETRY: Duration = Duration::from_secs(600);
 /// Progress wakes the reconcile loop at most this often.
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 
@@ -275,7 +278,13 @@ impl<R: ContainerRuntime + ?Sized> Puller<R> {
                 }
                 Err(e) => {
                     tracing::warn!(%image, proxy = %proxy.name, via = %proxy.host, error = %e.message, "pull failed");
+                    // A full disk is the node's, not the proxy's: another proxy would only
+                    // fill it again.
+                    let disk_full = e.code == EngineCode::DiskFull;
                     failures.push((proxy, e));
+                    if disk_full {
+                        break;
+                    }
                 }
             }
         }
@@ -294,7 +303,13 @@ impl<R: ContainerRuntime + ?Sized> Puller<R> {
             })
             .collect::<Vec<_>>()
             .join("; ");
-        let delay = (delay * 2).clamp(FIRST_RETRY, MAX_RETRY);
+        // Every attempt on a full disk fills it to the brim again (running apps that write
+        // suffer): those wait much longer, until a prune or ops free space.
+        let delay = if code == EngineCode::DiskFull {
+            (delay * 2).clamp(DISK_FULL_RETRY, DISK_FULL_MAX_RETRY)
+        } else {
+            (delay * 2).clamp(FIRST_RETRY, MAX_RETRY)
+        };
         self.with_pulls(|pulls| {
             pulls.insert(
                 image.clone(),

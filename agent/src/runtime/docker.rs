@@ -85,6 +85,19 @@ impl DockerRuntime {
 const READ_ONLY_ROOT_TMP: &str = "rw,nosuid,nodev,size=64m";
 
 fn map_err(op: &'static str, target: &str, err: BollardError) -> RuntimeError {
+    // A full disk fails any operation that writes (create, start, tag, import, upload) with
+    // the kernel's ENOSPC text; it is the node's problem, whatever the operation.
+    if let BollardError::DockerResponseServerError { message, .. }
+    | BollardError::DockerStreamError { error: message } = &err
+    {
+        if message.contains("no space left on device") {
+            return RuntimeError::DiskFull {
+                op,
+                target: target.to_string(),
+                message: message.clone(),
+            };
+        }
+    }
     match err {
         BollardError::DockerResponseServerError {
             status_code: 404,

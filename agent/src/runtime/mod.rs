@@ -42,6 +42,13 @@ pub enum RuntimeError {
         failure: PullFailure,
         message: String,
     },
+    /// The node's disk is full (whatever the operation).
+    #[error("{op} {target}: the node's disk is full: {message}")]
+    DiskFull {
+        op: &'static str,
+        target: String,
+        message: String,
+    },
     #[error("the engine refused {op} on {target}: {message}")]
     Refused {
         op: &'static str,
@@ -60,6 +67,7 @@ impl RuntimeError {
             Self::NameConflict(_) => EngineCode::NameConflict,
             Self::Refused { .. } => EngineCode::Refused,
             Self::RefusedSpec { .. } => EngineCode::RefusedSpec,
+            Self::DiskFull { .. } => EngineCode::DiskFull,
             Self::PullFailed { failure, .. } => match failure {
                 PullFailure::NotFound => EngineCode::ImageNotFound,
                 PullFailure::Unreachable => EngineCode::RegistryUnreachable,
