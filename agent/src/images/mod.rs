@@ -59,6 +59,16 @@ impl From<RuntimeError> for ImageError {
     }
 }
 
+/// What `resolve` does about an image that is not on the node.
+enum Next {
+    /// Its pull runs: report the progress.
+    Wait(PullProgress),
+    /// Its last pull failed and the retry is not due: report the failure.
+    Fail(ImageError),
+    /// Start a pull (after a failure, its backoff doubles from `Duration`).
+    Start(PullProgress, Duration),
+}
+
 #[derive(Debug)]
 enum PullState {
     Running(PullProgress),
@@ -188,13 +198,13 @@ impl<R: ContainerRuntime + ?Sized> Puller<R> {
             }
         }
         let now = Instant::now();
-        let start = self.with_pulls(|pulls| match pulls.get(image) {
-            Some(PullState::Running(progress)) => Err(Ok(progress.clone())),
+        let next = self.with_pulls(|pulls| match pulls.get(image) {
+            Some(PullState::Running(progress)) => Next::Wait(progress.clone()),
             Some(PullState::Failed {
                 error, retry_at, ..
-            }) if *retry_at > now => Err(Err(error.clone())),
-            _ => {
-                let delay = match pulls.get(image) {
+            }) if *retry_at > now => Next::Fail(error.clone()),
+            previous => {
+                let delay = match previous {
                     Some(PullState::Failed { delay, .. }) => *delay,
                     _ => Duration::ZERO,
                 };
@@ -204,13 +214,13 @@ impl<R: ContainerRuntime + ?Sized> Puller<R> {
                     ..Default::default()
                 };
                 pulls.insert(image.to_string(), PullState::Running(progress.clone()));
-                Ok((progress, delay))
+                Next::Start(progress, delay)
             }
         });
-        match start {
-            Err(Ok(progress)) => Ok(Availability::Pulling(progress)),
-            Err(Err(error)) => Err(error),
-            Ok((progress, delay)) => {
+        match next {
+            Next::Wait(progress) => Ok(Availability::Pulling(progress)),
+            Next::Fail(error) => Err(error),
+            Next::Start(progress, delay) => {
                 let this = self.clone();
                 let image = image.to_string();
                 tokio::spawn(async move { this.pull(image, reference, proxies, delay).await });
