@@ -414,6 +414,20 @@ impl<R: ContainerRuntime + ?Sized> LoopState<'_, R> {
 
     async fn pass(&mut self, children: &ChildMap, client: Option<&Client>) {
         let (desired, versions) = self.desired(children, client).await;
+        // What the assignments need is known before the pass, so a prune never takes an image
+        // the pass is about to create a container from. A view that is not authoritative keeps
+        // everything, images included.
+        if desired.authoritative {
+            self.images.set_wanted(
+                crate::images::WantedBy::Assignments,
+                desired
+                    .workloads
+                    .values()
+                    .filter_map(|a| a.as_ref().ok())
+                    .map(|a| a.spec.image.clone())
+                    .collect(),
+            );
+        }
         let outcome = match self.reconciler.pass(&desired, &self.statuses).await {
             Ok(outcome) => outcome,
             Err(e) => {
@@ -427,17 +441,8 @@ impl<R: ContainerRuntime + ?Sized> LoopState<'_, R> {
             }
         };
         self.statuses = outcome.statuses.clone();
-        // A view that is not authoritative keeps everything, devices and images included.
+        // A view that is not authoritative keeps everything, devices included.
         if desired.authoritative {
-            self.images.set_wanted(
-                crate::images::WantedBy::Assignments,
-                desired
-                    .workloads
-                    .values()
-                    .filter_map(|a| a.as_ref().ok())
-                    .map(|a| a.spec.image.clone())
-                    .collect(),
-            );
             self.networks = NetworkUse::of(&desired, &self.statuses);
             self.ever_passed = true;
             self.sync_networks().await;

@@ -147,7 +147,8 @@ pub fn validate_registry_host(field: &str, host: &str) -> Result<(), ValidationE
 
 /// A registry proxy of a pool: a registry in pull-through cache mode in front of the image
 /// center. The pool's nodes pull images whose registry is `center` from `host` instead.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `Debug` never shows the password.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistryProxy {
     #[serde(default = "crate::payload_version")]
@@ -170,8 +171,8 @@ pub struct RegistryProxy {
     pub created_at: u64,
 }
 
-/// Body of `POST /v1/pools/{pool}/registry-proxies`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Body of `POST /v1/pools/{pool}/registry-proxies`. `Debug` never shows the password.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AddRegistryProxyRequest {
     pub name: String,
@@ -185,6 +186,33 @@ pub struct AddRegistryProxyRequest {
     pub username: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
+}
+
+impl std::fmt::Debug for RegistryProxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryProxy")
+            .field("name", &self.name)
+            .field("pool", &self.pool)
+            .field("host", &self.host)
+            .field("center", &self.center)
+            .field("ca", &self.ca_pem.is_some())
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<hidden>"))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for AddRegistryProxyRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AddRegistryProxyRequest")
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .field("center", &self.center)
+            .field("ca", &self.ca_pem.is_some())
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<hidden>"))
+            .finish()
+    }
 }
 
 /// A registry proxy as the API shows it: never its password.

@@ -295,6 +295,9 @@ pub async fn upgrade(
 ) -> Result<u8, CliError> {
     caas_api::ImageRef::parse("image", image)
         .map_err(|e| CliError::bad_argument(format!("--image: {}", e.message)))?;
+    // The prewarm is forgotten only once the assignments name the image (until then it keeps
+    // the image on the nodes: nothing prunes it in between).
+    let mut prewarm = None;
     if !no_prewarm {
         let containers = client.list_containers(pool).await?;
         let mut nodes: Vec<String> = containers
@@ -329,9 +332,9 @@ pub async fn upgrade(
                 if json { &mut sink } else { out },
             )
             .await?;
-            // The prewarm has done its work: the assignments will name the image from now on.
-            let _ = client.delete_prewarm(pool, &view.id).await;
+            prewarm = Some(view.id.clone());
             if code != 0 {
+                let _ = client.delete_prewarm(pool, &view.id).await;
                 writeln!(
                     out,
                     "not upgraded: a node could not get {image} (see above); nothing changed"
@@ -340,7 +343,11 @@ pub async fn upgrade(
             }
         }
     }
-    let views = client.set_image(pool, name, image).await?;
+    let result = client.set_image(pool, name, image).await;
+    if let Some(id) = &prewarm {
+        let _ = client.delete_prewarm(pool, id).await;
+    }
+    let views = result?;
     if json {
         write!(out, "{}", render::json(&views))?;
     } else {

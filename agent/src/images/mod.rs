@@ -91,7 +91,13 @@ pub struct Puller<R: ?Sized> {
     changed: watch::Sender<u64>,
     /// The images this node must keep, per source (`None` until that source has reported).
     wanted: Mutex<BTreeMap<WantedBy, Option<BTreeSet<String>>>>,
+    /// When each image was last found on the node by `resolve` (a container may be about to
+    /// be created from it: prune keeps it for `RECENTLY`).
+    resolved: Mutex<BTreeMap<String, Instant>>,
 }
+
+/// How long an image found on the node for a workload or prewarm is safe from pruning.
+const RECENTLY: Duration = Duration::from_secs(600);
 
 /// Who says which images the node needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -117,7 +123,32 @@ impl<R: ContainerRuntime + ?Sized> Puller<R> {
             pulls: Mutex::new(BTreeMap::new()),
             changed: watch::channel(0).0,
             wanted: Mutex::new([(WantedBy::Assignments, None), (WantedBy::Prewarms, None)].into()),
+            resolved: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    fn touch(&self, reference: &str) {
+        let mut guard = match self.resolved.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let now = Instant::now();
+        guard.retain(|_, at| now.duration_since(*at) < RECENTLY);
+        guard.insert(reference.to_string(), now);
+    }
+
+    /// Images `resolve` found on the node within the last `RECENTLY`.
+    pub fn recently_resolved(&self) -> BTreeSet<String> {
+        let guard = match self.resolved.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let now = Instant::now();
+        guard
+            .iter()
+            .filter(|(_, at)| now.duration_since(**at) < RECENTLY)
+            .map(|(name, _)| name.clone())
+            .collect()
     }
 
     /// What `source` needs on the node now.
@@ -174,6 +205,7 @@ impl<R: ContainerRuntime + ?Sized> Puller<R> {
     /// proxies. Never creates anything else.
     pub async fn resolve(self: &Arc<Self>, image: &str) -> Result<Availability, ImageError> {
         if let Some(labels) = self.runtime.image_labels(image).await? {
+            self.touch(image);
             return Ok(Availability::Local {
                 reference: image.to_string(),
                 labels,
@@ -190,6 +222,7 @@ impl<R: ContainerRuntime + ?Sized> Puller<R> {
             for proxy in &proxies {
                 let local = reference.on_registry(&proxy.host);
                 if let Some(labels) = self.runtime.image_labels(&local).await? {
+                    self.touch(&local);
                     return Ok(Availability::Local {
                         reference: local,
                         labels,
@@ -298,11 +331,16 @@ impl<R: ContainerRuntime + ?Sized> Puller<R> {
                 }
             }
         }
-        // The failure people see: the first proxy's, naming every proxy that was tried.
-        let code = failures
-            .first()
-            .map(|(_, e)| e.code)
-            .unwrap_or(EngineCode::PullFailed);
+        // The failure people see: the first proxy's (a full disk wherever it happened), naming
+        // every proxy that was tried.
+        let code = if failures.iter().any(|(_, e)| e.code == EngineCode::DiskFull) {
+            EngineCode::DiskFull
+        } else {
+            failures
+                .first()
+                .map(|(_, e)| e.code)
+                .unwrap_or(EngineCode::PullFailed)
+        };
         let message = failures
             .iter()
             .map(|(proxy, e)| {
@@ -420,7 +458,8 @@ impl<R: ContainerRuntime + ?Sized> Puller<R> {
         }
         let write = async {
             tokio::fs::create_dir_all(&dir).await?;
-            let tmp = dir.join(".ca.crt.tmp");
+            // Two pulls through one proxy may write at once: each its own temporary file.
+            let tmp = dir.join(format!(".ca.crt.{:016x}.tmp", rand::random::<u64>()));
             tokio::fs::write(&tmp, pem).await?;
             tokio::fs::rename(&tmp, &path).await
         };

@@ -3,7 +3,7 @@
 //! each prewarm (`.../<id>/<node>`) whenever it changes.
 //!
 //! The first node of a prewarm is its seed: the others wait until the seed is done (or failed,
-//! or silent), so the pool's proxy fetches the image from the center once and serves every other
+//! or silent: not reported within 30 s, or its state unchanged for 2 minutes), so the pool's proxy fetches the image from the center once and serves every other
 //! node from its cache. distribution 2.8 stores a blob only when a whole fetch ends and fetches
 //! it again from the center for every request that finds it in flight: ten nodes pulling a new
 //! image at once cost ~9-11 copies over the WAN, seeded ones 2 (BENCHMARKS.md).
@@ -27,6 +27,9 @@ const RECHECK: Duration = Duration::from_secs(2);
 /// down or slow to start), or that has not finished within `SEED_LIMIT` of the prewarm.
 const SEED_SILENCE: Duration = Duration::from_secs(30);
 const SEED_LIMIT: Duration = Duration::from_secs(15 * 60);
+/// A seed whose state has not changed for this long is taken to be gone (ZooKeeper's clock
+/// against the agent's: generous for skew; extraction of a big layer writes nothing for a while).
+const SEED_STALL: Duration = Duration::from_secs(120);
 
 pub struct PrewarmConfig {
     pub layout: ZkLayout,
@@ -129,8 +132,15 @@ async fn seed_busy(client: &Client, config: &PrewarmConfig, prewarm: &Prewarm) -
     }
     let path = config.layout.prewarm_node(&config.pool, &prewarm.id, seed);
     match client.get_data(&path).await {
-        Ok((data, _)) => match serde_json::from_slice::<PrewarmNodeStatus>(&data) {
-            Ok(status) => !status.state.finished(),
+        Ok((data, stat)) => match serde_json::from_slice::<PrewarmNodeStatus>(&data) {
+            // A seed that stopped writing (its agent died mid-pull) is not waited for: a pull
+            // under way rewrites its state at least every few seconds.
+            Ok(status) => {
+                let written_ms = u64::try_from(stat.mtime).unwrap_or(0);
+                let silent = unix_now().saturating_mul(1000).saturating_sub(written_ms)
+                    >= u64::try_from(SEED_STALL.as_millis()).unwrap_or(u64::MAX);
+                !status.state.finished() && !silent
+            }
             Err(_) => false,
         },
         // Not reported yet: wait a while for the seed's agent.

@@ -67,7 +67,16 @@ pub fn decode(pool: &str, children: &ChildMap) -> Vec<RegistryProxy> {
         .iter()
         .filter_map(
             |(name, entry)| match serde_json::from_slice::<RegistryProxy>(&entry.data) {
-                Ok(proxy) if proxy.pool == pool && &proxy.name == name => Some(proxy),
+                // The host becomes a directory name under certs.d: only host:port is used.
+                Ok(proxy)
+                    if proxy.pool == pool
+                        && &proxy.name == name
+                        && caas_api::image::validate_registry_host("host", &proxy.host).is_ok()
+                        && caas_api::image::validate_registry_host("center", &proxy.center)
+                            .is_ok() =>
+                {
+                    Some(proxy)
+                }
                 Ok(proxy) => {
                     tracing::warn!(znode = %name, pool = %proxy.pool, "registry proxy record names another pool or name; ignored");
                     None

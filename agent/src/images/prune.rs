@@ -37,16 +37,17 @@ impl PrunePolicy {
             None if text.trim() == "off" => Ok(Self::Off),
             Some(("keep", n)) => n.parse().map(Self::Keep).map_err(|_| bad()),
             Some(("age", age)) => {
-                let split = age.len().saturating_sub(1);
+                let split = age.char_indices().last().map_or(0, |(i, _)| i);
                 let (number, unit) = age.split_at(split);
                 let number: u64 = number.parse().map_err(|_| bad())?;
-                let secs = match unit {
-                    "s" => number,
-                    "m" => number * 60,
-                    "h" => number * 3600,
-                    "d" => number * 86_400,
+                let scale = match unit {
+                    "s" => 1,
+                    "m" => 60,
+                    "h" => 3600,
+                    "d" => 86_400,
                     _ => return Err(bad()),
                 };
+                let secs = number.checked_mul(scale).ok_or_else(bad)?;
                 Ok(Self::UnusedFor(Duration::from_secs(secs)))
             }
             _ => Err(bad()),
@@ -66,15 +67,24 @@ fn pulled_here(image: &ImageInfo, hosts: &BTreeSet<String>) -> bool {
         })
 }
 
+/// A name as the engine writes it: `repo` means `repo:latest`.
+fn canonical(name: &str) -> String {
+    match ImageRef::parse("image", name) {
+        Ok(r) if r.tag.is_none() && r.digest.is_none() => format!("{name}:latest"),
+        _ => name.to_string(),
+    }
+}
+
 /// Whether any name of the image is wanted (digest references match by digest, since a
 /// digest-named image lives under its proxy's name).
 fn wanted(image: &ImageInfo, wanted: &BTreeSet<String>) -> bool {
+    let wanted: BTreeSet<String> = wanted.iter().map(|w| canonical(w)).collect();
     let digests: BTreeSet<&str> = wanted
         .iter()
         .filter_map(|w| w.split_once('@').map(|(_, d)| d))
         .collect();
     image.names.iter().any(|name| {
-        wanted.contains(name)
+        wanted.contains(&canonical(name))
             || name
                 .split_once('@')
                 .is_some_and(|(_, d)| digests.contains(d))
@@ -137,9 +147,11 @@ pub async fn run<R: ContainerRuntime + ?Sized>(
             _ = beat.tick() => {}
         }
         // Until every source of wanted images has reported once, nothing is known unused.
-        let Some(wanted_images) = puller.wanted() else {
+        let Some(mut wanted_images) = puller.wanted() else {
             continue;
         };
+        // An image just found on the node may be about to get a container.
+        wanted_images.extend(puller.recently_resolved());
         let hosts = puller.registry_hosts();
         if hosts.is_empty() {
             continue;
@@ -198,7 +210,15 @@ mod tests {
             Ok(PrunePolicy::UnusedFor(Duration::from_secs(7200)))
         );
         assert_eq!(PrunePolicy::parse("off"), Ok(PrunePolicy::Off));
-        for bad in ["keep", "keep:x", "age:2w", "age:h", "sometimes"] {
+        for bad in [
+            "keep",
+            "keep:x",
+            "age:2w",
+            "age:h",
+            "age:5\u{b5}",
+            "age:99999999999999999d",
+            "sometimes",
+        ] {
             assert!(
                 PrunePolicy::parse(bad).unwrap_err().contains("keep:N"),
                 "{bad}"
@@ -219,7 +239,12 @@ mod tests {
             image("mixed", &["center:5000/app:5", "local/app:5"], 0),
             image("bydigest", &[&format!("proxy:5001/app@{digest}")], 0),
         ];
+        let images: Vec<ImageInfo> = images
+            .into_iter()
+            .chain([image("latest", &["center:5000/other:latest"], 0)])
+            .collect();
         let wanted: BTreeSet<String> = [
+            "center:5000/other".to_string(),
             "center:5000/app:4".to_string(),
             format!("center:5000/app@{digest}"),
         ]

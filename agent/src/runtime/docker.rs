@@ -152,7 +152,8 @@ fn classify_pull(status_code: Option<u16>, message: &str) -> PullFailure {
         "authentication required",
         "no basic auth credentials",
         "incorrect username or password",
-        "denied",
+        "access denied",
+        "denied: ",
     ]) || status_code == Some(401)
     {
         PullFailure::Unauthorized

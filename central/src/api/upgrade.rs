@@ -5,7 +5,6 @@
 //! container changes before all of them have it.
 
 use bytes::Bytes;
-use caas_api::central::Placement;
 use caas_api::image::SetImageRequest;
 use caas_api::{Assignment, Desired, ImageRef, WorkloadKey};
 use warp::http::StatusCode;
@@ -51,14 +50,14 @@ pub async fn set_image(
                     &next,
                     *version,
                 )?);
-                if record.placement == Placement::Placed {
-                    let key = WorkloadKey::new(&pool, &record.spec.name);
-                    let path = layout.assignment(&record.node, &key);
-                    if let Some((mut assignment, av)) = store.get::<Assignment>(&path).await? {
-                        if assignment.desired == Desired::Run {
-                            assignment.spec = next.spec.clone();
-                            ops.push(Op::set(path, &assignment, av)?);
-                        }
+                // A lost record's assignment stays on its node too (it runs there again if
+                // the node returns), so it gets the new spec as well.
+                let key = WorkloadKey::new(&pool, &record.spec.name);
+                let path = layout.assignment(&record.node, &key);
+                if let Some((mut assignment, av)) = store.get::<Assignment>(&path).await? {
+                    if assignment.desired == Desired::Run {
+                        assignment.spec = next.spec.clone();
+                        ops.push(Op::set(path, &assignment, av)?);
                     }
                 }
             }
