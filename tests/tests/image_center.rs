@@ -437,9 +437,11 @@ async fn images_reach_every_node_through_their_pools_proxy() {
     assert_ne!(upgraded.status.unwrap().containers.app.unwrap(), old_app);
     // a1 prunes with "keep:0": the old image, which nothing there names any more, goes; the
     // images its workloads use stay.
+    // (An image the node used is kept a minute after its last use: a container may be about
+    // to be created from it.)
     until(
         "a1 pruned the old image",
-        Duration::from_secs(30),
+        Duration::from_secs(120),
         || async { Ok((!engine_has(&c, 0, &image("1")).await).then_some(())) },
     )
     .await

@@ -97,7 +97,7 @@ pub struct Puller<R: ?Sized> {
 }
 
 /// How long an image found on the node for a workload or prewarm is safe from pruning.
-const RECENTLY: Duration = Duration::from_secs(600);
+const RECENTLY: Duration = Duration::from_secs(60);
 
 /// Who says which images the node needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
