@@ -26,6 +26,9 @@ const MAX_RETRY: Duration = Duration::from_secs(60);
 /// Retries of a pull that filled the disk: from 30 s doubling to 10 minutes.
 const DISK_FULL_RETRY: Duration = Duration::from_secs(30);
 const DISK_FULL_MAX_RETRY: Duration = Duration::from_secs(600);
+/// The engine reports every layer's download and extraction as it goes; this long without a
+/// word means the registry stopped answering.
+const STALL_AFTER: Duration = Duration::from_secs(300);
 /// Progress wakes the reconcile loop at most this often.
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 
@@ -85,6 +88,9 @@ pub struct Puller<R: ?Sized> {
     pool: String,
     /// Where the engine looks for registry CAs (`<dir>/<host:port>/ca.crt`).
     certs_dir: Option<PathBuf>,
+    /// A pull that sends no progress for this long is given up (a proxy that accepted the
+    /// connection and hangs would otherwise hold the pull, and its workloads, forever).
+    stall_after: Duration,
     proxies: watch::Receiver<Arc<Vec<RegistryProxy>>>,
     pulls: Mutex<BTreeMap<String, PullState>>,
     /// Bumped when a pull makes progress, ends or fails.
@@ -119,6 +125,7 @@ impl<R: ContainerRuntime + ?Sized> Puller<R> {
             runtime,
             pool,
             certs_dir,
+            stall_after: STALL_AFTER,
             proxies,
             pulls: Mutex::new(BTreeMap::new()),
             changed: watch::channel(0).0,
@@ -181,6 +188,12 @@ impl<R: ContainerRuntime + ?Sized> Puller<R> {
             .iter()
             .flat_map(|p| [p.center.clone(), p.host.clone()])
             .collect()
+    }
+
+    /// Gives up pulls that send no progress for `after` (tests use a short one).
+    pub fn with_stall_after(mut self, after: Duration) -> Self {
+        self.stall_after = after;
+        self
     }
 
     /// Changes when a pull makes progress, ends or fails: the reconcile loop runs a pass, the
@@ -405,7 +418,23 @@ impl<R: ContainerRuntime + ?Sized> Puller<R> {
         });
         let mut tally = Tally::default();
         let mut last_wake = Instant::now();
-        while let Some(event) = events.recv().await {
+        loop {
+            let event = match tokio::time::timeout(self.stall_after, events.recv()).await {
+                Ok(Some(event)) => event,
+                Ok(None) => break,
+                Err(_) => {
+                    // Dropping the request closes the connection: the engine stops this pull.
+                    pull.abort();
+                    return Err(ImageError {
+                        code: EngineCode::RegistryUnreachable,
+                        message: format!(
+                            "pulling {source}: no progress for {} s (the registry stopped \
+                             answering); given up",
+                            self.stall_after.as_secs()
+                        ),
+                    });
+                }
+            };
             tally.add(&event);
             let progress = tally.progress(image, &proxy.host);
             self.with_pulls(|pulls| {

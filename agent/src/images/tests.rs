@@ -162,6 +162,27 @@ async fn a_digest_reference_is_used_under_the_proxy_name() {
     assert!(!fake.calls().iter().any(|c| c.starts_with("tag")));
 }
 
+#[tokio::test]
+async fn a_pull_that_hangs_is_given_up_as_registry_unreachable() {
+    let fake = Arc::new(FakeRuntime::default());
+    let image = format!("{CENTER}/team/app:1.4");
+    fake.add_to_registry(&format!("{PROXY}/team/app:1.4"), &[], None);
+    fake.hang_pulls(true);
+    let (tx, rx) = watch::channel(Arc::new(vec![proxy("site1", PROXY, None)]));
+    let puller = Arc::new(
+        Puller::new(fake.clone(), "p1".into(), None, rx)
+            .with_stall_after(Duration::from_millis(50)),
+    );
+    let err = settle(&puller, &image).await.unwrap_err();
+    assert_eq!(err.code, EngineCode::RegistryUnreachable);
+    assert!(
+        err.message.contains("no progress") && err.message.contains("site1"),
+        "{}",
+        err.message
+    );
+    drop(tx);
+}
+
 fn spec(image: &str) -> WorkloadSpec {
     serde_json::from_value(serde_json::json!({
         "pool": "p1", "name": "web", "image": image,

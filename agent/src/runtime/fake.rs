@@ -47,6 +47,8 @@ struct State {
     registry: BTreeMap<String, RegistryEntry>,
     /// Every pull fails this way while set.
     pull_failure: Option<PullFailure>,
+    /// Pulls never answer (a registry that accepted the connection and hangs).
+    pulls_hang: bool,
     /// Inspect and image look-up calls (reads the reconciler should spare settled workloads).
     reads: usize,
 }
@@ -104,6 +106,11 @@ impl FakeRuntime {
     /// Makes every pull fail this way (`None`: pulls work again).
     pub fn fail_pulls(&self, failure: Option<PullFailure>) {
         self.with(|s| s.pull_failure = failure);
+    }
+
+    /// Makes every pull hang without a word.
+    pub fn hang_pulls(&self, hang: bool) {
+        self.with(|s| s.pulls_hang = hang);
     }
 
     /// Removes a local image (as a prune would).
@@ -428,6 +435,9 @@ impl ContainerRuntime for FakeRuntime {
         progress: tokio::sync::mpsc::UnboundedSender<PullEvent>,
     ) -> Result<(), RuntimeError> {
         self.check_up()?;
+        if self.with(|s| s.pulls_hang) {
+            std::future::pending::<()>().await;
+        }
         let presented = credentials.map(|c| (c.username.clone(), c.password.clone()));
         let outcome = self.with(|s| {
             s.calls.push(format!("pull {reference}"));

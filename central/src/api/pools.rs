@@ -217,7 +217,10 @@ pub async fn delete(ctx: Ctx, pool: String) -> Result<Response, CentralError> {
         Err(e) if e.conflict().is_some_and(|(f, _)| f == OpFailure::NotEmpty) => {
             return Err(CentralError::conflict(
                 ConflictKind::NotEmpty,
-                format!("pool {pool} got containers meanwhile; remove them first"),
+                format!(
+                    "pool {pool} changed while it was being removed (a container, network, \
+                     prewarm or node report appeared); check it and retry"
+                ),
             ));
         }
         Err(e) => return Err(e.into()),
