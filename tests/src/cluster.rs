@@ -326,6 +326,56 @@ impl Cluster {
     }
 
     /// Creates a pool through central 0; returns its token.
+    /// A container as central 0 shows it to `token`.
+    pub async fn container(
+        &self,
+        token: &str,
+        pool: &str,
+        name: &str,
+    ) -> anyhow::Result<caas_api::central::ContainerView> {
+        let path = format!("/v1/pools/{pool}/containers/{name}");
+        let (code, body) = self.request(0, "GET", &path, None, token).await?;
+        anyhow::ensure!(code == 200, "GET {path}: {code} {body}");
+        Ok(serde_json::from_str(&body)?)
+    }
+
+    /// Waits until the container runs; returns its view.
+    pub async fn wait_running(
+        &self,
+        token: &str,
+        pool: &str,
+        name: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<caas_api::central::ContainerView> {
+        crate::wait::until(&format!("{name} running"), timeout, || async {
+            let v = self.container(token, pool, name).await?;
+            let state = v.status.as_ref().map(|s| s.state);
+            Ok((state == Some(caas_api::WorkloadState::Running)).then_some(v))
+        })
+        .await
+    }
+
+    /// Waits until the container's status reports `code` as its last error; returns its view.
+    /// A timeout names the last error seen instead.
+    pub async fn wait_last_error(
+        &self,
+        token: &str,
+        pool: &str,
+        name: &str,
+        code: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<caas_api::central::ContainerView> {
+        crate::wait::until(&format!("{name} failing with {code}"), timeout, || async {
+            let v = self.container(token, pool, name).await?;
+            match v.status.as_ref().and_then(|s| s.last_error.clone()) {
+                Some(e) if e.code == code => Ok(Some(v)),
+                Some(e) => Err(anyhow::anyhow!("last_error {}: {}", e.code, e.message)),
+                None => Err(anyhow::anyhow!("no error; status {:?}", v.status)),
+            }
+        })
+        .await
+    }
+
     pub async fn create_pool(&self, name: &str) -> anyhow::Result<String> {
         let (code, body) = self
             .request(

@@ -26,51 +26,26 @@ fn addr(port: u16) -> SocketAddr {
 }
 
 async fn view(c: &Cluster, token: &str, pool: &str, name: &str) -> anyhow::Result<ContainerView> {
-    let (code, body) = c
-        .request(
-            0,
-            "GET",
-            &format!("/v1/pools/{pool}/containers/{name}"),
-            None,
-            token,
-        )
-        .await?;
-    anyhow::ensure!(code == 200, "GET {name}: {code} {body}");
-    Ok(serde_json::from_str(&body)?)
+    c.container(token, pool, name).await
 }
 
 /// Waits until the workload runs; returns its view.
 async fn running(c: &Cluster, token: &str, pool: &str, name: &str) -> ContainerView {
-    until(
-        &format!("{name} running"),
-        Duration::from_secs(120),
-        || async {
-            let v = view(c, token, pool, name).await?;
-            let state = v.status.as_ref().map(|s| s.state);
-            Ok((state == Some(caas_api::WorkloadState::Running)).then_some(v))
-        },
-    )
-    .await
-    .unwrap()
+    c.wait_running(token, pool, name, Duration::from_secs(120))
+        .await
+        .unwrap()
 }
 
 /// Waits until the workload reports `code` in its last error; returns the message.
 async fn failing(c: &Cluster, token: &str, pool: &str, name: &str, code: &str) -> String {
-    until(
-        &format!("{name} failing with {code}"),
-        Duration::from_secs(60),
-        || async {
-            let v = view(c, token, pool, name).await?;
-            match v.status.as_ref().and_then(|s| s.last_error.clone()) {
-                Some(e) if e.code == code => Ok(Some(e.message)),
-                // Shown if the wait times out.
-                Some(e) => Err(anyhow::anyhow!("last_error {}: {}", e.code, e.message)),
-                None => Err(anyhow::anyhow!("no error; status {:?}", v.status)),
-            }
-        },
-    )
-    .await
-    .unwrap()
+    let v = c
+        .wait_last_error(token, pool, name, code, Duration::from_secs(60))
+        .await
+        .unwrap();
+    v.status
+        .and_then(|s| s.last_error)
+        .map(|e| e.message)
+        .unwrap_or_default()
 }
 
 async fn create(c: &Cluster, token: &str, pool: &str, name: &str, image: &str, node: &str) {

@@ -14,7 +14,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -23,11 +22,9 @@ use anyhow::{bail, Context};
 use caas_api::central::ContainerView;
 use caas_tests::cluster::{Cluster, NodeSpec};
 use caas_tests::dockerd::{EngineOptions, NodeEngine};
-use caas_tests::images::BUSYBOX_PATH;
 use caas_tests::netns::FABRIC_IP;
 use caas_tests::registry::{push_local_image, DevCa, Registry};
 use caas_tests::wait::until;
-use sha2::{Digest, Sha256};
 
 const CENTER_USER: &str = "ci";
 const CENTER_PASSWORD: &str = "center-secret";
@@ -39,8 +36,6 @@ const DATA_ROOT_BYTES: u64 = 64 << 20;
 /// Pseudo-random (incompressible) bytes in the big image, on top of busybox.
 const BIG_DATA_BYTES: u64 = 100 << 20;
 const BIG_SEED: u64 = 0x00d1_5cf0_11ed;
-/// Bumped when the big image's layout changes.
-const BIG_FORMAT: &str = "caas-disk-full-big-v1";
 /// What the data root may differ by after a failed pull (the engine's metadata databases grow
 /// by a few pages).
 const SLACK_BYTES: u64 = 1 << 20;
@@ -53,192 +48,22 @@ fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
 }
 
-/// SplitMix64, fixed forever: the big image's data is the same on every machine. Reads give
-/// the same stream whatever their sizes.
-struct SplitMix {
-    state: u64,
-    left: u64,
-    buffer: [u8; 8],
-    used: usize,
-}
-
-impl SplitMix {
-    fn new(seed: u64, len: u64) -> Self {
-        Self {
-            state: seed,
-            left: len,
-            buffer: [0; 8],
-            used: 8,
-        }
-    }
-}
-
-impl Read for SplitMix {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let want = usize::try_from(self.left)
-            .unwrap_or(usize::MAX)
-            .min(buf.len());
-        let mut n = 0;
-        while n < want {
-            if self.used == 8 {
-                self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-                let mut z = self.state;
-                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-                self.buffer = (z ^ (z >> 31)).to_le_bytes();
-                self.used = 0;
-            }
-            let take = (8 - self.used).min(want - n);
-            buf[n..n + take].copy_from_slice(&self.buffer[self.used..self.used + take]);
-            self.used += take;
-            n += take;
-        }
-        self.left -= n as u64;
-        Ok(n)
-    }
-}
-
-fn tar_header(kind: tar::EntryType, size: u64, mode: u32) -> tar::Header {
-    let mut h = tar::Header::new_gnu();
-    h.set_entry_type(kind);
-    h.set_size(size);
-    h.set_mode(mode);
-    h.set_mtime(0);
-    h.set_uid(0);
-    h.set_gid(0);
-    h.set_cksum();
-    h
-}
-
-/// `caas-test/disk-full-big:<hash>` on the host's engine: busybox-static plus `/data/random.bin`
-/// of `BIG_DATA_BYTES` seeded pseudo-random bytes, one layer (`docker import` of a rootfs tar).
-/// Tagged with a hash of what goes into it, built once per machine. Returns the reference and
-/// how long it took.
-fn ensure_big_image() -> anyhow::Result<(String, Duration)> {
-    let started = Instant::now();
-    let busybox = std::fs::read(BUSYBOX_PATH)
-        .with_context(|| format!("{BUSYBOX_PATH} is missing: install busybox-static"))?;
-    let mut hasher = Sha256::new();
-    hasher.update(BIG_FORMAT.as_bytes());
-    hasher.update(&busybox);
-    hasher.update(BIG_SEED.to_le_bytes());
-    hasher.update(BIG_DATA_BYTES.to_le_bytes());
-    let reference = format!(
-        "caas-test/disk-full-big:{}",
-        &hex::encode(hasher.finalize())[..12]
-    );
-    let present = std::process::Command::new("docker")
-        .args(["image", "inspect", "--format", "{{.Id}}", &reference])
-        .output()
-        .context("running the docker CLI")?;
-    if present.status.success() {
-        return Ok((reference, started.elapsed()));
-    }
-    let applets = std::process::Command::new(BUSYBOX_PATH)
-        .arg("--list")
-        .output()
-        .context("busybox --list")?;
-    let work = tempfile::Builder::new()
-        .prefix("caas-disk-full-")
-        .tempdir()?;
-    let tar_path = work.path().join("rootfs.tar");
-    {
-        let file = std::fs::File::create(&tar_path)?;
-        let mut b = tar::Builder::new(std::io::BufWriter::with_capacity(1 << 20, file));
-        for dir in ["bin/", "etc/", "data/"] {
-            let mut h = tar_header(tar::EntryType::Directory, 0, 0o755);
-            b.append_data(&mut h, dir, std::io::empty())?;
-        }
-        let mut h = tar_header(tar::EntryType::Directory, 0, 0o1777);
-        b.append_data(&mut h, "tmp/", std::io::empty())?;
-        let mut h = tar_header(tar::EntryType::Regular, busybox.len() as u64, 0o755);
-        b.append_data(&mut h, "bin/busybox", busybox.as_slice())?;
-        for applet in String::from_utf8_lossy(&applets.stdout).lines() {
-            if applet.is_empty() || applet == "busybox" {
-                continue;
-            }
-            let mut h = tar_header(tar::EntryType::Symlink, 0, 0o777);
-            b.append_link(&mut h, format!("bin/{applet}"), "busybox")?;
-        }
-        for (path, text) in [
-            ("etc/passwd", "root:x:0:0:root:/:/bin/sh\n"),
-            ("etc/group", "root:x:0:\n"),
-        ] {
-            let mut h = tar_header(tar::EntryType::Regular, text.len() as u64, 0o644);
-            b.append_data(&mut h, path, text.as_bytes())?;
-        }
-        let mut h = tar_header(tar::EntryType::Regular, BIG_DATA_BYTES, 0o644);
-        let data = SplitMix::new(BIG_SEED, BIG_DATA_BYTES);
-        b.append_data(&mut h, "data/random.bin", data)?;
-        b.into_inner()?.flush()?;
-    }
-    let out = std::process::Command::new("docker")
-        .arg("import")
-        .args([
-            "--change",
-            r#"CMD ["/bin/sh"]"#,
-            "--change",
-            "ENV PATH=/bin",
-        ])
-        .arg(&tar_path)
-        .arg(&reference)
-        .output()
-        .context("running `docker import`")?;
-    if !out.status.success() {
-        bail!(
-            "docker import {reference}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok((reference, started.elapsed()))
-}
-
 async fn view(c: &Cluster, token: &str, pool: &str, name: &str) -> anyhow::Result<ContainerView> {
-    let (code, body) = c
-        .request(
-            0,
-            "GET",
-            &format!("/v1/pools/{pool}/containers/{name}"),
-            None,
-            token,
-        )
-        .await?;
-    anyhow::ensure!(code == 200, "GET {name}: {code} {body}");
-    Ok(serde_json::from_str(&body)?)
+    c.container(token, pool, name).await
 }
 
 /// Waits until the workload runs; returns its view.
 async fn running(c: &Cluster, token: &str, pool: &str, name: &str) -> ContainerView {
-    until(
-        &format!("{name} running"),
-        Duration::from_secs(120),
-        || async {
-            let v = view(c, token, pool, name).await?;
-            let state = v.status.as_ref().map(|s| s.state);
-            Ok((state == Some(caas_api::WorkloadState::Running)).then_some(v))
-        },
-    )
-    .await
-    .unwrap()
+    c.wait_running(token, pool, name, Duration::from_secs(120))
+        .await
+        .unwrap()
 }
 
 /// Waits until the workload reports `code` in its last error; returns its view.
 async fn failing(c: &Cluster, token: &str, pool: &str, name: &str, code: &str) -> ContainerView {
-    until(
-        &format!("{name} failing with {code}"),
-        Duration::from_secs(90),
-        || async {
-            let v = view(c, token, pool, name).await?;
-            match v.status.as_ref().and_then(|s| s.last_error.clone()) {
-                Some(e) if e.code == code => Ok(Some(v)),
-                // Shown if the wait times out.
-                Some(e) => Err(anyhow::anyhow!("last_error {}: {}", e.code, e.message)),
-                None => Err(anyhow::anyhow!("no error; status {:?}", v.status)),
-            }
-        },
-    )
-    .await
-    .unwrap()
+    c.wait_last_error(token, pool, name, code, Duration::from_secs(90))
+        .await
+        .unwrap()
 }
 
 async fn create(c: &Cluster, token: &str, name: &str, image: &str) {
@@ -458,8 +283,17 @@ async fn container_state(engine: &NodeEngine, id: &str) -> anyhow::Result<String
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disk_that_fills_during_a_pull_is_reported_and_left_clean() {
     let test_started = Instant::now();
-    let (big_local, built) = ensure_big_image().unwrap();
-    eprintln!("disk-full: big image {big_local} ready in {built:.1?}");
+    let built = Instant::now();
+    let big_local = caas_tests::bulk_image::ensure(&caas_tests::bulk_image::BulkSpec {
+        repo: "caas-test/disk-full-big".into(),
+        seed: BIG_SEED,
+        data_layers: vec![BIG_DATA_BYTES],
+    })
+    .unwrap();
+    eprintln!(
+        "disk-full: big image {big_local} ready in {:.1?}",
+        built.elapsed()
+    );
 
     let nodes = [NodeSpec::new("pa", &["node=a1"]).with_own_engine()];
     let mut c = Cluster::start("dfull", &nodes, 1, 30).await.unwrap();
