@@ -17,9 +17,13 @@ pub const MAX_INSTANCES: u32 = 100;
 pub struct PoolRecord {
     pub version: u32,
     pub name: String,
-    /// SHA-256 (hex) of each pool token; tokens themselves are never stored.
-    #[serde(default)]
+    /// SHA-256 (hex) of each ops token issued before tokens had records (they stay valid, as
+    /// `ops`, listed by their hash's id); tokens themselves are never stored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub token_hashes: Vec<String>,
+    /// The pool's tokens with their roles.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tokens: Vec<crate::roles::PoolToken>,
     #[serde(default)]
     pub ssh_keys: Vec<String>,
     pub created_at: u64,
@@ -48,6 +52,15 @@ pub struct PoolView {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenResponse {
     pub token: String,
+    /// The token's public id (list and revoke by it).
+    #[serde(default)]
+    pub id: String,
+    #[serde(default = "ops_role")]
+    pub role: crate::roles::Role,
+}
+
+fn ops_role() -> crate::roles::Role {
+    crate::roles::Role::Ops
 }
 
 /// Body of `POST /v1/pools/{pool}/containers`. The pool comes from the path.

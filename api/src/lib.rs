@@ -12,10 +12,12 @@ pub mod network;
 pub mod node;
 pub mod paths;
 pub mod quantity;
+pub mod roles;
 pub mod service;
 pub mod spec;
 pub mod stats;
 pub mod status;
+pub mod terminal;
 
 pub use assignment::{Assignment, Desired};
 pub use constraint::{Constraint, ConstraintError};

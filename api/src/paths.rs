@@ -115,6 +115,18 @@ impl ZkLayout {
     pub fn prewarm_node(&self, pool: &str, id: &str, node: &str) -> String {
         format!("{}/{node}", self.prewarm(pool, id))
     }
+    /// The pool's audit log: one znode per terminal or exec session, named so that names sort
+    /// by time (`<millis>-<random>`). Kept apart from the pool's record so that removing a pool
+    /// does not remove its trail.
+    pub fn audit(&self, pool: &str) -> String {
+        format!("{}/audit/{pool}", self.root)
+    }
+    pub fn audit_root(&self) -> String {
+        format!("{}/audit", self.root)
+    }
+    pub fn audit_entry(&self, pool: &str, id: &str) -> String {
+        format!("{}/{id}", self.audit(pool))
+    }
     pub fn vnis(&self) -> String {
         format!("{}/vnis", self.root)
     }

@@ -122,3 +122,91 @@ impl AgentLink {
         })
     }
 }
+
+/// A terminal session's socket to an agent.
+pub type AgentSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Longest central waits for an agent to accept a terminal or a log stream.
+const OPEN_WAIT: Duration = Duration::from_secs(10);
+
+impl AgentLink {
+    fn token(&self) -> Result<&str, CentralError> {
+        self.token.as_deref().ok_or_else(|| {
+            CentralError::unavailable(
+                "this central has no agent token, so it cannot reach agents; start it with \
+                 --agent-token-file (the same token as the agents' --control-token-file)",
+            )
+        })
+    }
+
+    /// Opens the agent's terminal WebSocket for a workload.
+    pub async fn open_terminal(
+        &self,
+        api_addr: &str,
+        pool: &str,
+        name: &str,
+    ) -> Result<AgentSocket, CentralError> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let token = self.token()?;
+        let url = format!("ws://{api_addr}/v1/containers/{pool}/{name}/terminal");
+        let mut request = url.into_client_request().map_err(|e| {
+            CentralError::unavailable(format!("the agent address {api_addr} is not usable: {e}"))
+        })?;
+        let bearer = format!("Bearer {token}").parse().map_err(|_| {
+            CentralError::unavailable("the agent token cannot be sent in a header")
+        })?;
+        request.headers_mut().insert("authorization", bearer);
+        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .max_message_size(Some(1 << 20))
+            .max_frame_size(Some(1 << 20));
+        let connect = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
+        match tokio::time::timeout(OPEN_WAIT, connect).await {
+            Ok(Ok((socket, _))) => Ok(socket),
+            Ok(Err(tokio_tungstenite::tungstenite::Error::Http(response))) => {
+                let status = response.status().as_u16();
+                let body = response.body().clone().unwrap_or_default();
+                let (code, message) = match serde_json::from_slice::<serde_json::Value>(&body) {
+                    Ok(v) => (
+                        v["code"].as_str().unwrap_or("agent-error").to_string(),
+                        v["message"].as_str().unwrap_or("").to_string(),
+                    ),
+                    Err(_) => ("agent-error".to_string(), String::new()),
+                };
+                Err(CentralError::Agent {
+                    status,
+                    code: crate::error::AgentCode::parse(&code),
+                    message: format!("{name}: the agent at {api_addr} refused the terminal: {message}"),
+                })
+            }
+            Ok(Err(e)) => Err(CentralError::unavailable(format!(
+                "the agent at {api_addr} did not open a terminal: {e}"
+            ))),
+            Err(_) => Err(CentralError::unavailable(format!(
+                "the agent at {api_addr} did not answer within {}s",
+                OPEN_WAIT.as_secs()
+            ))),
+        }
+    }
+
+    /// GETs `path` from the agent and returns the answer unread (for streams: logs).
+    pub async fn get_stream(
+        &self,
+        api_addr: &str,
+        path_and_query: &str,
+    ) -> Result<reqwest::Response, CentralError> {
+        let token = self.token()?;
+        let url = format!("http://{api_addr}{path_and_query}");
+        let send = self.http.get(&url).bearer_auth(token).send();
+        match tokio::time::timeout(OPEN_WAIT, send).await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(e)) => Err(CentralError::unavailable(format!(
+                "the agent at {api_addr} did not answer: {e}"
+            ))),
+            Err(_) => Err(CentralError::unavailable(format!(
+                "the agent at {api_addr} did not answer within {}s",
+                OPEN_WAIT.as_secs()
+            ))),
+        }
+    }
+}

@@ -3,6 +3,7 @@
 //! REST client are the `caas-cli` and `caas-client` crates.)
 pub mod agent_link;
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod decoded;

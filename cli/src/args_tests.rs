@@ -798,3 +798,271 @@ fn vlan_options_are_refused_locally_naming_the_flag() {
         }
     }
 }
+
+fn exec_args(args: &[&str]) -> ExecArgs {
+    let mut all = vec!["container", "exec"];
+    all.extend_from_slice(args);
+    match parse(&all).command {
+        Command::Container(ContainerCommand::Exec(args)) => args,
+        other => panic!("parsed as {other:?}"),
+    }
+}
+
+fn parse_error(args: &[&str]) -> clap::Error {
+    Cli::try_parse_from(std::iter::once("caas").chain(args.iter().copied()))
+        .expect_err(&format!("{args:?} should be refused"))
+}
+
+#[test]
+fn exec_takes_docker_s_interactive_and_tty_flags() {
+    for flags in [
+        &["-it"][..],
+        &["-ti"],
+        &["-i", "-t"],
+        &["--interactive", "--tty"],
+    ] {
+        let mut args = flags.to_vec();
+        args.extend(["web-1", "--", "bash"]);
+        let exec = exec_args(&args);
+        assert!(exec.interactive && exec.tty, "{flags:?}");
+        assert_eq!(exec.command, ["bash"]);
+    }
+    let exec = exec_args(&["-i", "web-1", "--", "sh", "-c", "cat > /tmp/x"]);
+    assert!(exec.interactive && !exec.tty);
+    let exec = exec_args(&["-t", "web-1", "--", "top"]);
+    assert!(!exec.interactive && exec.tty);
+    let exec = exec_args(&["-itu", "root", "web-1"]);
+    assert!(exec.interactive && exec.tty);
+    assert_eq!(exec.user.as_deref(), Some("root"));
+    assert!(
+        exec.command.is_empty(),
+        "no command: the agent's login shell"
+    );
+    let exec = exec_args(&["web-1", "-it", "--user=admin"]);
+    assert_eq!(
+        (exec.interactive, exec.tty, exec.user.as_deref()),
+        (true, true, Some("admin"))
+    );
+
+    // Without -i/-t: today's exec, a command is required and --timeout applies.
+    let exec = exec_args(&["web-1", "--timeout", "5", "--", "ls"]);
+    assert_eq!(
+        (exec.interactive, exec.tty, exec.timeout),
+        (false, false, 5)
+    );
+    assert_eq!(exec_args(&["web-1", "--", "ls"]).timeout, 60);
+    for args in [
+        &["container", "exec", "web-1"][..],
+        &["container", "exec", "-it", "web-1", "--timeout", "5"],
+        &["container", "exec", "-x", "web-1", "--", "ls"],
+    ] {
+        assert_eq!(parse_error(args).exit_code(), 2, "{args:?}");
+    }
+}
+
+#[test]
+fn pool_token_keeps_its_old_form_and_gains_create_ls_rm() {
+    let token = |args: &[&str]| {
+        let mut all = vec!["pool", "token"];
+        all.extend_from_slice(args);
+        match parse(&all).command {
+            Command::Pool(PoolCommand::Token(args)) => args.command(),
+            other => panic!("parsed as {other:?}"),
+        }
+    };
+    let ops = TokenCreateArgs {
+        role: RoleArg::Ops,
+        label: None,
+    };
+    assert_eq!(
+        token(&["pool2"]),
+        TokenCommand::Create {
+            pool: "pool2".into(),
+            args: ops.clone()
+        },
+        "`caas pool token POOL` still issues an ops token"
+    );
+    assert_eq!(
+        token(&["create", "pool2"]),
+        TokenCommand::Create {
+            pool: "pool2".into(),
+            args: ops
+        }
+    );
+    let developer = TokenCreateArgs {
+        role: RoleArg::Developer,
+        label: Some("alice".into()),
+    };
+    assert_eq!(
+        token(&["create", "pool2", "--role", "developer", "--label", "alice"]),
+        TokenCommand::Create {
+            pool: "pool2".into(),
+            args: developer.clone()
+        }
+    );
+    assert_eq!(
+        token(&["pool2", "--role=developer", "--label=alice"]),
+        TokenCommand::Create {
+            pool: "pool2".into(),
+            args: developer
+        }
+    );
+    for ls in ["ls", "list"] {
+        assert_eq!(
+            token(&[ls, "pool2"]),
+            TokenCommand::Ls {
+                pool: "pool2".into()
+            }
+        );
+    }
+    assert_eq!(
+        token(&["rm", "pool2", "tok-0123456789ab"]),
+        TokenCommand::Rm {
+            pool: "pool2".into(),
+            id: "tok-0123456789ab".into()
+        }
+    );
+    assert_eq!(
+        caas_api::roles::Role::from(RoleArg::Developer),
+        caas_api::roles::Role::Developer
+    );
+
+    let err = parse_error(&["pool", "token", "create", "pool2", "--role", "root"]);
+    assert_eq!(err.exit_code(), 2);
+    assert_eq!(err.kind(), clap::error::ErrorKind::InvalidValue);
+    let text = err.to_string();
+    assert!(text.contains("[possible values: ops, developer]"), "{text}");
+    for args in [
+        &["pool", "token"][..],
+        &["pool", "token", "rm", "pool2"],
+        &["pool", "token", "ls"],
+    ] {
+        assert_eq!(parse_error(args).exit_code(), 2, "{args:?}");
+    }
+}
+
+#[test]
+fn audit_and_logs_parse() {
+    match parse(&["--pool=p", "audit", "ls"]).command {
+        Command::Audit(AuditCommand::Ls {
+            container: None,
+            limit: None,
+            verbose: false,
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+    match parse(&[
+        "audit",
+        "list",
+        "--container",
+        "web-1",
+        "--limit",
+        "20",
+        "-v",
+    ])
+    .command
+    {
+        Command::Audit(AuditCommand::Ls {
+            container,
+            limit,
+            verbose,
+        }) => assert_eq!(
+            (container.as_deref(), limit, verbose),
+            (Some("web-1"), Some(20), true)
+        ),
+        other => panic!("{other:?}"),
+    }
+    for limit in ["0", "5001", "x"] {
+        assert_eq!(
+            parse_error(&["audit", "ls", "--limit", limit]).exit_code(),
+            2,
+            "{limit}"
+        );
+    }
+
+    let logs = |args: &[&str]| {
+        let mut all = vec!["container", "logs"];
+        all.extend_from_slice(args);
+        match parse(&all).command {
+            Command::Container(ContainerCommand::Logs(args)) => args,
+            other => panic!("parsed as {other:?}"),
+        }
+    };
+    assert_eq!(
+        logs(&["web-1"]),
+        LogsArgs {
+            name: "web-1".into(),
+            tail: 100,
+            ..Default::default()
+        }
+    );
+    assert_eq!(
+        logs(&["web-1", "-f", "--tail", "20", "--file", "app.log"]),
+        LogsArgs {
+            name: "web-1".into(),
+            follow: true,
+            tail: 20,
+            file: Some("app.log".into()),
+            list_files: false,
+        }
+    );
+    assert!(logs(&["web-1", "--follow"]).follow);
+    assert!(logs(&["web-1", "--list-files"]).list_files);
+    for args in [
+        &["container", "logs", "web-1", "--list-files", "-f"][..],
+        &[
+            "container",
+            "logs",
+            "web-1",
+            "--list-files",
+            "--file",
+            "a.log",
+        ],
+        &["container", "logs", "web-1", "--tail", "-1"],
+        &["container", "logs", "web-1", "--tail", "100001"],
+        &["container", "logs"],
+    ] {
+        assert_eq!(parse_error(args).exit_code(), 2, "{args:?}");
+    }
+}
+
+#[test]
+fn json_flag_is_short_for_output_json() {
+    assert!(parse(&["--json", "node", "ls"]).json());
+    assert!(parse(&["node", "ls", "-o", "json"]).json());
+    assert!(parse(&["audit", "ls", "--json"]).json());
+    assert!(!parse(&["node", "ls"]).json());
+}
+
+#[test]
+fn new_commands_teach_with_examples() {
+    let mut cmd = Cli::command();
+    let mut help = |path: &[&str]| {
+        let mut sub = &mut cmd;
+        for name in path {
+            sub = sub.find_subcommand_mut(name).unwrap();
+        }
+        sub.render_long_help().to_string()
+    };
+    let exec = help(&["container", "exec"]);
+    for needle in ["exec -it web-1", "-u root", "-i web-1", "audit ls", "not"] {
+        assert!(exec.contains(needle), "{needle} missing from:\n{exec}");
+    }
+    let logs = help(&["container", "logs"]);
+    for needle in ["-f --tail 20", "--list-files", "--file app.err.log"] {
+        assert!(logs.contains(needle), "{needle} missing from:\n{logs}");
+    }
+    let token = help(&["pool", "token"]);
+    for needle in [
+        "--role developer",
+        "token ls pool2",
+        "token rm pool2",
+        "developer:",
+    ] {
+        assert!(token.contains(needle), "{needle} missing from:\n{token}");
+    }
+    let audit = help(&["audit", "ls"]);
+    for needle in ["--container web-1", "-v", "passwords"] {
+        assert!(audit.contains(needle), "{needle} missing from:\n{audit}");
+    }
+}

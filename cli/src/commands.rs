@@ -3,12 +3,12 @@
 use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use caas_api::central::{CreatePoolRequest, ExecRequest, TokenResponse};
+use caas_api::central::{CreatePoolRequest, ExecRequest};
 use caas_client::CentralClient;
 
 use super::render;
 use super::{
-    Cli, CliError, Command, ContainerCommand, NetworkCommand, NodeCommand, OutputFormat,
+    Cli, CliError, Command, ContainerCommand, ExecArgs, NetworkCommand, NodeCommand, OutputFormat,
     PoolCommand,
 };
 
@@ -17,7 +17,11 @@ use super::{
 /// (`render::error_text`) and turn into an exit code (`CliError::exit_code`).
 pub async fn run(cli: &Cli, out: &mut dyn Write) -> Result<u8, CliError> {
     let ctx = Ctx {
-        output: cli.output,
+        output: if cli.json() {
+            OutputFormat::Json
+        } else {
+            cli.output
+        },
         now: SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
@@ -53,6 +57,12 @@ pub async fn run(cli: &Cli, out: &mut dyn Write) -> Result<u8, CliError> {
         Command::RegistryProxy(cmd) => {
             let pool = cli.require_pool()?;
             super::registry::registry_proxy(&client()?, ctx.json(), pool, cmd, out)
+                .await
+                .map(|()| 0)
+        }
+        Command::Audit(cmd) => {
+            let pool = cli.require_pool()?;
+            super::access::audit(&client()?, ctx.json(), pool, cmd, out)
                 .await
                 .map(|()| 0)
         }
@@ -107,7 +117,7 @@ async fn pool(
                     Some(token) => write_token(out, &view.name, token)?,
                     None => writeln!(
                         out,
-                        "central returned no token; issue one with `caas pool token {}`",
+                        "central returned no token; issue one with `caas pool token create {}`",
                         view.name
                     )?,
                 }
@@ -130,13 +140,8 @@ async fn pool(
                 writeln!(out, "pool {name} removed")?;
             }
         }
-        PoolCommand::Token { name } => {
-            let token = client.create_pool_token(name).await?;
-            if ctx.json() {
-                write!(out, "{}", render::json(&TokenResponse { token }))?;
-            } else {
-                write_token(out, name, &token)?;
-            }
+        PoolCommand::Token(args) => {
+            super::access::token(client, ctx.json(), &args.command(), out).await?;
         }
     }
     Ok(())
@@ -144,11 +149,7 @@ async fn pool(
 
 fn write_token(out: &mut dyn Write, pool: &str, token: &str) -> std::io::Result<()> {
     writeln!(out, "token: {token}")?;
-    writeln!(
-        out,
-        "Store this token now: it is shown only once and central keeps only its hash.\n\
-         Use it as CAAS_TOKEN (or --token) for the commands of pool {pool}."
-    )
+    super::access::write_token_warning(out, pool)
 }
 
 async fn node(
@@ -279,12 +280,16 @@ async fn container(
                 return Ok(1);
             }
         }
-        ContainerCommand::Exec {
+        ContainerCommand::Exec(args) if args.interactive || args.tty => {
+            return super::terminal::exec(client, pool, args, out).await;
+        }
+        ContainerCommand::Exec(ExecArgs {
             name,
             user,
             timeout,
             command,
-        } => {
+            ..
+        }) => {
             let request = ExecRequest {
                 command: command.clone(),
                 user: user.clone(),
@@ -307,6 +312,9 @@ async fn container(
                 }
             }
             return Ok(u8::try_from(result.exit_code.clamp(0, 255)).unwrap_or(u8::MAX));
+        }
+        ContainerCommand::Logs(args) => {
+            super::logs::logs(client, ctx.json(), pool, args, out).await?;
         }
         ContainerCommand::Stats {
             names,

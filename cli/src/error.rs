@@ -23,6 +23,15 @@ pub enum CliError {
     /// Writing the output failed (e.g. the reader of a pipe went away).
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
+
+    /// An interactive session (`container exec -it`) that central ended with an error (`code`
+    /// is the API's: `idle-timeout`, `forbidden`, `no-admin-user`...), that ended without an
+    /// exit status, or that could not be run here (raw mode, stdin).
+    #[error("{message}")]
+    Session {
+        code: Option<String>,
+        message: String,
+    },
 }
 
 impl CliError {
@@ -49,10 +58,11 @@ impl CliError {
         }
     }
 
-    /// The API's machine-readable error code (`ErrorBody.code`).
+    /// The API's machine-readable error code (`ErrorBody.code`, or a terminal's `error`).
     pub fn code(&self) -> Option<&str> {
         match self {
             Self::Client(e) => e.code(),
+            Self::Session { code, .. } => code.as_deref(),
             _ => None,
         }
     }
@@ -72,6 +82,9 @@ impl CliError {
 
     /// What the operator should try next, when there is something useful to say.
     pub fn hint(&self) -> Option<String> {
+        if let Self::Session { code, .. } = self {
+            return code.as_deref().and_then(session_hint);
+        }
         let Self::Client(e) = self else {
             return None;
         };
@@ -103,12 +116,14 @@ fn api_hint(status: u16, from_central: bool, url: &str) -> Option<String> {
     match status {
         401 => Some(
             "central did not accept the token: pass --token or set CAAS_TOKEN to the admin token \
-             or to a pool token (from `caas pool create` or `caas pool token`)"
+             or to a pool token (from `caas pool create` or `caas pool token create`)"
                 .to_string(),
         ),
         403 => Some(
-            "managing pools (create, rm, token) needs the admin token; a pool token works only \
-             for its own pool (--token / CAAS_TOKEN)"
+            "the token may not do this: managing pools needs the admin token, a pool's tokens \
+             work only for their pool, and a developer token only lists containers, reads logs \
+             and opens terminals as admin in rich containers (--token / CAAS_TOKEN; `caas pool \
+             token ls POOL` shows roles)"
                 .to_string(),
         ),
         404 if !from_central => Some(format!(
@@ -148,6 +163,30 @@ fn code_hint(code: &str) -> Option<String> {
             "no address (or VNI) is left: remove containers from the network, or create a \
              network with a larger subnet"
         }
+        _ => return None,
+    };
+    Some(hint.to_string())
+}
+
+/// Terminal `error` codes that have a next step.
+fn session_hint(code: &str) -> Option<String> {
+    let hint = match code {
+        "idle-timeout" => {
+            "the session had neither input nor output for too long and was ended; open another"
+        }
+        "forbidden" => {
+            "a developer token opens terminals only as admin (leave out -u or give -u admin) in \
+             rich containers; anything else needs an ops token"
+        }
+        "no-admin-user" => {
+            "the container has no admin user (not a rich image): an ops token can open the \
+             terminal as another user with -u"
+        }
+        "unavailable" => {
+            "the container's node did not answer: check `caas container inspect NAME` and \
+             `caas node ls`, then retry"
+        }
+        "not-found" => "check the name and the pool; `caas container ls` lists the containers",
         _ => return None,
     };
     Some(hint.to_string())

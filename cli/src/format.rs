@@ -1,4 +1,5 @@
-//! Small display helpers for people: CPU and memory quantities, ages.
+//! Small display helpers for people: CPU and memory quantities, ages, UTC timestamps and
+//! durations.
 
 const KI: u64 = 1 << 10;
 const MI: u64 = 1 << 20;
@@ -99,6 +100,47 @@ pub fn parse_rfc3339(text: &str) -> Option<u64> {
     u64::try_from(secs).ok().filter(|s| *s > 0)
 }
 
+/// Unix seconds as an RFC 3339 UTC timestamp to the second: `2024-05-01T10:20:30Z`.
+pub fn utc(seconds: u64) -> String {
+    let days = i64::try_from(seconds / 86400).unwrap_or(i64::MAX / 2);
+    let rest = seconds % 86400;
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+/// How long something took, to two units: `"850ms"`, `"5.2s"`, `"1m5s"`, `"2h3m"`, `"3d4h"`.
+pub fn duration(millis: u64) -> String {
+    let s = millis / 1000;
+    match millis {
+        m if m < 1000 => format!("{m}ms"),
+        m if m < 10_000 => format!("{}.{}s", m / 1000, m % 1000 / 100),
+        _ if s < 60 => format!("{s}s"),
+        _ if s < 3600 => format!("{}m{}s", s / 60, s % 60),
+        _ if s < 86400 => format!("{}h{}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d{}h", s / 86400, s % 86400 / 3600),
+    }
+}
+
+/// The date of a day since 1970-01-01 (Howard Hinnant's algorithm, the inverse of
+/// `days_from_civil`).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
 fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     let y = if month <= 2 { year - 1 } else { year };
@@ -147,6 +189,23 @@ mod tests {
         assert_eq!(age(3 * 3600), "3h");
         assert_eq!(age(47 * 3600), "47h");
         assert_eq!(age(5 * 86400 + 7), "5d");
+    }
+
+    #[test]
+    fn utc_timestamps_and_durations() {
+        assert_eq!(utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc(1_714_558_830), "2024-05-01T10:20:30Z");
+        assert_eq!(utc(951_868_800), "2000-03-01T00:00:00Z");
+        assert_eq!(utc(951_868_799), "2000-02-29T23:59:59Z");
+        for secs in [1, 86_399, 1_714_558_830, 4_102_444_800] {
+            assert_eq!(parse_rfc3339(&utc(secs)), Some(secs), "{secs}");
+        }
+        assert_eq!(duration(850), "850ms");
+        assert_eq!(duration(5_250), "5.2s");
+        assert_eq!(duration(42_000), "42s");
+        assert_eq!(duration(65_500), "1m5s");
+        assert_eq!(duration((2 * 3600 + 3 * 60 + 4) * 1000), "2h3m");
+        assert_eq!(duration((3 * 86400 + 4 * 3600) * 1000), "3d4h");
     }
 
     #[test]

@@ -2,10 +2,13 @@
 //! (`render`, `format`) and the commands themselves (`commands`), over the typed REST client of
 //! `caas-client`. `src/main.rs` only parses, runs and maps errors to exit codes.
 
+pub mod access;
 pub mod commands;
 pub mod error;
 pub mod format;
+pub mod logs;
 pub mod render;
+pub mod terminal;
 
 mod create;
 mod network;
@@ -45,7 +48,9 @@ Examples:
   caas --pool=pool2 container rm web-1 --purge-data
   caas node ls -o json | jq -r '.[] | select(.liveness != \"ready\") | .id'
 
-Tokens: the admin token manages pools and sees everything; a pool token sees only its pool.
+Tokens: the admin token manages pools and sees everything; a pool token sees only its pool:
+an ops token does everything there, a developer token reads containers and their logs and opens
+terminals (`caas pool token create POOL --role developer`).
 
 Exit status: 0 done; 1 central refused the request or could not be reached; 2 the command line
 could not be parsed; 64 an argument value was refused before anything was sent.";
@@ -108,9 +113,57 @@ const EXEC_AFTER_HELP: &str = "\
 Examples:
   caas --pool=pool2 container exec web -- ls -l /home/admin/logs
   caas --pool=pool2 container exec web -u admin -- sh -c 'tail -n 50 /home/admin/logs/app.err.log'
+  caas --pool=pool2 container exec -it web-1                  # a login shell (bash -l, else sh)
+  caas --pool=pool2 container exec -it -u root web-1 -- bash
+  caas --pool=pool2 container exec -i web-1 -- sh -c 'cat > /tmp/conf.yaml' < conf.yaml
 
-With replicas, give the instance name (web-2). Output is printed as the command ends (up to 1 MiB
-per stream); the exit status is the command's, 124 when it timed out.";
+With replicas, give the instance name (web-2).
+
+Without -i and -t the command runs to its end and its output is printed then (up to 1 MiB per
+stream); the exit status is the command's, 124 when it timed out (--timeout).
+
+-it opens an interactive terminal, like `docker exec -it`: keys go to the container (Ctrl-C
+too), the window size follows yours, and caas exits with the command's exit status when it
+ends. -t needs a terminal on stdin. -i alone sends stdin without a terminal (a pipe, a file);
+the command sees the end of the input only when it ends itself. A developer token may open
+terminals only as admin in rich containers. Every session, with the lines typed in it, is kept
+in the pool's audit log (`caas audit ls`).";
+
+const LOGS_AFTER_HELP: &str = "\
+Examples:
+  caas --pool=pool2 container logs web-1
+  caas --pool=pool2 container logs web-1 -f --tail 20
+  caas --pool=pool2 container logs web-1 --list-files
+  caas --pool=pool2 container logs web-1 --file app.err.log --tail 500 | grep -i exception
+
+Without --file: the container's output (its app's stdout and stderr). --file NAME: a file of its
+log directory (/home/admin/logs in rich containers), as --list-files names them. -f keeps
+printing new lines until Ctrl-C.";
+
+const TOKEN_AFTER_HELP: &str = "\
+Examples:
+  caas pool token create pool2 --role developer --label alice    # prints the token once
+  caas pool token ls pool2
+  caas pool token rm pool2 tok-0123456789ab
+  caas pool token pool2                                          # same as `create pool2`
+
+Roles: an ops token does everything within its pool (what pool tokens always did); a developer
+token lists and inspects the pool's containers, reads their logs and opens terminals as admin in
+rich containers, nothing else. A token is shown only when it is issued: central keeps its hash.
+Revoking takes effect at once. The admin token issues and revokes tokens of either role; a
+pool's ops token lists the pool's tokens and issues and revokes its developer tokens.";
+
+const AUDIT_AFTER_HELP: &str = "\
+Examples:
+  caas --pool=pool2 audit ls
+  caas --pool=pool2 audit ls --container web-1 --limit 20 -v
+  caas --pool=pool2 audit ls -o json | jq '.[] | select(.role == \"developer\")'
+
+Each terminal (`container exec -it`, the web console) and exec session of the pool: when it
+started (UTC), the container, who (token id/role; admin for the admin token), from where (api:
+the CLI and other clients, console: the browser), the user and command, how long it lasted, its
+exit code and how it ended (exit, closed, idle-timeout, error). -v also prints the lines typed in
+each session, passwords included.";
 
 const NETWORK_CREATE_AFTER_HELP: &str = "\
 Examples:
@@ -192,6 +245,10 @@ pub struct Cli {
           help_heading = GLOBAL)]
     pub output: OutputFormat,
 
+    /// Same as `-o json`.
+    #[arg(long, global = true, help_heading = GLOBAL)]
+    pub json: bool,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -204,7 +261,8 @@ pub enum Command {
     /// List and inspect nodes.
     #[command(subcommand)]
     Node(NodeCommand),
-    /// Create, list, inspect, remove and reschedule containers of a pool (needs --pool).
+    /// Create, list, inspect, remove and reschedule containers of a pool, run commands and
+    /// terminals in them, read their logs (needs --pool).
     #[command(subcommand)]
     Container(ContainerCommand),
     /// Create, list, inspect and remove container networks of a pool (needs --pool).
@@ -223,6 +281,10 @@ pub enum Command {
     /// Prewarm images of the image center on the pool's nodes (needs --pool).
     #[command(subcommand)]
     Image(registry::ImageCommand),
+    /// The pool's audit log: every terminal and exec session, who opened it and what was typed
+    /// (needs --pool).
+    #[command(subcommand)]
+    Audit(AuditCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -243,8 +305,9 @@ pub enum PoolCommand {
     /// Remove a pool.
     #[command(visible_alias = "remove")]
     Rm { name: String },
-    /// Issue one more token for a pool and print it (shown only once).
-    Token { name: String },
+    /// Issue (create), list (ls) and revoke (rm) a pool's tokens, with their roles.
+    #[command(after_help = TOKEN_AFTER_HELP)]
+    Token(TokenArgs),
     /// Replace a pool's SSH keys; running rich containers get them in place, without a restart.
     #[command(
         name = "ssh-keys",
@@ -255,6 +318,104 @@ pub enum PoolCommand {
         /// A public key line; repeat for more. The keys given replace all of the pool's keys.
         #[arg(long = "ssh-key", value_name = "KEY", required = true)]
         ssh_keys: Vec<String>,
+    },
+}
+
+/// `caas pool token`: a subcommand, or (as before there were subcommands) a pool name, which
+/// issues a token like `create`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct TokenArgs {
+    #[command(subcommand)]
+    pub command: Option<TokenCommand>,
+    /// `caas pool token POOL` is `caas pool token create POOL`.
+    #[arg(value_name = "POOL", required = true)]
+    pub pool: Option<String>,
+    #[command(flatten)]
+    pub create: TokenCreateArgs,
+}
+
+impl TokenArgs {
+    /// The command, `create` for the bare `caas pool token POOL`.
+    pub fn command(&self) -> TokenCommand {
+        match (&self.command, &self.pool) {
+            (Some(command), _) => command.clone(),
+            (None, pool) => TokenCommand::Create {
+                pool: pool.clone().unwrap_or_default(),
+                args: self.create.clone(),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum TokenCommand {
+    /// Issue a token and print it (shown only this once) with its id and role.
+    Create {
+        /// The pool the token is for.
+        pool: String,
+        #[command(flatten)]
+        args: TokenCreateArgs,
+    },
+    /// List the pool's tokens: id, role, when issued, label (never the tokens).
+    #[command(visible_alias = "list")]
+    Ls {
+        /// The pool.
+        pool: String,
+    },
+    /// Revoke a token by its id (from `ls`); it stops working at once.
+    #[command(visible_alias = "remove")]
+    Rm {
+        /// The pool.
+        pool: String,
+        /// The token's id, tok-...
+        id: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct TokenCreateArgs {
+    /// What the token may do in the pool.
+    #[arg(long, value_enum, default_value_t = RoleArg::Ops)]
+    pub role: RoleArg,
+    /// Whose token it is, e.g. a name; shown by `ls` (at most 100 characters).
+    #[arg(long, value_name = "TEXT")]
+    pub label: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RoleArg {
+    /// Everything within the pool.
+    Ops,
+    /// Read containers and logs; terminals as admin in rich containers.
+    Developer,
+}
+
+impl From<RoleArg> for caas_api::roles::Role {
+    fn from(role: RoleArg) -> Self {
+        match role {
+            RoleArg::Ops => Self::Ops,
+            RoleArg::Developer => Self::Developer,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// List the pool's terminal and exec sessions, oldest first.
+    #[command(visible_alias = "list", after_help = AUDIT_AFTER_HELP)]
+    Ls {
+        /// Only the sessions of this container.
+        #[arg(long, value_name = "NAME")]
+        container: Option<String>,
+        /// Only the newest N sessions [default: central's].
+        #[arg(long, value_name = "N",
+              value_parser = clap::value_parser!(u32)
+                  .range(1..=i64::try_from(caas_api::roles::MAX_AUDIT_ENTRIES).unwrap_or(5000)))]
+        limit: Option<u32>,
+        /// Also print the lines typed in each session.
+        #[arg(short, long)]
+        verbose: bool,
     },
 }
 
@@ -295,21 +456,13 @@ pub enum ContainerCommand {
         /// The package: a gzip tarball holding bin/start.sh, bin/startup.sh, start.sh or run.sh.
         package: std::path::PathBuf,
     },
-    /// Run a command in a container (non-interactive) and print its output; exits with the
-    /// command's exit code.
+    /// Run a command in a container and print its output, or (-it) open an interactive
+    /// terminal in it; exits with the command's exit code.
     #[command(after_help = EXEC_AFTER_HELP)]
-    Exec {
-        name: String,
-        /// User to run as, e.g. admin or root [default: the image's user].
-        #[arg(short, long)]
-        user: Option<String>,
-        /// Seconds before the command is killed (exit code 124).
-        #[arg(long, value_name = "SECONDS", default_value_t = 60)]
-        timeout: u32,
-        /// The command and its arguments, after `--`.
-        #[arg(last = true, required = true, value_name = "CMD")]
-        command: Vec<String>,
-    },
+    Exec(ExecArgs),
+    /// Print a container's output, or a file of its log directory; -f follows it.
+    #[command(after_help = LOGS_AFTER_HELP)]
+    Logs(LogsArgs),
     /// CPU, memory, network, block I/O and processes of containers, as their agents measured
     /// them last (every 10 s by default); all of the pool's without names.
     #[command(after_help = STATS_AFTER_HELP)]
@@ -343,6 +496,50 @@ pub enum ContainerCommand {
         #[arg(long)]
         no_prewarm: bool,
     },
+}
+
+/// `caas container exec`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
+pub struct ExecArgs {
+    /// The container (the instance name with replicas, e.g. web-2).
+    pub name: String,
+    /// Keep stdin open and send it to the command.
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Give the command a pseudo-terminal (stdin must be a terminal); with -i, an interactive
+    /// shell.
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// User to run as, e.g. admin or root [default: admin in rich containers with -i/-t, the
+    /// image's user otherwise].
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Seconds before the command is killed (exit code 124); not with -i/-t.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60,
+          conflicts_with_all = ["interactive", "tty"])]
+    pub timeout: u32,
+    /// The command and its arguments, after `--` [with -i/-t: a login shell].
+    #[arg(last = true, value_name = "CMD", required_unless_present_any = ["interactive", "tty"])]
+    pub command: Vec<String>,
+}
+
+/// `caas container logs`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
+pub struct LogsArgs {
+    pub name: String,
+    /// Keep printing new lines as they are written, until Ctrl-C.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Start with the last N lines.
+    #[arg(long, value_name = "N", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(0..=i64::from(caas_api::terminal::MAX_LOG_TAIL)))]
+    pub tail: u32,
+    /// A file of the container's log directory instead of its output (see --list-files).
+    #[arg(long, value_name = "NAME")]
+    pub file: Option<String>,
+    /// List the files of the container's log directory with their sizes.
+    #[arg(long, conflicts_with_all = ["follow", "tail", "file"])]
+    pub list_files: bool,
 }
 
 /// `caas container create`.
@@ -519,6 +716,11 @@ pub enum StrategyArg {
 }
 
 impl Cli {
+    /// Whether output is JSON (`-o json` or `--json`).
+    pub fn json(&self) -> bool {
+        self.json || self.output == OutputFormat::Json
+    }
+
     /// The pool container commands work on.
     pub fn require_pool(&self) -> Result<&str, CliError> {
         match self.pool.as_deref().map(str::trim) {
@@ -533,3 +735,7 @@ impl Cli {
 #[cfg(test)]
 #[path = "args_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "sessions_tests.rs"]
+mod sessions_tests;

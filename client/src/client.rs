@@ -15,8 +15,14 @@ use serde::Serialize;
 
 use crate::error::{synthetic_code, ClientError, NetworkKind};
 
+mod access;
+mod logs;
 mod registry;
 mod services;
+pub mod terminal;
+
+pub use access::AuditQuery;
+pub use logs::{LogStream, LogsRequest};
 
 /// How long to wait for a TCP connection to central.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -25,6 +31,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// How much of an unexpected body to quote in an error.
 const BODY_QUOTE: usize = 200;
+/// The `User-Agent` of every request.
+const USER_AGENT: &str = concat!("caas/", env!("CARGO_PKG_VERSION"));
 
 /// Result of a container create: the containers, and whether anything was new (`201`) or all
 /// of them already existed with the same spec (`200`).
@@ -40,6 +48,11 @@ pub struct CentralClient {
     base: Url,
     auth: Option<HeaderValue>,
     http: reqwest::Client,
+    /// Like `http` without the limit on a whole request: `logs --follow` streams for as long
+    /// as the operator watches.
+    streaming: reqwest::Client,
+    /// How long a WebSocket handshake (`terminal`) may take in all.
+    handshake_timeout: Duration,
 }
 
 impl CentralClient {
@@ -66,20 +79,28 @@ impl CentralClient {
                 Ok::<_, ClientError>(value)
             })
             .transpose()?;
-        let http = reqwest::Client::builder()
-            // Central lives on the internal network: an HTTP(S)_PROXY meant for the internet
-            // must not swallow these requests, nor see the bearer token.
-            .no_proxy()
-            .connect_timeout(connect)
-            .timeout(request)
-            .user_agent(concat!("caas/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| ClientError::Network {
-                kind: NetworkKind::Other,
-                url: url.to_string(),
-                detail: innermost(&e),
-            })?;
-        Ok(Self { base, auth, http })
+        let builder = || {
+            reqwest::Client::builder()
+                // Central lives on the internal network: an HTTP(S)_PROXY meant for the internet
+                // must not swallow these requests, nor see the bearer token.
+                .no_proxy()
+                .connect_timeout(connect)
+                .user_agent(USER_AGENT)
+        };
+        let build_error = |e: reqwest::Error| ClientError::Network {
+            kind: NetworkKind::Other,
+            url: url.to_string(),
+            detail: innermost(&e),
+        };
+        let http = builder().timeout(request).build().map_err(build_error)?;
+        let streaming = builder().build().map_err(build_error)?;
+        Ok(Self {
+            base,
+            auth,
+            http,
+            streaming,
+            handshake_timeout: connect.saturating_add(request),
+        })
     }
 
     /// Central's base URL, normalised (with a trailing slash when it has no path).
@@ -315,7 +336,17 @@ impl CentralClient {
         segments: &[&str],
         body: Option<&B>,
     ) -> Result<(StatusCode, T), ClientError> {
-        let mut req = self.http.request(method, self.url(segments)?);
+        self.send_url(method, self.url(segments)?, body).await
+    }
+
+    /// `send` to a URL made by `url` (with a query, say).
+    async fn send_url<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&B>,
+    ) -> Result<(StatusCode, T), ClientError> {
+        let mut req = self.http.request(method, url);
         if let Some(body) = body {
             req = req.json(body);
         }
@@ -330,21 +361,33 @@ impl CentralClient {
 
     /// Sends a request; returns the status and body of a success, or the decoded error.
     async fn exchange(&self, req: RequestBuilder) -> Result<(StatusCode, Vec<u8>), ClientError> {
-        let req = match &self.auth {
-            Some(auth) => req.header(AUTHORIZATION, auth.clone()),
-            None => req,
-        };
-        let resp = req.send().await.map_err(|e| self.network_error(&e))?;
+        let resp = self.open(req).await?;
         let status = resp.status();
         let bytes = resp
             .bytes()
             .await
             .map_err(|e| self.network_error(&e))?
             .to_vec();
+        Ok((status, bytes))
+    }
+
+    /// Sends a request; returns a success answer before its body is read, or the decoded error.
+    async fn open(&self, req: RequestBuilder) -> Result<reqwest::Response, ClientError> {
+        let req = match &self.auth {
+            Some(auth) => req.header(AUTHORIZATION, auth.clone()),
+            None => req,
+        };
+        let resp = req.send().await.map_err(|e| self.network_error(&e))?;
+        let status = resp.status();
         if status.is_client_error() || status.is_server_error() {
+            let bytes = resp
+                .bytes()
+                .await
+                .map_err(|e| self.network_error(&e))?
+                .to_vec();
             return Err(self.api_error(status, &bytes));
         }
-        Ok((status, bytes))
+        Ok(resp)
     }
 
     fn api_error(&self, status: StatusCode, bytes: &[u8]) -> ClientError {

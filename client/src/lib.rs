@@ -18,14 +18,21 @@ pub use caas_api::network::{
     CreateNetworkRequest, Endpoint, InterfaceStatus, IpAllocation, NetworkAttachment,
     NetworkDriver, NetworkSpec, NetworkView,
 };
+pub use caas_api::roles::{AuditEntry, CreateTokenRequest, Role, SessionKind, TokenView};
 pub use caas_api::service::{
     AddBackendRequest, CreateDnsRequest, CreateLbRequest, DnsSpec, LbBackend, LbMember, LbSpec,
     LbView, ServiceMembership,
 };
 pub use caas_api::stats::{NodeStats, NodeStatsEntry, WorkloadStats};
-pub use client::{CentralClient, CreateOutcome};
+pub use caas_api::terminal::{LogFile, TerminalStart};
+pub use client::terminal::{TerminalEvent, TerminalReceiver, TerminalSender, TerminalSession};
+pub use client::{AuditQuery, CentralClient, CreateOutcome, LogStream, LogsRequest};
 pub use error::{ClientError, NetworkKind};
 
 #[cfg(test)]
 #[path = "client_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "session_tests.rs"]
+mod session_tests;

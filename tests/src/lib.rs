@@ -4,6 +4,7 @@
 
 pub mod agent;
 pub mod binaries;
+pub mod browser;
 pub mod bulk_image;
 pub mod cluster;
 pub mod dockerd;

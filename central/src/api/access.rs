@@ -6,16 +6,18 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use caas_api::central::{ContainerRecord, DeployResult, ExecRequest};
+use caas_api::roles::{AuditEntry, SessionKind};
 use warp::http::StatusCode;
 
 use super::{json, parse_body, Ctx, Response};
+use crate::audit;
 use crate::error::{AgentCode, CentralError};
 
 /// How long a deploy may take on one instance (copy, restart, wait for the app's state).
 const DEPLOY_WAIT: Duration = Duration::from_secs(120);
 
 /// The agent address of the node running `record`, or why it cannot be reached.
-fn agent_of(ctx: &Ctx, record: &ContainerRecord) -> Result<String, CentralError> {
+pub(super) fn agent_of(ctx: &Ctx, record: &ContainerRecord) -> Result<String, CentralError> {
     let registrations = ctx.central.registrations()?;
     match registrations.get(&record.node) {
         Some(info) => Ok(info.api_addr.clone()),
@@ -57,19 +59,46 @@ pub async fn exec(
     super::containers::require_pool(&ctx, &pool).await?;
     let request: ExecRequest = parse_body(&body)?;
     request.validate()?;
-    let (record, _) = ctx
-        .central
-        .store
-        .container(&pool, &name)
-        .await?
-        .ok_or_else(|| {
-            CentralError::not_found(format!(
-                "container {name} not found in pool {pool} (with replicas, name one: {name}-1)"
-            ))
-        })?;
-    let addr = agent_of(&ctx, &record)?;
+    let record = super::logs::checked_container(&ctx, &pool, &name).await?;
+    let value = audited_exec(&ctx, &record, &request).await?;
+    Ok(json(StatusCode::OK, &value))
+}
+
+/// Runs a non-interactive exec through the container's agent, with an audit entry written
+/// before it runs and completed after.
+async fn audited_exec(
+    ctx: &Ctx,
+    record: &ContainerRecord,
+    request: &ExecRequest,
+) -> Result<serde_json::Value, CentralError> {
+    let who = super::principal(ctx).await?;
+    let pool = &record.spec.pool;
+    let name = &record.spec.name;
+    let addr = agent_of(ctx, record)?;
+    let started_at = crate::now_millis();
+    let mut entry = AuditEntry {
+        id: audit::new_id(started_at),
+        pool: pool.clone(),
+        container: name.clone(),
+        kind: SessionKind::Exec,
+        token_id: who.token_id().to_string(),
+        role: who.role_name().to_string(),
+        via: ctx.via.to_string(),
+        user: request.user.clone().unwrap_or_else(|| "(image default)".into()),
+        command: request.command.clone(),
+        started_at,
+        ended_at: 0,
+        exit_code: None,
+        ended_by: "running".into(),
+        input: Vec::new(),
+        input_truncated: false,
+    };
+    audit::record_start(ctx.central.store.as_ref(), &entry).await?;
+    let body = Bytes::from(serde_json::to_vec(request).map_err(|e| {
+        CentralError::Internal(format!("encoding the exec request: {e}"))
+    })?);
     let wait = Duration::from_secs(u64::from(request.timeout_seconds.unwrap_or(60)));
-    let (status, answer) = ctx
+    let answer = ctx
         .agents
         .post(
             &addr,
@@ -78,11 +107,46 @@ pub async fn exec(
             body,
             wait,
         )
-        .await?;
-    let answer = relay(&name, status, answer)?;
-    let value: serde_json::Value = serde_json::from_slice(&answer).map_err(|e| {
-        CentralError::unavailable(format!("the agent's exec answer is not JSON: {e}"))
-    })?;
+        .await
+        .and_then(|(status, answer)| relay(name, status, answer))
+        .and_then(|answer| {
+            serde_json::from_slice::<serde_json::Value>(&answer).map_err(|e| {
+                CentralError::unavailable(format!("the agent's exec answer is not JSON: {e}"))
+            })
+        });
+    entry.ended_at = crate::now_millis();
+    match &answer {
+        Ok(value) => {
+            entry.exit_code = value["exit_code"].as_i64();
+            entry.ended_by = if value["timed_out"].as_bool() == Some(true) {
+                "timeout".into()
+            } else {
+                "exit".into()
+            };
+        }
+        Err(e) => entry.ended_by = format!("error: {e}"),
+    }
+    audit::record_end(ctx.central.store.as_ref(), &entry).await?;
+    answer
+}
+
+/// `POST .../restart-app`: `supervisorctl restart app` as root in a rich container (the
+/// console's button for ops).
+pub async fn restart_app(ctx: Ctx, pool: String, name: String) -> Result<Response, CentralError> {
+    let record = super::logs::checked_container(&ctx, &pool, &name).await?;
+    if !record.spec.rich {
+        return Err(CentralError::invalid(
+            "name",
+            format!("{name} is not a rich container: it has no supervisord app program to restart"),
+        ));
+    }
+    let request = ExecRequest {
+        command: vec!["supervisorctl".into(), "restart".into(), "app".into()],
+        user: Some("root".into()),
+        timeout_seconds: Some(60),
+    };
+    let value = audited_exec(&ctx, &record, &request).await?;
+    tracing::info!(pool = %pool, container = %name, "app program restarted");
     Ok(json(StatusCode::OK, &value))
 }
 

@@ -22,7 +22,7 @@ pub const DEFAULT_CPU: &str = "100m";
 pub const DEFAULT_MEMORY: &str = "128Mi";
 
 pub(super) async fn require_pool(ctx: &Ctx, pool: &str) -> Result<(), CentralError> {
-    let who = principal(&ctx.central, &ctx.auth).await?;
+    let who = principal(ctx).await?;
     check_pool_access(&who, pool)?;
     // The pools cache answers for pools that exist; a miss is confirmed in ZooKeeper (a pool
     // created through another instance a moment ago). Writes re-check the pool in their multi.

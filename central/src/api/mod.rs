@@ -4,6 +4,7 @@
 
 mod access;
 mod containers;
+mod logs;
 mod networks;
 mod nodes;
 mod openapi;
@@ -11,8 +12,10 @@ mod pools;
 mod prewarm;
 mod registry;
 pub mod reply;
+pub mod roles;
 mod services;
 mod stats;
+pub mod terminal;
 mod upgrade;
 
 use std::convert::Infallible;
@@ -62,16 +65,33 @@ pub fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, CentralError> 
     })
 }
 
-/// Resolves the caller or fails with 401.
-pub async fn principal(
-    central: &Central,
-    auth: &Option<String>,
-) -> Result<Principal, CentralError> {
-    let token = auth
-        .as_deref()
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .map(str::trim);
-    central.authenticate(token).await
+/// Resolves the caller (a session's, or the bearer token's) or fails with 401, and checks that
+/// the caller's role covers what the route needs (the `roles` table) or fails with 403. Pool
+/// visibility is checked apart (`check_pool_access`: 404, as for a pool that does not exist).
+pub async fn principal(ctx: &Ctx) -> Result<Principal, CentralError> {
+    let who = match &ctx.caller {
+        Some(caller) => caller.clone(),
+        None => {
+            let token = ctx
+                .auth
+                .as_deref()
+                .and_then(|h| h.strip_prefix("Bearer "))
+                .map(str::trim);
+            ctx.central.authenticate(token).await?
+        }
+    };
+    if !who.has(ctx.need) {
+        return Err(CentralError::forbidden(format!(
+            "this needs {} (the token used is {})",
+            match ctx.need {
+                caas_api::roles::Need::Admin => "the admin token",
+                caas_api::roles::Need::Ops => "an ops token of the pool",
+                caas_api::roles::Need::Developer => "a token of the pool",
+            },
+            who.role_name()
+        )));
+    }
+    Ok(who)
 }
 
 /// 404 for a pool the caller may not see, exactly as for one that does not exist.
@@ -86,7 +106,7 @@ pub fn check_pool_access(principal: &Principal, pool: &str) -> Result<(), Centra
 pub fn require_admin(principal: &Principal) -> Result<(), CentralError> {
     match principal {
         Principal::Admin => Ok(()),
-        Principal::Pool(_) => Err(CentralError::forbidden("this needs the admin token")),
+        Principal::Pool { .. } => Err(CentralError::forbidden("this needs the admin token")),
     }
 }
 
@@ -99,7 +119,14 @@ fn finish(result: Result<Response, CentralError>) -> Response {
 pub struct Ctx {
     pub central: Arc<Central>,
     pub agents: Arc<AgentLink>,
+    /// The `Authorization` header, when the caller is not already known.
     pub auth: Option<String>,
+    /// A caller resolved elsewhere (the console's session); wins over `auth`.
+    pub caller: Option<Principal>,
+    /// What the route needs (from `roles::ROUTES`, by the request's method and path).
+    pub need: caas_api::roles::Need,
+    /// `console` or `api`: where the request came from (audit).
+    pub via: &'static str,
 }
 
 fn ctx(
@@ -113,11 +140,18 @@ fn ctx(
                 .or(warp::any().map(|| None))
                 .unify(),
         )
-        .map(|(central, agents), auth| Ctx {
-            central,
-            agents,
-            auth,
-        })
+        .and(warp::method())
+        .and(warp::path::full())
+        .map(
+            |(central, agents), auth, method: warp::http::Method, path: warp::path::FullPath| Ctx {
+                central,
+                agents,
+                auth,
+                caller: None,
+                need: roles::need(method.as_str(), path.as_str()),
+                via: "api",
+            },
+        )
 }
 
 fn body() -> impl Filter<Extract = (Bytes,), Error = warp::Rejection> + Clone {
@@ -179,11 +213,37 @@ pub fn routes(
         .then(|pool: String, ctx: Ctx, body: Bytes| async move {
             finish(pools::set_ssh_keys(ctx, pool, body).await)
         });
+    // A body is optional here (clients from before roles post none, which issues an ops
+    // token): without a Content-Length nothing is read; with one, the usual limit applies.
+    let optional_body = body().or(warp::header::optional::<u64>("content-length").and_then(
+        |length: Option<u64>| async move {
+            match length {
+                None => Ok(Bytes::new()),
+                Some(_) => Err(warp::reject::not_found()),
+            }
+        },
+    ))
+    .unify();
     let pool_token = v1
         .and(warp::path!("pools" / String / "tokens"))
         .and(warp::post())
         .and(c.clone())
-        .then(|pool: String, ctx: Ctx| async move { finish(pools::new_token(ctx, pool).await) });
+        .and(optional_body)
+        .then(|pool: String, ctx: Ctx, body: Bytes| async move {
+            finish(pools::new_token(ctx, pool, body).await)
+        });
+    let pool_tokens = v1
+        .and(warp::path!("pools" / String / "tokens"))
+        .and(warp::get())
+        .and(c.clone())
+        .then(|pool: String, ctx: Ctx| async move { finish(pools::list_tokens(ctx, pool).await) });
+    let pool_token_revoke = v1
+        .and(warp::path!("pools" / String / "tokens" / String))
+        .and(warp::delete())
+        .and(c.clone())
+        .then(|pool: String, id: String, ctx: Ctx| async move {
+            finish(pools::revoke_token(ctx, pool, id).await)
+        });
 
     let nodes_list = v1
         .and(warp::path!("nodes"))
@@ -351,6 +411,61 @@ pub fn routes(
                 finish(access::deploy(ctx, pool, name, body).await)
             },
         );
+    let container_restart_app = v1
+        .and(warp::path!(
+            "pools" / String / "containers" / String / "restart-app"
+        ))
+        .and(warp::post())
+        .and(c.clone())
+        .then(|pool: String, name: String, ctx: Ctx| async move {
+            finish(access::restart_app(ctx, pool, name).await)
+        });
+    let container_logs = v1
+        .and(warp::path!("pools" / String / "containers" / String / "logs"))
+        .and(warp::get())
+        .and(warp::query::<logs::LogsQuery>())
+        .and(c.clone())
+        .then(
+            |pool: String, name: String, q: logs::LogsQuery, ctx: Ctx| async move {
+                finish(logs::logs(ctx, pool, name, q).await)
+            },
+        );
+    let container_log_files = v1
+        .and(warp::path!(
+            "pools" / String / "containers" / String / "log-files"
+        ))
+        .and(warp::get())
+        .and(c.clone())
+        .then(|pool: String, name: String, ctx: Ctx| async move {
+            finish(logs::log_files(ctx, pool, name).await)
+        });
+    let container_terminal = v1
+        .and(warp::path!(
+            "pools" / String / "containers" / String / "terminal"
+        ))
+        .and(warp::get())
+        .and(c.clone())
+        .and(warp::ws())
+        .and(warp::header::optional::<String>("origin"))
+        .and(warp::header::optional::<String>("host"))
+        .then(
+            |pool: String,
+             name: String,
+             ctx: Ctx,
+             ws: warp::ws::Ws,
+             origin: Option<String>,
+             host: Option<String>| async move {
+                finish(terminal::open(ctx, pool, name, ws, origin, host).await)
+            },
+        );
+    let pool_audit = v1
+        .and(warp::path!("pools" / String / "audit"))
+        .and(warp::get())
+        .and(warp::query::<logs::AuditQuery>())
+        .and(c.clone())
+        .then(|pool: String, q: logs::AuditQuery, ctx: Ctx| async move {
+            finish(logs::audit(ctx, pool, q).await)
+        });
     let pool_stats = v1
         .and(warp::path!("pools" / String / "stats"))
         .and(warp::get())
@@ -391,6 +506,10 @@ pub fn routes(
         .unify()
         .or(pool_token)
         .unify()
+        .or(pool_tokens)
+        .unify()
+        .or(pool_token_revoke)
+        .unify()
         .or(pool_get)
         .unify()
         .or(pool_delete)
@@ -409,7 +528,20 @@ pub fn routes(
         .or(container_delete)
         .unify()
         .boxed();
-    let access_routes = container_exec.or(container_deploy).unify().boxed();
+    let access_routes = container_exec
+        .or(container_deploy)
+        .unify()
+        .or(container_restart_app)
+        .unify()
+        .or(container_logs)
+        .unify()
+        .or(container_log_files)
+        .unify()
+        .or(container_terminal)
+        .unify()
+        .or(pool_audit)
+        .unify()
+        .boxed();
     let network_routes = networks_list
         .or(networks_create)
         .unify()
@@ -476,7 +608,11 @@ pub fn routes(
             } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
                 CentralError::MethodNotAllowed
             } else if rejection.find::<warp::reject::InvalidQuery>().is_some() {
-                CentralError::invalid("query", "invalid query string (purge_data=true|false)")
+                CentralError::invalid(
+                    "query",
+                    "invalid query string (see /v1/openapi.json: e.g. purge_data=true|false, \
+                     tail=N&follow=true&file=NAME, container=NAME&limit=N)",
+                )
             } else {
                 CentralError::BadRequest(format!("{rejection:?}"))
             };

@@ -48,12 +48,12 @@ pub fn views(ctx: &Ctx, who: &crate::auth::Principal) -> Result<Vec<NodeView>, C
 }
 
 pub async fn list(ctx: Ctx) -> Result<Response, CentralError> {
-    let who = principal(&ctx.central, &ctx.auth).await?;
+    let who = principal(&ctx).await?;
     Ok(json(StatusCode::OK, &views(&ctx, &who)?))
 }
 
 pub async fn get(ctx: Ctx, id: String) -> Result<Response, CentralError> {
-    let who = principal(&ctx.central, &ctx.auth).await?;
+    let who = principal(&ctx).await?;
     views(&ctx, &who)?
         .into_iter()
         .find(|n| n.id == id)

@@ -22,6 +22,36 @@ fn op(summary: &str, body: Option<&str>, ok: &str) -> Value {
 }
 
 pub fn document() -> Value {
+    let mut doc = unannotated();
+    annotate_roles(&mut doc);
+    doc
+}
+
+/// Marks every operation with the role the router requires (`x-caas-role`, from
+/// `roles::ROUTES`, the table the router checks) and says it in the description.
+fn annotate_roles(doc: &mut Value) {
+    let Some(paths) = doc["paths"].as_object_mut() else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        let Some(ops) = item.as_object_mut() else {
+            continue;
+        };
+        for (method, op) in ops.iter_mut() {
+            let need = super::roles::documented_need(method, path)
+                .unwrap_or(caas_api::roles::Need::Admin);
+            op["x-caas-role"] = json!(need.as_str());
+            op["description"] = json!(match need {
+                caas_api::roles::Need::Admin => "Needs the admin token.",
+                caas_api::roles::Need::Ops => "Needs the admin token or an ops token of the pool.",
+                caas_api::roles::Need::Developer =>
+                    "Any token of the pool (developer, ops) or the admin token.",
+            });
+        }
+    }
+}
+
+fn unannotated() -> Value {
     let mut doc = base_document();
     // Added one by one: a single `json!` of the whole document exceeds the macro's recursion.
     let paths = &mut doc["paths"];
@@ -56,7 +86,42 @@ pub fn document() -> Value {
         None,
         "200"
     )});
+    paths["/v1/pools/{pool}/audit"] = json!({"get": {
+        "summary": "The pool's audit log of terminal and exec sessions, oldest first: who (token id, role), which container, when, how long, the commands typed",
+        "security": [{"bearer": []}],
+        "parameters": [
+            {"name": "container", "in": "query", "schema": {"type": "string"}},
+            {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": caas_api::roles::MAX_AUDIT_ENTRIES}}],
+        "responses": {"200": {"description": "AuditEntry list"}, "default": {"$ref": "#/components/responses/Error"}}
+    }});
+    paths["/v1/pools/{pool}/containers/{name}/logs"] = json!({"get": {
+        "summary": "The app's stdout and stderr, or a file of /home/admin/logs (file=NAME), as text/plain; follow=true streams new output until the client goes away",
+        "security": [{"bearer": []}],
+        "parameters": [
+            {"name": "tail", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 100000}},
+            {"name": "follow", "in": "query", "schema": {"type": "boolean"}},
+            {"name": "file", "in": "query", "schema": {"type": "string"}}],
+        "responses": {"200": {"description": "text/plain", "content": {"text/plain": {}}}, "default": {"$ref": "#/components/responses/Error"}}
+    }});
+    paths["/v1/pools/{pool}/containers/{name}/log-files"] = json!({"get": op(
+        "The files in the container's /home/admin/logs: [{name, size}]",
+        None,
+        "200"
+    )});
+    paths["/v1/pools/{pool}/containers/{name}/terminal"] = json!({"get": {
+        "summary": "An interactive terminal (WebSocket; protocol in caas_api::terminal). Developers get a terminal as admin in rich containers only; ops choose the user. Every session is audited",
+        "security": [{"bearer": []}],
+        "responses": {"101": {"description": "switching to the WebSocket protocol"}, "default": {"$ref": "#/components/responses/Error"}}
+    }});
+    paths["/v1/pools/{pool}/containers/{name}/restart-app"] = json!({"post": op(
+        "Restart the app program of a rich container (supervisorctl restart app), leaving the container and its sessions alone",
+        None,
+        "200"
+    )});
     let schemas = &mut doc["components"]["schemas"];
+    schemas["CreateTokenRequest"] = json!({"type": "object", "additionalProperties": false, "properties": {
+        "role": {"type": "string", "enum": ["ops", "developer"], "default": "ops"},
+        "label": {"type": "string", "maxLength": caas_api::roles::MAX_LABEL}}});
     schemas["ExecRequest"] = json!({"type": "object", "additionalProperties": false, "required": ["command"], "properties": {
         "command": {"type": "array", "minItems": 1, "items": {"type": "string"}},
         "user": {"type": "string"},
@@ -202,11 +267,15 @@ fn base_document() -> Value {
     json!({
         "openapi": "3.0.3",
         "info": {"title": "caas central API", "version": env!("CARGO_PKG_VERSION"),
-                 "description": "Pools, nodes and containers. Errors are {code, message, field?}. A pool token sees only its pool; other pools answer 404."},
+                 "description": "Pools, nodes and containers. Errors are {code, message, field?}. A pool token sees only its pool; other pools answer 404. Roles: the admin token does everything; a pool's ops tokens everything within the pool; its developer tokens list and inspect containers, read logs and open terminals as admin in rich containers (403 elsewhere). Each operation's x-caas-role names the least role it needs."},
         "paths": {
             "/v1/pools": {"get": op("List pools", None, "200"), "post": op("Create a pool (admin); returns its first token", Some("CreatePoolRequest"), "201")},
             "/v1/pools/{pool}": {"get": op("Get a pool", None, "200"), "delete": op("Delete an empty pool (admin)", None, "204")},
-            "/v1/pools/{pool}/tokens": {"post": op("Issue another pool token (admin)", None, "201")},
+            "/v1/pools/{pool}/tokens": {
+                "post": op("Issue a pool token; the body is optional (no body: an ops token). Ops tokens need the admin token; a pool's ops issue developer tokens", Some("CreateTokenRequest"), "201"),
+                "get": op("List the pool's tokens: ids, roles, labels (never the tokens)", None, "200")
+            },
+            "/v1/pools/{pool}/tokens/{id}": {"delete": op("Revoke a token (ops tokens: admin only)", None, "204")},
             "/v1/nodes": {"get": op("List nodes with capacity, allocation and liveness", None, "200")},
             "/v1/nodes/{id}": {"get": op("Get a node", None, "200")},
             "/v1/pools/{pool}/containers": {

@@ -4,15 +4,16 @@
 use bytes::Bytes;
 use caas_api::central::{
     validate_ssh_keys, ContainerRecord, CreatePoolRequest, PoolRecord, PoolView, SshKeysRequest,
-    SshKeysView,
+    SshKeysView, TokenResponse,
 };
+use caas_api::roles::{token_id, CreateTokenRequest, Role, TokenView};
 use caas_api::name::validate_dns_label;
 use caas_api::{Assignment, Desired, WorkloadKey};
 use warp::http::StatusCode;
 use warp::Reply;
 
 use super::{check_pool_access, json, parse_body, principal, require_admin, Ctx, Response};
-use crate::auth::{hash_token, new_token as fresh_token};
+use crate::auth::issue;
 use crate::error::{CentralError, ConflictKind};
 use crate::store::{Op, OpFailure};
 
@@ -38,7 +39,7 @@ async fn view(ctx: &Ctx, pool: &str) -> Result<PoolView, CentralError> {
 }
 
 pub async fn list(ctx: Ctx) -> Result<Response, CentralError> {
-    let who = principal(&ctx.central, &ctx.auth).await?;
+    let who = principal(&ctx).await?;
     let mut out = Vec::new();
     for pool in ctx.central.store.pools().await? {
         if who.sees(&pool.name) {
@@ -49,7 +50,7 @@ pub async fn list(ctx: Ctx) -> Result<Response, CentralError> {
 }
 
 pub async fn get(ctx: Ctx, pool: String) -> Result<Response, CentralError> {
-    let who = principal(&ctx.central, &ctx.auth).await?;
+    let who = principal(&ctx).await?;
     check_pool_access(&who, &pool)?;
     if ctx.central.store.pool(&pool).await?.is_none() {
         return Err(CentralError::not_found(format!("pool {pool} not found")));
@@ -58,16 +59,17 @@ pub async fn get(ctx: Ctx, pool: String) -> Result<Response, CentralError> {
 }
 
 pub async fn create(ctx: Ctx, body: Bytes) -> Result<Response, CentralError> {
-    let who = principal(&ctx.central, &ctx.auth).await?;
+    let who = principal(&ctx).await?;
     require_admin(&who)?;
     let request: CreatePoolRequest = parse_body(&body)?;
     validate_dns_label("name", &request.name)?;
     validate_ssh_keys("ssh_keys", &request.ssh_keys)?;
-    let token = fresh_token();
+    let (token, first) = issue(Role::Ops, Some("first token".into()), crate::now());
     let record = PoolRecord {
         version: caas_api::PAYLOAD_VERSION,
         name: request.name.clone(),
-        token_hashes: vec![hash_token(&token)],
+        token_hashes: Vec::new(),
+        tokens: vec![first],
         ssh_keys: request.ssh_keys,
         created_at: crate::now(),
     };
@@ -103,10 +105,24 @@ pub async fn create(ctx: Ctx, body: Bytes) -> Result<Response, CentralError> {
     Ok(json(StatusCode::CREATED, &v))
 }
 
-pub async fn new_token(ctx: Ctx, pool: String) -> Result<Response, CentralError> {
-    let who = principal(&ctx.central, &ctx.auth).await?;
+/// Issues a token. Admin issues any role; a pool's ops issue developer tokens only (an ops
+/// token cannot mint more ops tokens: that stays with the admin). No body means an ops token.
+pub async fn new_token(ctx: Ctx, pool: String, body: Bytes) -> Result<Response, CentralError> {
+    let who = principal(&ctx).await?;
     check_pool_access(&who, &pool)?;
-    require_admin(&who)?;
+    let request: CreateTokenRequest = if body.is_empty() {
+        CreateTokenRequest::default()
+    } else {
+        parse_body(&body)?
+    };
+    request.validate()?;
+    if request.role == Role::Ops {
+        require_admin(&who).map_err(|_| {
+            CentralError::forbidden(
+                "ops tokens are issued with the admin token; an ops token issues developer tokens (role developer)",
+            )
+        })?;
+    }
     for _ in 0..10 {
         let (mut record, version) = ctx
             .central
@@ -114,15 +130,92 @@ pub async fn new_token(ctx: Ctx, pool: String) -> Result<Response, CentralError>
             .pool(&pool)
             .await?
             .ok_or_else(|| CentralError::not_found(format!("pool {pool} not found")))?;
-        let token = fresh_token();
-        record.token_hashes.push(hash_token(&token));
+        let (token, issued) = issue(request.role, request.label.clone(), crate::now());
+        let answer = TokenResponse {
+            token,
+            id: issued.id.clone(),
+            role: issued.role,
+        };
+        record.tokens.push(issued);
         let op = Op::set(ctx.central.layout().pool(&pool), &record, version)?;
         match ctx.central.store.commit(&[op], None).await {
             Ok(()) => {
-                return Ok(json(
-                    StatusCode::CREATED,
-                    &caas_api::central::TokenResponse { token },
+                tracing::info!(pool = %pool, id = %answer.id, role = %answer.role, by = %who.token_id(), "token issued");
+                return Ok(json(StatusCode::CREATED, &answer));
+            }
+            Err(e) if e.is_race() => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(CentralError::unavailable(
+        "the pool is being changed concurrently; retry",
+    ))
+}
+
+/// The pool's tokens (ids and roles; never the tokens).
+fn token_views(record: &PoolRecord) -> Vec<TokenView> {
+    record
+        .token_hashes
+        .iter()
+        .map(|hash| TokenView {
+            id: token_id(hash),
+            role: Role::Ops,
+            created_at: None,
+            label: Some("issued before token records".into()),
+        })
+        .chain(record.tokens.iter().map(|t| TokenView {
+            id: t.id.clone(),
+            role: t.role,
+            created_at: Some(t.created_at),
+            label: t.label.clone(),
+        }))
+        .collect()
+}
+
+pub async fn list_tokens(ctx: Ctx, pool: String) -> Result<Response, CentralError> {
+    let who = principal(&ctx).await?;
+    check_pool_access(&who, &pool)?;
+    let (record, _) = ctx
+        .central
+        .store
+        .pool(&pool)
+        .await?
+        .ok_or_else(|| CentralError::not_found(format!("pool {pool} not found")))?;
+    Ok(json(StatusCode::OK, &token_views(&record)))
+}
+
+/// Revokes a token. Ops revoke developer tokens; ops tokens need the admin.
+pub async fn revoke_token(ctx: Ctx, pool: String, id: String) -> Result<Response, CentralError> {
+    let who = principal(&ctx).await?;
+    check_pool_access(&who, &pool)?;
+    for _ in 0..10 {
+        let (mut record, version) = ctx
+            .central
+            .store
+            .pool(&pool)
+            .await?
+            .ok_or_else(|| CentralError::not_found(format!("pool {pool} not found")))?;
+        let role = token_views(&record)
+            .into_iter()
+            .find(|t| t.id == id)
+            .map(|t| t.role)
+            .ok_or_else(|| {
+                CentralError::not_found(format!(
+                    "token {id} not found in pool {pool}; `caas pool token ls {pool}` lists them"
                 ))
+            })?;
+        if role == Role::Ops {
+            require_admin(&who).map_err(|_| {
+                CentralError::forbidden("ops tokens are revoked with the admin token")
+            })?;
+        }
+        record.token_hashes.retain(|h| token_id(h) != id);
+        record.tokens.retain(|t| t.id != id);
+        let op = Op::set(ctx.central.layout().pool(&pool), &record, version)?;
+        match ctx.central.store.commit(&[op], None).await {
+            Ok(()) => {
+                tracing::info!(pool = %pool, id = %id, by = %who.token_id(), "token revoked");
+                return Ok(StatusCode::NO_CONTENT.into_response());
             }
             Err(e) if e.is_race() => continue,
             Err(e) => return Err(e.into()),
@@ -134,7 +227,7 @@ pub async fn new_token(ctx: Ctx, pool: String) -> Result<Response, CentralError>
 }
 
 pub async fn delete(ctx: Ctx, pool: String) -> Result<Response, CentralError> {
-    let who = principal(&ctx.central, &ctx.auth).await?;
+    let who = principal(&ctx).await?;
     check_pool_access(&who, &pool)?;
     require_admin(&who)?;
     let layout = ctx.central.layout();
@@ -231,7 +324,7 @@ pub async fn delete(ctx: Ctx, pool: String) -> Result<Response, CentralError> {
 /// Replaces a pool's SSH keys and, in the same commit, the keys in the assignments of its rich
 /// containers: agents write them into the running containers in place (no restart).
 pub async fn set_ssh_keys(ctx: Ctx, pool: String, body: Bytes) -> Result<Response, CentralError> {
-    let who = principal(&ctx.central, &ctx.auth).await?;
+    let who = principal(&ctx).await?;
     check_pool_access(&who, &pool)?;
     let request: SshKeysRequest = parse_body(&body)?;
     validate_ssh_keys("ssh_keys", &request.ssh_keys)?;

@@ -93,7 +93,7 @@ pub async fn container(ctx: Ctx, pool: String, name: String) -> Result<Response,
 }
 
 pub async fn nodes(ctx: Ctx) -> Result<Response, CentralError> {
-    let who = principal(&ctx.central, &ctx.auth).await?;
+    let who = principal(&ctx).await?;
     let mut asks = tokio::task::JoinSet::new();
     for (node, (addr, pool)) in addresses(&ctx)? {
         if !who.sees(&pool) {
