@@ -42,6 +42,11 @@ impl Instance {
         }
     }
 
+    /// Any request through the routes, answered as it is.
+    pub async fn raw(&self, request: RequestBuilder) -> warp::http::Response<bytes::Bytes> {
+        (self.routes)(request).await
+    }
+
     pub async fn call(
         &self,
         method: &str,
