@@ -67,6 +67,12 @@ pub async fn run_with<R: ContainerRuntime>(
         crate::control::ControlOptions {
             token: config.control_token.clone(),
             max_unpacked: config.deploy_max_unpacked,
+            terminal: crate::terminal::TerminalOptions {
+                idle_timeout: config.terminal_idle_timeout,
+                max_sessions: config.max_terminal_sessions,
+            },
+            stop: work.clone(),
+            tasks: tracker.clone(),
         },
     );
     let http_stop = work.clone();

@@ -225,12 +225,14 @@ pub enum HttpErrorCode {
     EngineError,
     /// The agent failed at something of its own.
     Internal,
+    /// A plain request to a WebSocket endpoint (the terminal).
+    UpgradeRequired,
     /// The engine failed while reading logs (the engine's own code).
     Engine(EngineCode),
 }
 
 impl HttpErrorCode {
-    pub const ALL: [Self; 24] = [
+    pub const ALL: [Self; 25] = [
         Self::NotFound,
         Self::MethodNotAllowed,
         Self::BadQuery,
@@ -245,6 +247,7 @@ impl HttpErrorCode {
         Self::Busy,
         Self::EngineError,
         Self::Internal,
+        Self::UpgradeRequired,
         Self::Engine(EngineCode::Unavailable),
         Self::Engine(EngineCode::ContainerNotFound),
         Self::Engine(EngineCode::ImageNotFound),
@@ -274,6 +277,7 @@ impl HttpErrorCode {
             Self::Busy => "busy",
             Self::EngineError => "engine-error",
             Self::Internal => "internal",
+            Self::UpgradeRequired => "upgrade-required",
             Self::Engine(code) => code.as_str(),
         }
     }
@@ -291,6 +295,7 @@ impl HttpErrorCode {
             Self::NotRich | Self::NotRunning | Self::Busy => StatusCode::CONFLICT,
             Self::EngineError | Self::Engine(_) => StatusCode::BAD_GATEWAY,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::UpgradeRequired => StatusCode::UPGRADE_REQUIRED,
         }
     }
 }
@@ -386,6 +391,7 @@ mod tests {
             ("busy", 409),
             ("engine-error", 502),
             ("internal", 500),
+            ("upgrade-required", 426),
             ("engine-unavailable", 502),
             ("container-not-found", 502),
             ("image-not-found", 502),

@@ -17,6 +17,12 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/caas/agent.toml";
 /// Largest `deploy_max_unpacked_mib` accepted (64 GiB): beyond that it is surely a typo.
 const MAX_UNPACKED_MIB_LIMIT: u64 = 64 << 10;
 
+/// Longest `terminal_idle_timeout_secs` accepted (a week).
+const MAX_TERMINAL_IDLE_SECS: u64 = 7 * 24 * 3600;
+/// Default and largest `max_terminal_sessions`.
+const DEFAULT_MAX_TERMINAL_SESSIONS: usize = 64;
+const MAX_TERMINAL_SESSIONS_LIMIT: usize = 4096;
+
 use caas_daemon::invalid;
 pub use caas_daemon::{ConfigError, EXIT_CONFIG};
 
@@ -108,6 +114,8 @@ struct FileConfig {
     stats_interval_ms: Option<u64>,
     stop_grace_secs: Option<u64>,
     deploy_max_unpacked_mib: Option<u64>,
+    terminal_idle_timeout_secs: Option<u64>,
+    max_terminal_sessions: Option<usize>,
     #[serde(default)]
     labels: BTreeMap<String, String>,
 }
@@ -142,6 +150,10 @@ pub struct AgentConfig {
     pub control_token: Option<String>,
     /// The most a deploy package may unpack to, in bytes (a bigger one is refused unread).
     pub deploy_max_unpacked: u64,
+    /// A terminal session with neither input nor output for this long is ended.
+    pub terminal_idle_timeout: Duration,
+    /// The most terminal sessions at once; more are refused (`busy`).
+    pub max_terminal_sessions: usize,
 }
 
 impl AgentConfig {
@@ -314,6 +326,31 @@ impl AgentConfig {
                 ),
             ));
         }
+        let idle_secs = file
+            .terminal_idle_timeout_secs
+            .unwrap_or(caas_api::terminal::DEFAULT_IDLE_TIMEOUT_SECS);
+        if !(1..=MAX_TERMINAL_IDLE_SECS).contains(&idle_secs) {
+            return Err(invalid(
+                "terminal_idle_timeout_secs",
+                format!(
+                    "must be between 1 and {MAX_TERMINAL_IDLE_SECS} (seconds a terminal session \
+                     may see neither input nor output; default {})",
+                    caas_api::terminal::DEFAULT_IDLE_TIMEOUT_SECS
+                ),
+            ));
+        }
+        let max_terminal_sessions = file
+            .max_terminal_sessions
+            .unwrap_or(DEFAULT_MAX_TERMINAL_SESSIONS);
+        if !(1..=MAX_TERMINAL_SESSIONS_LIMIT).contains(&max_terminal_sessions) {
+            return Err(invalid(
+                "max_terminal_sessions",
+                format!(
+                    "must be between 1 and {MAX_TERMINAL_SESSIONS_LIMIT} (terminal sessions at \
+                     once; default {DEFAULT_MAX_TERMINAL_SESSIONS})"
+                ),
+            ));
+        }
         let control_token = flags
             .control_token_file
             .clone()
@@ -323,6 +360,8 @@ impl AgentConfig {
         Ok(Self {
             control_token,
             deploy_max_unpacked: max_mib << 20,
+            terminal_idle_timeout: Duration::from_secs(idle_secs),
+            max_terminal_sessions,
             node_id,
             pool,
             zk_servers,
@@ -434,6 +473,8 @@ mod tests {
         assert_eq!(c.layout.root(), "/caas");
         assert_eq!(c.deploy_max_unpacked, 512 << 20);
         assert_eq!(c.stats_interval, Duration::from_secs(10));
+        assert_eq!(c.terminal_idle_timeout, Duration::from_secs(15 * 60));
+        assert_eq!(c.max_terminal_sessions, 64);
         let mut f = flags();
         f.pool = Some("p2".into());
         f.labels = vec!["rack=r2".into()];
@@ -524,6 +565,14 @@ mod tests {
             (
                 "pool = \"p\"\nzk = \"h:1\"\nstats_interval_ms = 5\n",
                 "stats_interval_ms",
+            ),
+            (
+                "pool = \"p\"\nzk = \"h:1\"\nterminal_idle_timeout_secs = 0\n",
+                "terminal_idle_timeout_secs",
+            ),
+            (
+                "pool = \"p\"\nzk = \"h:1\"\nmax_terminal_sessions = 0\n",
+                "max_terminal_sessions",
             ),
             (
                 "pool = \"p\"\nzk = \"h:1\"\nuplink = \"eth1/2\"\n",

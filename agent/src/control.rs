@@ -51,6 +51,13 @@ pub struct ControlOptions {
     pub token: Option<String>,
     /// The most a deploy package may unpack to, in bytes.
     pub max_unpacked: u64,
+    /// Limits of terminal sessions.
+    pub terminal: crate::terminal::TerminalOptions,
+    /// Cancelled when the agent stops: terminal sessions and streamed logs end (their execs
+    /// killed), so the HTTP server's graceful shutdown does not wait for them forever.
+    pub stop: tokio_util::sync::CancellationToken,
+    /// Where sessions and exec endings run; the stopping agent waits for them.
+    pub tasks: tokio_util::task::TaskTracker,
 }
 
 /// Why a control operation was refused; `code()` is what the HTTP answer carries.
@@ -116,7 +123,7 @@ where
 }
 
 /// The running app container of a workload on this node.
-async fn running_app<R: ContainerRuntime + ?Sized>(
+pub(crate) async fn running_app<R: ContainerRuntime + ?Sized>(
     view: &AgentView,
     runtime: &R,
     key: &WorkloadKey,

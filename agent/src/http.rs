@@ -1,6 +1,8 @@
 //! The agent's local HTTP API (warp): health, the workloads of this node with their spec and
-//! observed state, and app logs, read-only; plus the control endpoints central calls with the
-//! control token (`exec`, `deploy`). Desired state only ever comes from ZooKeeper.
+//! observed state, and app logs (a tail or followed, stdout and stderr or a file of the log
+//! directory, and the list of those files), read-only; plus the control endpoints central
+//! calls with the control token (`exec`, `deploy`, the `terminal` WebSocket). Desired state
+//! only ever comes from ZooKeeper.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -8,6 +10,8 @@ use std::sync::Arc;
 use caas_api::{WorkloadKey, WorkloadSpec, WorkloadStatus};
 use serde::Serialize;
 use sha2::Digest;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use warp::http::StatusCode;
 use warp::{Filter, Reply};
 
@@ -18,6 +22,8 @@ use crate::view::AgentView;
 
 /// Longest log tail one request may ask for.
 const MAX_LOG_LINES: usize = 10_000;
+/// Longest tail of a streamed log (followed, or a file): it is not held in memory.
+const MAX_STREAMED_LOG_LINES: usize = caas_api::terminal::MAX_LOG_TAIL as usize;
 /// Largest app package a deploy accepts.
 const MAX_PACKAGE: u64 = 512 << 20;
 
@@ -73,6 +79,11 @@ async fn workload_views(view: &AgentView) -> Vec<WorkloadView> {
 #[derive(Debug, serde::Deserialize)]
 struct LogQuery {
     tail: Option<usize>,
+    /// Stream what is written from now on too, until the client goes away.
+    #[serde(default)]
+    follow: bool,
+    /// A file directly in the log directory instead of stdout and stderr.
+    file: Option<String>,
 }
 
 /// All routes of the agent API.
@@ -85,6 +96,14 @@ pub fn routes<R: ContainerRuntime + ?Sized>(
     let with_view = warp::any().map(move || view.clone());
     let with_runtime = warp::any().map(move || runtime.clone());
     let max_unpacked = control.max_unpacked;
+    let terminals = crate::terminal::Terminals::new(
+        control.terminal,
+        control.stop.clone(),
+        control.tasks.clone(),
+    );
+    let with_terminals = warp::any().map(move || terminals.clone());
+    let (stop, tasks) = (control.stop, control.tasks);
+    let with_lifetime = warp::any().map(move || (stop.clone(), tasks.clone()));
     let control_token = Arc::new(control.token);
     // Every `/v1` route needs central's token (specs carry tenants' env, logs their output);
     // only `/healthz` and `/metrics` (names and numbers, no spec) are open. Checked before a
@@ -158,27 +177,114 @@ pub fn routes<R: ContainerRuntime + ?Sized>(
         .and(warp::query::<LogQuery>())
         .and(with_view.clone())
         .and(with_runtime.clone())
-        .then(|pool: String, name: String, query: LogQuery, view: AgentView, runtime: Arc<R>| async move {
-            let key = WorkloadKey::new(&pool, &name);
-            let app = view.read().await.statuses.get(&key).and_then(|s| s.containers.app.clone());
-            let Some(app) = app else {
-                return error(HttpErrorCode::NotFound, format!("no app container for {pool}/{name} on this node"));
-            };
-            let tail = query.tail.unwrap_or(200).min(MAX_LOG_LINES);
-            match runtime.logs(&app, tail).await {
-                Ok(text) => warp::reply::with_header(text, "content-type", "text/plain; charset=utf-8").into_response(),
-                Err(e) => error(HttpErrorCode::Engine(e.code()), e.to_string()),
-            }
-        });
+        .and(with_lifetime)
+        .then(
+            |pool: String,
+             name: String,
+             query: LogQuery,
+             view: AgentView,
+             runtime: Arc<R>,
+             (stop, tasks): (CancellationToken, TaskTracker)| async move {
+                let key = WorkloadKey::new(&pool, &name);
+                if query.follow || query.file.is_some() {
+                    let request = crate::logs::LogRequest {
+                        tail: query.tail.unwrap_or(200).min(MAX_STREAMED_LOG_LINES),
+                        follow: query.follow,
+                        file: query.file,
+                    };
+                    return match crate::logs::stream(&view, runtime, &key, &request, stop, tasks)
+                        .await
+                    {
+                        Ok(body) => warp::reply::with_header(
+                            warp::reply::stream(body),
+                            "content-type",
+                            "text/plain; charset=utf-8",
+                        )
+                        .into_response(),
+                        Err(e) => error(e.code(), e.to_string()),
+                    };
+                }
+                let app = view
+                    .read()
+                    .await
+                    .statuses
+                    .get(&key)
+                    .and_then(|s| s.containers.app.clone());
+                let Some(app) = app else {
+                    return error(
+                        HttpErrorCode::NotFound,
+                        format!("no app container for {pool}/{name} on this node"),
+                    );
+                };
+                let tail = query.tail.unwrap_or(200).min(MAX_LOG_LINES);
+                match runtime.logs(&app, tail).await {
+                    Ok(text) => {
+                        warp::reply::with_header(text, "content-type", "text/plain; charset=utf-8")
+                            .into_response()
+                    }
+                    Err(e) => error(HttpErrorCode::Engine(e.code()), e.to_string()),
+                }
+            },
+        );
+
+    let log_files = warp::path!("v1" / "containers" / String / String / "log-files")
+        .and(warp::get())
+        .and(authorized.clone())
+        .and(with_view.clone())
+        .and(with_runtime.clone())
+        .then(
+            |pool: String, name: String, view: AgentView, runtime: Arc<R>| async move {
+                let key = WorkloadKey::new(&pool, &name);
+                match crate::logs::log_files(&view, &*runtime, &key).await {
+                    Ok(files) => warp::reply::json(&files).into_response(),
+                    Err(e) => error(e.code(), e.to_string()),
+                }
+            },
+        );
+
+    // The token is checked before the upgrade: nobody without it gets a WebSocket.
+    let terminal = warp::path!("v1" / "containers" / String / String / "terminal")
+        .and(warp::get())
+        .and(authorized.clone())
+        .and(warp::ws())
+        .and(with_view.clone())
+        .and(with_runtime.clone())
+        .and(with_terminals.clone())
+        .map(
+            |pool: String,
+             name: String,
+             ws: warp::ws::Ws,
+             view: AgentView,
+             runtime: Arc<R>,
+             terminals: crate::terminal::Terminals| {
+                let key = WorkloadKey::new(&pool, &name);
+                ws.max_message_size(crate::terminal::MAX_CLIENT_FRAME)
+                    .max_frame_size(crate::terminal::MAX_CLIENT_FRAME)
+                    .on_upgrade(move |socket| async move {
+                        // Tracked, so a stopping agent waits for the session to end its exec.
+                        let tasks = terminals.tasks();
+                        let session = crate::terminal::serve(socket, runtime, view, key, terminals);
+                        let _ = tasks.spawn(session).await;
+                    })
+                    .into_response()
+            },
+        );
 
     let metrics = warp::path!("metrics")
         .and(warp::get())
         .and(with_view.clone())
-        .then(|view: AgentView| async move {
-            let text = crate::metrics::render(&view.read().await.statuses, &view.stats().latest());
-            warp::reply::with_header(text, "content-type", crate::metrics::CONTENT_TYPE)
-                .into_response()
-        });
+        .and(with_terminals)
+        .then(
+            |view: AgentView, terminals: crate::terminal::Terminals| async move {
+                let text = crate::metrics::render(
+                    &view.read().await.statuses,
+                    &view.stats().latest(),
+                    terminals.active(),
+                );
+                warp::reply::with_header(text, "content-type", crate::metrics::CONTENT_TYPE)
+                    .into_response()
+            },
+        );
     let stats = crate::stats::http::routes(with_view.clone(), authorized.clone());
 
     let exec =
@@ -243,12 +349,14 @@ pub fn routes<R: ContainerRuntime + ?Sized>(
         .unify()
         .or(logs)
         .unify()
+        .or(log_files)
+        .unify()
         .or(metrics)
         .unify()
         .or(stats)
         .unify()
         .boxed();
-    let control = exec.or(deploy).unify().boxed();
+    let control = exec.or(deploy).unify().or(terminal).unify().boxed();
     read.or(control)
         .unify()
         .recover(|rejection: warp::Rejection| async move {
@@ -261,6 +369,16 @@ pub fn routes<R: ContainerRuntime + ?Sized>(
                 error(
                     HttpErrorCode::TooLarge,
                     format!("packages are limited to {MAX_PACKAGE} bytes"),
+                )
+            } else if rejection.find::<warp::ws::MissingConnectionUpgrade>().is_some()
+                || rejection.find::<warp::reject::MissingHeader>().is_some()
+                || rejection.find::<warp::reject::InvalidHeader>().is_some()
+            {
+                error(
+                    HttpErrorCode::UpgradeRequired,
+                    "the terminal is a WebSocket: connect with `Connection: upgrade`, \
+                     `Upgrade: websocket` and `Sec-WebSocket-Version: 13`"
+                        .into(),
                 )
             } else if rejection.is_not_found() {
                 error(
@@ -276,7 +394,7 @@ pub fn routes<R: ContainerRuntime + ?Sized>(
             } else if rejection.find::<warp::reject::InvalidQuery>().is_some() {
                 error(
                     HttpErrorCode::BadQuery,
-                    "tail must be a non-negative integer".into(),
+                    "bad query: tail must be a non-negative integer, follow true or false".into(),
                 )
             } else {
                 error(HttpErrorCode::Internal, format!("{rejection:?}"))
@@ -360,6 +478,9 @@ mod tests {
             ControlOptions {
                 token: Some(TOKEN.into()),
                 max_unpacked: 1 << 20,
+                terminal: Default::default(),
+                stop: Default::default(),
+                tasks: Default::default(),
             },
         );
         let reply = warp::test::request()
@@ -382,6 +503,9 @@ mod tests {
             ControlOptions {
                 token: Some(TOKEN.into()),
                 max_unpacked: 1 << 20,
+                terminal: Default::default(),
+                stop: Default::default(),
+                tasks: Default::default(),
             },
         );
         let call =

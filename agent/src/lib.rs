@@ -9,6 +9,7 @@ pub mod control;
 pub mod health;
 pub mod http;
 pub mod images;
+pub mod logs;
 pub mod metrics;
 pub mod naming;
 pub mod network;
@@ -20,6 +21,7 @@ pub mod sandbox_image;
 pub mod services;
 pub mod stats;
 pub mod status_sync;
+pub mod terminal;
 pub mod view;
 
 pub use config::{AgentConfig, Flags};

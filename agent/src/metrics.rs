@@ -90,9 +90,20 @@ impl Exposition {
 /// The content type of [`render`]'s text.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// The metrics text for `statuses` and the collector's latest `stats`.
-pub fn render(statuses: &BTreeMap<WorkloadKey, WorkloadStatus>, stats: &Snapshot) -> String {
+/// The metrics text for `statuses`, the collector's latest `stats` and the agent's own
+/// figures (open terminal sessions).
+pub fn render(
+    statuses: &BTreeMap<WorkloadKey, WorkloadStatus>,
+    stats: &Snapshot,
+    terminal_sessions: usize,
+) -> String {
     let mut x = Exposition::new();
+    x.gauge(
+        "caas_agent_terminal_sessions",
+        "Terminal sessions open on this agent.",
+        &[],
+        terminal_sessions as f64,
+    );
     workloads(&mut x, statuses);
     for (key, w) in &stats.workloads {
         for c in &w.containers {
@@ -460,8 +471,10 @@ mod tests {
         let text = render(
             &[(WorkloadKey::new("p", "w"), status)].into_iter().collect(),
             &Snapshot::default(),
+            3,
         );
         for line in [
+            "caas_agent_terminal_sessions 3",
             "caas_workload_running{name=\"w\",pool=\"p\"} 1",
             "caas_program_up{name=\"w\",pool=\"p\",program=\"app\",state=\"BACKOFF\"} 0",
             "caas_program_restarts_total{name=\"w\",pool=\"p\",program=\"app\"} 2",
@@ -504,7 +517,7 @@ mod tests {
                 containers: vec![c],
             },
         );
-        let text = render(&BTreeMap::new(), &snapshot);
+        let text = render(&BTreeMap::new(), &snapshot, 0);
         for line in [
             "container_cpu_usage_seconds_total{name=\"w\",node=\"n1\",pool=\"p\",role=\"sandbox\"} 1.5",
             "container_memory_working_set_bytes{name=\"w\",node=\"n1\",pool=\"p\",role=\"sandbox\"} 4096",
@@ -515,7 +528,7 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "{line} missing from\n{text}");
         }
         snapshot.workloads.clear();
-        let text = render(&BTreeMap::new(), &snapshot);
+        let text = render(&BTreeMap::new(), &snapshot, 0);
         assert!(!text.contains("container_"), "{text}");
     }
 }

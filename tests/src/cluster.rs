@@ -95,6 +95,10 @@ impl CentralProcess {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+    /// The running central's pid (its memory is read from /proc by the console tests).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(ChildGuard::pid)
+    }
 }
 
 /// Output of one CLI run.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bollard::container::LogOutput;
 use bollard::errors::Error as BollardError;
-use bollard::exec::{CreateExecOptions, StartExecResults};
+use bollard::exec::{CreateExecOptions, ResizeExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::{ContainerCreateBody, HostConfig, RestartPolicy, RestartPolicyNameEnum};
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, DownloadFromContainerOptions,
@@ -19,8 +19,9 @@ use bollard::Docker;
 use futures::StreamExt;
 
 use super::{
-    ContainerDetails, ContainerRuntime, CreateRequest, ExecOutput, ExecRequest, ImageInfo,
-    ManagedContainer, PullEvent, PullFailure, RegistryCredentials, RestartMode, RuntimeError,
+    AttachedExec, ByteStream, ContainerDetails, ContainerRuntime, CreateRequest, ExecAttachRequest,
+    ExecOutput, ExecRequest, ExecStatus, FileKind, ImageInfo, ManagedContainer, PathStat,
+    PullEvent, PullFailure, RegistryCredentials, RestartMode, RuntimeError,
 };
 
 /// Seconds bollard waits for one engine request; image imports can be slow on busy disks.
@@ -39,24 +40,6 @@ impl std::fmt::Debug for DockerRuntime {
 }
 
 impl DockerRuntime {
-    /// Kills the process of an exec that outlived its timeout (the engine has no API for it;
-    /// the agent runs as root in the host's pid namespace, where the exec's pid lives).
-    async fn kill_exec(&self, exec_id: &str) {
-        let Ok(inspect) = self.docker.inspect_exec(exec_id).await else {
-            return;
-        };
-        // An exec that ended meanwhile leaves a pid the host may already have reused.
-        if inspect.running != Some(true) {
-            return;
-        }
-        if let Some(pid) = inspect.pid.filter(|p| *p > 1) {
-            let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap_or(0));
-            if let Err(e) = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL) {
-                tracing::warn!(exec = %exec_id, error = %e, "killing a timed-out exec failed");
-            }
-        }
-    }
-
     /// Connects to the engine at `socket` and negotiates the API version. Fails with
     /// `Unavailable` when the engine is not running; callers retry.
     pub async fn connect(socket: &str) -> Result<Self, RuntimeError> {
@@ -396,7 +379,9 @@ impl ContainerRuntime for DockerRuntime {
                 Ok(result) => result?,
                 Err(_) => {
                     out.timed_out = true;
-                    self.kill_exec(&created.id).await;
+                    if let Err(e) = self.kill_exec(&created.id, Duration::ZERO).await {
+                        tracing::warn!(exec = %created.id, error = %e, "killing a timed-out exec failed");
+                    }
                 }
             }
         }
@@ -419,6 +404,143 @@ impl ContainerRuntime for DockerRuntime {
         }
         out.exit_code = -1;
         Ok(out)
+    }
+
+    async fn exec_attach(
+        &self,
+        id: &str,
+        request: &ExecAttachRequest,
+    ) -> Result<AttachedExec, RuntimeError> {
+        let created = self
+            .docker
+            .create_exec(
+                id,
+                CreateExecOptions {
+                    cmd: Some(request.command.clone()),
+                    user: request.user.clone(),
+                    env: (!request.env.is_empty()).then(|| request.env.clone()),
+                    tty: Some(request.tty),
+                    attach_stdin: Some(request.stdin),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| map_err("exec", id, e))?;
+        let options = StartExecOptions {
+            detach: false,
+            tty: request.tty,
+            output_capacity: None,
+        };
+        let started = self
+            .docker
+            .start_exec(&created.id, Some(options))
+            .await
+            .map_err(|e| map_err("exec", id, e))?;
+        let StartExecResults::Attached { output, input } = started else {
+            return Err(RuntimeError::Refused {
+                op: "exec",
+                target: id.to_string(),
+                message: "the engine started the exec detached".into(),
+            });
+        };
+        let target = id.to_string();
+        let output = output.filter_map(move |item| {
+            futures::future::ready(match item {
+                Ok(
+                    LogOutput::StdOut { message }
+                    | LogOutput::StdErr { message }
+                    | LogOutput::Console { message },
+                ) => Some(Ok(message)),
+                Ok(LogOutput::StdIn { .. }) => None,
+                Err(e) => Some(Err(map_err("exec", &target, e))),
+            })
+        });
+        Ok(AttachedExec {
+            exec_id: created.id,
+            output: Box::pin(output),
+            input,
+        })
+    }
+
+    async fn resize_exec(&self, exec_id: &str, cols: u16, rows: u16) -> Result<(), RuntimeError> {
+        self.docker
+            .resize_exec(
+                exec_id,
+                ResizeExecOptions {
+                    width: cols,
+                    height: rows,
+                },
+            )
+            .await
+            .map_err(|e| map_err("resize-exec", exec_id, e))
+    }
+
+    async fn exec_status(&self, exec_id: &str) -> Result<ExecStatus, RuntimeError> {
+        let inspect = self
+            .docker
+            .inspect_exec(exec_id)
+            .await
+            .map_err(|e| map_err("inspect-exec", exec_id, e))?;
+        Ok(ExecStatus {
+            running: inspect.running == Some(true),
+            exit_code: inspect.exit_code,
+            pid: inspect.pid.filter(|p| *p > 0),
+        })
+    }
+
+    async fn kill_exec(&self, exec_id: &str, grace: Duration) -> Result<(), RuntimeError> {
+        let status = match self.exec_status(exec_id).await {
+            Ok(status) => status,
+            // The engine forgets an exec with its container: nothing of it is left.
+            Err(RuntimeError::ContainerNotFound(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if let Some(pid) = status.pid {
+            let found = super::host_procs::end_exec_processes(pid, status.running, grace).await;
+            if found > 0 {
+                tracing::debug!(exec = %exec_id, pid, found, "ended the processes of an exec");
+            }
+        }
+        Ok(())
+    }
+
+    async fn follow_logs(&self, id: &str, tail: usize) -> Result<ByteStream, RuntimeError> {
+        let options = LogsOptions {
+            stdout: true,
+            stderr: true,
+            follow: true,
+            tail: tail.to_string(),
+            ..Default::default()
+        };
+        let target = id.to_string();
+        let stream = self.docker.logs(id, Some(options)).map(move |item| {
+            item.map(LogOutput::into_bytes)
+                .map_err(|e| map_err("logs", &target, e))
+        });
+        Ok(Box::pin(stream))
+    }
+
+    async fn stat_path(&self, id: &str, path: &str) -> Result<Option<PathStat>, RuntimeError> {
+        let options = bollard::query_parameters::ContainerArchiveInfoOptions {
+            path: path.to_string(),
+        };
+        match self
+            .docker
+            .get_container_archive_info(id, Some(options))
+            .await
+        {
+            Ok(stat) => Ok(Some(PathStat {
+                kind: file_kind(stat.file_mode),
+                size: u64::try_from(stat.size).unwrap_or(0),
+            })),
+            // 404 for a missing path (or container: inspect tells those apart first).
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(None),
+            Err(e) => Err(map_err("stat", id, e)),
+        }
     }
 
     async fn create(&self, request: &CreateRequest) -> Result<String, RuntimeError> {
@@ -657,6 +779,23 @@ impl ContainerRuntime for DockerRuntime {
             progress.map_err(|e| map_err("import", tag, e))?;
         }
         Ok(())
+    }
+}
+
+/// The kind of file of a Go `os.FileMode` (what the engine's path stat reports).
+fn file_kind(mode: u32) -> FileKind {
+    const DIR: u32 = 1 << 31;
+    const SYMLINK: u32 = 1 << 27;
+    // Device, named pipe, socket, character device, irregular.
+    const OTHER: u32 = (1 << 26) | (1 << 25) | (1 << 24) | (1 << 21) | (1 << 19);
+    if mode & DIR != 0 {
+        FileKind::Directory
+    } else if mode & SYMLINK != 0 {
+        FileKind::Symlink
+    } else if mode & OTHER != 0 {
+        FileKind::Other
+    } else {
+        FileKind::Regular
     }
 }
 

@@ -1,16 +1,41 @@
-//! An in-memory `ContainerRuntime` for fast unit tests of the reconciler. It models only what
-//! the reconciler relies on: names are unique, ids are stable, state is created/running/exited.
+//! An in-memory `ContainerRuntime` for fast unit tests of the reconciler and the HTTP API. It
+//! models only what they rely on: names are unique, ids are stable, state is
+//! created/running/exited; an attached exec echoes its input back as output (plus what a test
+//! pushes) until the test ends it or it is killed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
 
 use super::{
-    ContainerDetails, ContainerRuntime, CreateRequest, ExecOutput, ExecRequest, ImageInfo,
-    ManagedContainer, PullEvent, PullFailure, RegistryCredentials, RuntimeError,
+    AttachedExec, ByteStream, ContainerDetails, ContainerRuntime, CreateRequest, ExecAttachRequest,
+    ExecOutput, ExecRequest, ExecStatus, FileKind, ImageInfo, ManagedContainer, PathStat,
+    PullEvent, PullFailure, RegistryCredentials, RuntimeError,
 };
+
+/// Bytes an attached fake exec buffers between its input and its echo.
+const ECHO_BUFFER: usize = 4096;
+
+/// An attached exec of the fake engine.
+#[derive(Debug)]
+pub struct FakeExec {
+    pub container: String,
+    pub request: ExecAttachRequest,
+    pub running: bool,
+    pub exit_code: Option<i64>,
+    pub resizes: Vec<(u16, u16)>,
+    /// Ended by `kill_exec` (not by the test).
+    pub killed: bool,
+    /// Ends its output stream.
+    finish: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Output a test pushes besides the echo (bounded: a push waits for the reader); dropped
+    /// when the exec ends, so what was pushed before is still read.
+    push: Option<tokio::sync::mpsc::Sender<Bytes>>,
+}
 
 #[derive(Debug, Clone)]
 struct FakeContainer {
@@ -51,6 +76,10 @@ struct State {
     pulls_hang: bool,
     /// Inspect and image look-up calls (reads the reconciler should spare settled workloads).
     reads: usize,
+    /// Attached execs by id.
+    execs: BTreeMap<String, FakeExec>,
+    /// What a non-interactive exec whose command starts with the key prints (stdout).
+    exec_replies: Vec<(Vec<String>, Vec<u8>)>,
 }
 
 /// In-memory engine.
@@ -132,6 +161,53 @@ impl FakeRuntime {
             s.files
                 .insert((id.to_string(), path.to_string()), content.to_vec())
         });
+    }
+
+    /// Makes a non-interactive exec whose command starts with `prefix` print `stdout`.
+    pub fn reply_to_exec(&self, prefix: &[&str], stdout: &[u8]) {
+        self.with(|s| {
+            s.exec_replies.push((
+                prefix.iter().map(|p| p.to_string()).collect(),
+                stdout.to_vec(),
+            ))
+        });
+    }
+
+    /// Ids of the attached execs, in the order they were started.
+    pub fn exec_ids(&self) -> Vec<String> {
+        self.with(|s| {
+            let mut ids: Vec<String> = s.execs.keys().cloned().collect();
+            ids.sort_by_key(|id| id.trim_start_matches("exec").parse::<u64>().unwrap_or(0));
+            ids
+        })
+    }
+
+    /// Looks at an attached exec.
+    pub fn with_exec<T>(&self, exec_id: &str, f: impl FnOnce(&FakeExec) -> T) -> Option<T> {
+        self.with(|s| s.execs.get(exec_id).map(f))
+    }
+
+    /// The attached exec's process exits with `code`: its output ends.
+    pub fn finish_exec(&self, exec_id: &str, code: i64) {
+        self.with(|s| {
+            if let Some(e) = s.execs.get_mut(exec_id) {
+                e.running = false;
+                e.exit_code = Some(code);
+                e.push = None;
+                if let Some(finish) = e.finish.take() {
+                    let _ = finish.send(());
+                }
+            }
+        });
+    }
+
+    /// Pushes output of an attached exec; waits while the reader does not keep up. False when
+    /// the exec's output is gone.
+    pub async fn push_output(&self, exec_id: &str, bytes: Bytes) -> bool {
+        let Some(push) = self.with(|s| s.execs.get(exec_id).and_then(|e| e.push.clone())) else {
+            return false;
+        };
+        push.send(bytes).await.is_ok()
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
@@ -326,8 +402,156 @@ impl ContainerRuntime for FakeRuntime {
             }
             s.calls
                 .push(format!("exec {id} {}", request.command.join(" ")));
-            Ok(ExecOutput::default())
+            let stdout = s
+                .exec_replies
+                .iter()
+                .find(|(prefix, _)| request.command.starts_with(prefix))
+                .map(|(_, out)| out.clone())
+                .unwrap_or_default();
+            Ok(ExecOutput {
+                stdout,
+                ..ExecOutput::default()
+            })
         })
+    }
+
+    async fn exec_attach(
+        &self,
+        id: &str,
+        request: &ExecAttachRequest,
+    ) -> Result<AttachedExec, RuntimeError> {
+        self.check_up()?;
+        let (input, echo) = tokio::io::duplex(ECHO_BUFFER);
+        let (finish, finished) = tokio::sync::oneshot::channel::<()>();
+        let (push, pushed) = tokio::sync::mpsc::channel::<Bytes>(1);
+        let exec_id = self.with(|s| {
+            if !s.containers.get(id).is_some_and(|c| c.running) {
+                return Err(RuntimeError::Refused {
+                    op: "exec",
+                    target: id.to_string(),
+                    message: "container is not running".into(),
+                });
+            }
+            s.next_id += 1;
+            let exec_id = format!("exec{}", s.next_id);
+            s.calls.push(format!(
+                "exec-attach {id} {} {exec_id}",
+                request.command.join(" ")
+            ));
+            s.execs.insert(
+                exec_id.clone(),
+                FakeExec {
+                    container: id.to_string(),
+                    request: request.clone(),
+                    running: true,
+                    exit_code: None,
+                    resizes: Vec::new(),
+                    killed: false,
+                    finish: Some(finish),
+                    push: Some(push),
+                },
+            );
+            Ok(exec_id)
+        })?;
+        let echo = futures::stream::unfold(echo, |mut echo| async move {
+            let mut buf = vec![0u8; ECHO_BUFFER];
+            match tokio::io::AsyncReadExt::read(&mut echo, &mut buf).await {
+                Ok(0) | Err(_) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    Some((Ok(Bytes::from(buf)), echo))
+                }
+            }
+        });
+        let pushed = futures::stream::unfold(pushed, |mut pushed| async move {
+            pushed.recv().await.map(|b| (Ok(b), pushed))
+        });
+        // Ends when the exec finishes (or is killed), whatever the echo still holds, once what
+        // was pushed before was read.
+        let echo = echo.take_until(async move {
+            let _ = finished.await;
+        });
+        let output: ByteStream = Box::pin(futures::stream::select(echo, pushed));
+        Ok(AttachedExec {
+            exec_id,
+            output,
+            input: Box::pin(input),
+        })
+    }
+
+    async fn resize_exec(&self, exec_id: &str, cols: u16, rows: u16) -> Result<(), RuntimeError> {
+        self.check_up()?;
+        self.with(|s| {
+            s.calls.push(format!("resize-exec {exec_id} {cols}x{rows}"));
+            let e = s
+                .execs
+                .get_mut(exec_id)
+                .ok_or_else(|| RuntimeError::ContainerNotFound(exec_id.into()))?;
+            e.resizes.push((cols, rows));
+            Ok(())
+        })
+    }
+
+    async fn exec_status(&self, exec_id: &str) -> Result<ExecStatus, RuntimeError> {
+        self.check_up()?;
+        self.with(|s| {
+            let e = s
+                .execs
+                .get(exec_id)
+                .ok_or_else(|| RuntimeError::ContainerNotFound(exec_id.into()))?;
+            Ok(ExecStatus {
+                running: e.running,
+                exit_code: e.exit_code,
+                pid: None,
+            })
+        })
+    }
+
+    async fn kill_exec(&self, exec_id: &str, _grace: Duration) -> Result<(), RuntimeError> {
+        self.check_up()?;
+        self.with(|s| {
+            s.calls.push(format!("kill-exec {exec_id}"));
+            if let Some(e) = s.execs.get_mut(exec_id) {
+                if e.running {
+                    e.running = false;
+                    e.killed = true;
+                    e.exit_code = Some(137);
+                }
+                e.push = None;
+                if let Some(finish) = e.finish.take() {
+                    let _ = finish.send(());
+                }
+            }
+        });
+        Ok(())
+    }
+
+    async fn follow_logs(&self, id: &str, _tail: usize) -> Result<ByteStream, RuntimeError> {
+        self.check_up()?;
+        // A container that writes one line and stops.
+        let line = Bytes::from(format!("logs of {id}\n"));
+        Ok(Box::pin(futures::stream::once(async move { Ok(line) })))
+    }
+
+    async fn stat_path(&self, id: &str, path: &str) -> Result<Option<PathStat>, RuntimeError> {
+        self.check_up()?;
+        Ok(self.with(|s| {
+            let id = id.to_string();
+            if let Some(content) = s.files.get(&(id.clone(), path.to_string())) {
+                return Some(PathStat {
+                    kind: FileKind::Regular,
+                    size: content.len() as u64,
+                });
+            }
+            let dir = format!("{}/", path.trim_end_matches('/'));
+            s.files
+                .keys()
+                .any(|(c, p)| *c == id && p.starts_with(&dir))
+                .then_some(PathStat {
+                    kind: FileKind::Directory,
+                    size: 0,
+                })
+        }))
     }
 
     async fn create(&self, request: &CreateRequest) -> Result<String, RuntimeError> {

@@ -9,8 +9,9 @@ use async_trait::async_trait;
 use tokio::sync::RwLock;
 
 use super::{
-    ContainerDetails, ContainerRuntime, CreateRequest, DockerRuntime, ExecOutput, ExecRequest,
-    ManagedContainer, RuntimeError,
+    AttachedExec, ByteStream, ContainerDetails, ContainerRuntime, CreateRequest, DockerRuntime,
+    ExecAttachRequest, ExecOutput, ExecRequest, ExecStatus, ManagedContainer, PathStat,
+    RuntimeError,
 };
 
 pub struct LazyDocker {
@@ -84,6 +85,34 @@ impl ContainerRuntime for LazyDocker {
     }
     async fn exec(&self, id: &str, request: &ExecRequest) -> Result<ExecOutput, RuntimeError> {
         let r = self.engine().await?.exec(id, request).await;
+        self.check(r).await
+    }
+    async fn exec_attach(
+        &self,
+        id: &str,
+        request: &ExecAttachRequest,
+    ) -> Result<AttachedExec, RuntimeError> {
+        let r = self.engine().await?.exec_attach(id, request).await;
+        self.check(r).await
+    }
+    async fn resize_exec(&self, exec_id: &str, cols: u16, rows: u16) -> Result<(), RuntimeError> {
+        let r = self.engine().await?.resize_exec(exec_id, cols, rows).await;
+        self.check(r).await
+    }
+    async fn exec_status(&self, exec_id: &str) -> Result<ExecStatus, RuntimeError> {
+        let r = self.engine().await?.exec_status(exec_id).await;
+        self.check(r).await
+    }
+    async fn kill_exec(&self, exec_id: &str, grace: Duration) -> Result<(), RuntimeError> {
+        let r = self.engine().await?.kill_exec(exec_id, grace).await;
+        self.check(r).await
+    }
+    async fn follow_logs(&self, id: &str, tail: usize) -> Result<ByteStream, RuntimeError> {
+        let r = self.engine().await?.follow_logs(id, tail).await;
+        self.check(r).await
+    }
+    async fn stat_path(&self, id: &str, path: &str) -> Result<Option<PathStat>, RuntimeError> {
+        let r = self.engine().await?.stat_path(id, path).await;
         self.check(r).await
     }
     async fn create(&self, request: &CreateRequest) -> Result<String, RuntimeError> {

@@ -3,16 +3,23 @@
 
 pub mod docker;
 pub mod fake;
+pub mod guard;
+pub mod host_procs;
 pub mod lazy;
 
 use std::collections::BTreeMap;
+use std::pin::Pin;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
+use futures::Stream;
+use tokio::io::AsyncWrite;
 
 use crate::codes::EngineCode;
 
 pub use docker::DockerRuntime;
+pub use guard::ExecGuard;
 pub use lazy::LazyDocker;
 
 /// Errors from the container engine, carrying the container or image involved.
@@ -221,6 +228,71 @@ pub struct ExecOutput {
     pub timed_out: bool,
 }
 
+/// An interactive command to run in a container: its output is streamed as it is produced and
+/// its stdin can be written (a terminal session, a followed log file).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecAttachRequest {
+    pub command: Vec<String>,
+    /// `None`: the image's user.
+    pub user: Option<String>,
+    /// Allocate a pseudo-terminal: stdout and stderr are one stream, and it can be resized.
+    pub tty: bool,
+    /// Attach stdin (else writes to the input go nowhere).
+    pub stdin: bool,
+    /// `NAME=value` pairs added to the container's environment.
+    pub env: Vec<String>,
+}
+
+/// Bytes as a process or the engine produces them: an exec's output, a followed log. Nothing is
+/// read ahead: the next chunk is read from the engine only when the stream is polled again.
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, RuntimeError>> + Send>>;
+
+/// Where an attached exec's stdin goes; a write completes when the engine took the bytes.
+pub type InputSink = Pin<Box<dyn AsyncWrite + Send>>;
+
+/// A started interactive exec.
+pub struct AttachedExec {
+    /// The engine's id of the exec (for `resize_exec`, `exec_status`, `kill_exec`).
+    pub exec_id: String,
+    /// Its output (stdout and stderr), ending when the process closed it.
+    pub output: ByteStream,
+    pub input: InputSink,
+}
+
+impl std::fmt::Debug for AttachedExec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AttachedExec")
+            .field("exec_id", &self.exec_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The state of an exec.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExecStatus {
+    pub running: bool,
+    /// Set once it ended.
+    pub exit_code: Option<i64>,
+    /// Host pid of its process (also reported for a while after it ended).
+    pub pid: Option<i64>,
+}
+
+/// What kind of file a path in a container is (its final component not followed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    Regular,
+    Directory,
+    Symlink,
+    Other,
+}
+
+/// A path in a container as the engine stats it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PathStat {
+    pub kind: FileKind,
+    pub size: u64,
+}
+
 /// What to create. Resource fields of `None` mean unlimited.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CreateRequest {
@@ -294,6 +366,27 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     async fn read_file(&self, id: &str, path: &str) -> Result<Option<Vec<u8>>, RuntimeError>;
     /// Runs a command in a running container and waits for it (or kills it at the timeout).
     async fn exec(&self, id: &str, request: &ExecRequest) -> Result<ExecOutput, RuntimeError>;
+    /// Starts an interactive command in a running container and hands over its streams. The
+    /// caller owns the process: it must `kill_exec` it when it stops caring (nothing else will).
+    async fn exec_attach(
+        &self,
+        id: &str,
+        request: &ExecAttachRequest,
+    ) -> Result<AttachedExec, RuntimeError>;
+    /// Sets the terminal size of an exec started with a TTY.
+    async fn resize_exec(&self, exec_id: &str, cols: u16, rows: u16) -> Result<(), RuntimeError>;
+    /// Whether an exec still runs, its exit code once it ended, its host pid.
+    async fn exec_status(&self, exec_id: &str) -> Result<ExecStatus, RuntimeError>;
+    /// Ends an exec's processes: its own while it runs, everything it forked, and (with a TTY,
+    /// where it leads a session) every process of its terminal session, also after it ended.
+    /// They get SIGHUP, and SIGKILL after `grace` when still there (at once for a zero grace).
+    /// Nothing left is not an error.
+    async fn kill_exec(&self, exec_id: &str, grace: Duration) -> Result<(), RuntimeError>;
+    /// A container's stdout and stderr from its last `tail` lines on, followed as it writes
+    /// until the container stops (or the stream is dropped).
+    async fn follow_logs(&self, id: &str, tail: usize) -> Result<ByteStream, RuntimeError>;
+    /// Stats a path in a container (`None` when it does not exist) without starting anything.
+    async fn stat_path(&self, id: &str, path: &str) -> Result<Option<PathStat>, RuntimeError>;
     /// Pulls `reference` (`host/repo:tag` or `host/repo@digest`), sending the engine's progress
     /// messages to `progress` as they come.
     async fn pull_image(
