@@ -51,7 +51,11 @@ async fn read_until(out: &mut tokio::process::ChildStdout, needle: &[u8], seen: 
             .await
             .expect("output within 30 s")
             .expect("reading the terminal");
-        assert!(n > 0, "the terminal ended while waiting for {:?}", String::from_utf8_lossy(needle));
+        assert!(
+            n > 0,
+            "the terminal ended while waiting for {:?}",
+            String::from_utf8_lossy(needle)
+        );
         seen.extend_from_slice(&buf[..n]);
     }
 }
@@ -79,7 +83,9 @@ async fn keystrokes(command: &str, keys: usize) -> Vec<Duration> {
     for i in 0..keys {
         let key = b'a' + (i % 26) as u8;
         // Drain whatever is pending so the echo read is this key's.
-        while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(1), out.read(&mut buf)).await {
+        while let Ok(Ok(n)) =
+            tokio::time::timeout(Duration::from_millis(1), out.read(&mut buf)).await
+        {
             if n == 0 {
                 break;
             }
@@ -129,9 +135,38 @@ async fn main() {
     let c = Cluster::start("termbench", &[NodeSpec::new(POOL, &[])], 1, 30)
         .await
         .unwrap();
-    let ops = c.create_pool(POOL).await.unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let (_, public) = sofa::ssh_keypair(keys.path(), "ops").unwrap();
+    let (code, body) = c
+        .request(
+            0,
+            "POST",
+            "/v1/pools",
+            Some(serde_json::json!({"name": POOL, "ssh_keys": [public]})),
+            &c.admin_token,
+        )
+        .await
+        .unwrap();
+    assert_eq!(code, 201, "{body}");
+    let ops = serde_json::from_str::<serde_json::Value>(&body).unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let out = c
-        .cli(0, &ops, &["--pool", POOL, "container", "create", "web", "--rich", "--image", BASE])
+        .cli(
+            0,
+            &ops,
+            &[
+                "--pool",
+                POOL,
+                "container",
+                "create",
+                "web",
+                "--rich",
+                "--image",
+                BASE,
+            ],
+        )
         .await
         .unwrap();
     assert_eq!(out.code, Some(0), "{out:?}");
@@ -157,12 +192,26 @@ async fn main() {
         caas_times.extend(keystrokes(&caas_cmd, keys / 2).await);
     }
     let (c50, c99) = (percentile(&caas_times, 0.5), percentile(&caas_times, 0.99));
-    let (d50, d99) = (percentile(&docker_times, 0.5), percentile(&docker_times, 0.99));
-    println!("keystroke to echo, {} keys each (bash readline in a pty made by script):", caas_times.len());
+    let (d50, d99) = (
+        percentile(&docker_times, 0.5),
+        percentile(&docker_times, 0.99),
+    );
+    println!(
+        "keystroke to echo, {} keys each (bash readline in a pty made by script):",
+        caas_times.len()
+    );
     println!("| path | p50 ms | p99 ms |");
     println!("|---|---|---|");
-    println!("| docker exec -it (reference) | {:.2} | {:.2} |", ms(d50), ms(d99));
-    println!("| caas container exec -it (CLI → central → agent) | {:.2} | {:.2} |", ms(c50), ms(c99));
+    println!(
+        "| docker exec -it (reference) | {:.2} | {:.2} |",
+        ms(d50),
+        ms(d99)
+    );
+    println!(
+        "| caas container exec -it (CLI → central → agent) | {:.2} | {:.2} |",
+        ms(c50),
+        ms(c99)
+    );
     println!(
         "ratio caas/docker: p50 {:.2}x, p99 {:.2}x (goal <= 2x)",
         c50.as_secs_f64() / d50.as_secs_f64(),
@@ -177,13 +226,19 @@ async fn main() {
             &app,
             "sh",
             "-c",
-            &format!("head -c {} /dev/urandom | base64 -w 76 > /tmp/big && stat -c %s /tmp/big", mb * 750_000),
+            &format!(
+                "head -c {} /dev/urandom | base64 -w 76 > /tmp/big && stat -c %s /tmp/big",
+                mb * 750_000
+            ),
         ])
         .output()
         .await
         .unwrap();
     assert!(make.status.success(), "{make:?}");
-    let size: u64 = String::from_utf8_lossy(&make.stdout).trim().parse().unwrap();
+    let size: u64 = String::from_utf8_lossy(&make.stdout)
+        .trim()
+        .parse()
+        .unwrap();
     drop(docker);
     let mut docker_rates = Vec::new();
     let mut caas_rates = Vec::new();

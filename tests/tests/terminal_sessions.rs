@@ -33,7 +33,24 @@ impl Env {
         let c = Cluster::start(name, &[NodeSpec::new(POOL, &[])], 1, 30)
             .await
             .unwrap();
-        let ops = c.create_pool(POOL).await.unwrap();
+        // Rich containers need the pool's SSH keys (nobody could log in otherwise).
+        let keys = tempfile::tempdir().unwrap();
+        let (_, public) = sofa::ssh_keypair(keys.path(), "ops").unwrap();
+        let (code, body) = c
+            .request(
+                0,
+                "POST",
+                "/v1/pools",
+                Some(serde_json::json!({"name": POOL, "ssh_keys": [public]})),
+                &c.admin_token,
+            )
+            .await
+            .unwrap();
+        assert_eq!(code, 201, "{body}");
+        let ops = serde_json::from_str::<serde_json::Value>(&body).unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_string();
         let (code, body) = c
             .request(
                 0,
@@ -52,7 +69,20 @@ impl Env {
         let env = Self { c, ops, dev };
         let out = env
             .c
-            .cli(0, &env.ops, &["--pool", POOL, "container", "create", "web", "--rich", "--image", BASE])
+            .cli(
+                0,
+                &env.ops,
+                &[
+                    "--pool",
+                    POOL,
+                    "container",
+                    "create",
+                    "web",
+                    "--rich",
+                    "--image",
+                    BASE,
+                ],
+            )
             .await
             .unwrap();
         assert_eq!(out.code, Some(0), "{out:?}");
@@ -72,7 +102,7 @@ impl Env {
             .top_processes(
                 &app,
                 Some(bollard::query_parameters::TopOptions {
-                    ps_args: "-eo args".into(),
+                    ps_args: "-eo pid,args".into(),
                 }),
             )
             .await
@@ -87,7 +117,13 @@ impl Env {
     async fn audit(&self) -> Vec<AuditEntry> {
         let (code, body) = self
             .c
-            .request(0, "GET", &format!("/v1/pools/{POOL}/audit?container=web&limit=100"), None, &self.ops)
+            .request(
+                0,
+                "GET",
+                &format!("/v1/pools/{POOL}/audit?container=web&limit=100"),
+                None,
+                &self.ops,
+            )
             .await
             .unwrap();
         assert_eq!(code, 200, "{body}");
@@ -109,7 +145,12 @@ impl Tmux {
     }
 
     fn run(&self, args: &[&str]) -> String {
-        let out = Command::new("tmux").arg("-L").arg(&self.socket).args(args).output().expect("tmux runs");
+        let out = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("tmux runs");
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -129,7 +170,11 @@ impl Tmux {
 
 impl Drop for Tmux {
     fn drop(&mut self) {
-        let _ = Command::new("tmux").arg("-L").arg(&self.socket).arg("kill-server").output();
+        let _ = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .arg("kill-server")
+            .output();
     }
 }
 
@@ -151,61 +196,199 @@ async fn exec_it_in_a_real_terminal_roles_and_audit() {
         )
     };
     // A developer's terminal: admin in the rich container, bash, resize, exit code.
-    tmux.run(&["new-session", "-d", "-s", "dev", "-x", "100", "-y", "30", &command(&env.dev, "web -- bash")]);
+    tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "dev",
+        "-x",
+        "100",
+        "-y",
+        "30",
+        &command(&env.dev, "web -- bash"),
+    ]);
     tmux.run(&["set-option", "-t", "dev", "status", "off"]);
-    tmux.run(&["send-keys", "-t", "dev", "whoami; hostname; echo W-$((1+1))", "Enter"]);
-    let screen = tmux.wait_screen("dev", "whoami answered", |s| has_line(s, "W-2")).await;
+    tmux.run(&[
+        "send-keys",
+        "-t",
+        "dev",
+        "whoami; hostname; echo W-$((1+1))",
+        "Enter",
+    ]);
+    let screen = tmux
+        .wait_screen("dev", "whoami answered", |s| has_line(s, "W-2"))
+        .await;
     assert!(has_line(&screen, "admin"), "{screen}");
     let view = env.c.container(&env.ops, POOL, "web").await.unwrap();
     let hostname = view.spec.effective_hostname().to_string();
-    assert!(screen.contains(&hostname), "hostname {hostname} not on screen:\n{screen}");
+    assert!(
+        screen.contains(&hostname),
+        "hostname {hostname} not on screen:\n{screen}"
+    );
     tmux.run(&["resize-window", "-t", "dev", "-x", "120", "-y", "40"]);
-    tmux.run(&["send-keys", "-t", "dev", "stty size; echo S-$((2+3))", "Enter"]);
-    let screen = tmux.wait_screen("dev", "stty size answered", |s| has_line(s, "S-5")).await;
-    assert!(has_line(&screen, "40 120"), "the resize did not reach the terminal:\n{screen}");
+    tmux.run(&[
+        "send-keys",
+        "-t",
+        "dev",
+        "stty size; echo S-$((2+3))",
+        "Enter",
+    ]);
+    let screen = tmux
+        .wait_screen("dev", "stty size answered", |s| has_line(s, "S-5"))
+        .await;
+    assert!(
+        has_line(&screen, "40 120"),
+        "the resize did not reach the terminal:\n{screen}"
+    );
     tmux.run(&["send-keys", "-t", "dev", "exit 7", "Enter"]);
-    tmux.wait_screen("dev", "the CLI passes the exit code", |s| has_line(s, "EXIT=7")).await;
+    tmux.wait_screen("dev", "the CLI passes the exit code", |s| {
+        has_line(s, "EXIT=7")
+    })
+    .await;
 
     // A session whose client goes away: what it ran is killed.
-    tmux.run(&["new-session", "-d", "-s", "gone", "-x", "100", "-y", "30", &command(&env.ops, "web -- bash")]);
+    tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "gone",
+        "-x",
+        "100",
+        "-y",
+        "30",
+        &command(&env.ops, "web -- bash"),
+    ]);
     tmux.run(&["send-keys", "-t", "gone", "sleep 4242", "Enter"]);
-    until("sleep 4242 runs in the container", Duration::from_secs(60), || async {
-        Ok(env.processes().await.iter().any(|p| p == "sleep 4242").then_some(()))
-    })
+    until(
+        "sleep 4242 runs in the container",
+        Duration::from_secs(60),
+        || async {
+            Ok(env
+                .processes()
+                .await
+                .iter()
+                .any(|p| p == "sleep 4242")
+                .then_some(()))
+        },
+    )
     .await
     .unwrap();
     tmux.run(&["kill-session", "-t", "gone"]);
-    until("sleep 4242 is gone with its terminal", Duration::from_secs(30), || async {
-        Ok((!env.processes().await.iter().any(|p| p == "sleep 4242")).then_some(()))
-    })
+    until(
+        "sleep 4242 is gone with its terminal",
+        Duration::from_secs(30),
+        || async { Ok((!env.processes().await.iter().any(|p| p == "sleep 4242")).then_some(())) },
+    )
     .await
     .unwrap_or_else(|e| panic!("{e:#}\nagent log:\n{}", env.c.agents[0].log()));
 
     // Developers: no root, no plain exec, no delete, no plain containers.
-    let out = env.c.cli(0, &env.dev, &["--pool", POOL, "container", "delete", "web"]).await.unwrap();
+    let out = env
+        .c
+        .cli(0, &env.dev, &["--pool", POOL, "container", "rm", "web"])
+        .await
+        .unwrap();
     assert_eq!(out.code, Some(1), "{out:?}");
     assert!(out.stderr.contains("developer"), "{out:?}");
-    let out = env.c.cli(0, &env.dev, &["--pool", POOL, "container", "exec", "web", "--", "id"]).await.unwrap();
+    let out = env
+        .c
+        .cli(
+            0,
+            &env.dev,
+            &["--pool", POOL, "container", "exec", "web", "--", "id"],
+        )
+        .await
+        .unwrap();
     assert_eq!(out.code, Some(1), "{out:?}");
     let out = env
         .c
-        .cli(0, &env.dev, &["--pool", POOL, "container", "exec", "-i", "-u", "root", "web", "--", "id"])
+        .cli(
+            0,
+            &env.dev,
+            &[
+                "--pool",
+                POOL,
+                "container",
+                "exec",
+                "-i",
+                "-u",
+                "root",
+                "web",
+                "--",
+                "id",
+            ],
+        )
         .await
         .unwrap();
     assert_eq!(out.code, Some(1), "{out:?}");
     assert!(out.stderr.contains("admin"), "{out:?}");
     let out = env
         .c
-        .cli(0, &env.ops, &["--pool", POOL, "container", "create", "plain", "--image", &env.c.busybox, "--", "sleep", "3600"])
+        .cli(
+            0,
+            &env.ops,
+            &[
+                "--pool",
+                POOL,
+                "container",
+                "create",
+                "plain",
+                "--image",
+                &env.c.busybox,
+                "--",
+                "sleep",
+                "3600",
+            ],
+        )
         .await
         .unwrap();
     assert_eq!(out.code, Some(0), "{out:?}");
-    env.c.wait_running(&env.ops, POOL, "plain", Duration::from_secs(60)).await.unwrap();
-    let out = env.c.cli(0, &env.dev, &["--pool", POOL, "container", "exec", "-i", "plain", "--", "id"]).await.unwrap();
+    env.c
+        .wait_running(&env.ops, POOL, "plain", Duration::from_secs(60))
+        .await
+        .unwrap();
+    let out = env
+        .c
+        .cli(
+            0,
+            &env.dev,
+            &[
+                "--pool",
+                POOL,
+                "container",
+                "exec",
+                "-i",
+                "plain",
+                "--",
+                "id",
+            ],
+        )
+        .await
+        .unwrap();
     assert_eq!(out.code, Some(1), "{out:?}");
     assert!(out.stderr.contains("no admin user"), "{out:?}");
     // Ops may use root in any container.
-    let out = env.c.cli(0, &env.ops, &["--pool", POOL, "container", "exec", "-i", "-u", "root", "web", "--", "id", "-u"]).await.unwrap();
+    let out = env
+        .c
+        .cli(
+            0,
+            &env.ops,
+            &[
+                "--pool",
+                POOL,
+                "container",
+                "exec",
+                "-i",
+                "-u",
+                "root",
+                "web",
+                "--",
+                "id",
+                "-u",
+            ],
+        )
+        .await
+        .unwrap();
     assert_eq!(out.code, Some(0), "{out:?}");
     assert_eq!(out.stdout.trim(), "0", "{out:?}");
 
@@ -220,19 +403,46 @@ async fn exec_it_in_a_real_terminal_roles_and_audit() {
     assert_eq!(dev_session.ended_by, "exit");
     assert_eq!(
         dev_session.input,
-        ["whoami; hostname; echo W-$((1+1))", "stty size; echo S-$((2+3))", "exit 7"]
+        [
+            "whoami; hostname; echo W-$((1+1))",
+            "stty size; echo S-$((2+3))",
+            "exit 7"
+        ]
     );
     assert!(dev_session.ended_at >= dev_session.started_at);
     let gone = entries
         .iter()
         .find(|e| e.input.iter().any(|l| l == "sleep 4242"))
         .unwrap_or_else(|| panic!("no closed session in {entries:#?}"));
-    assert_eq!((gone.role.as_str(), gone.ended_by.as_str(), gone.exit_code), ("ops", "closed", None));
-    let out = env.c.cli(0, &env.ops, &["--pool", POOL, "audit", "ls", "--container", "web", "-v"]).await.unwrap();
+    assert_eq!(
+        (gone.role.as_str(), gone.ended_by.as_str(), gone.exit_code),
+        ("ops", "closed", None)
+    );
+    let out = env
+        .c
+        .cli(
+            0,
+            &env.ops,
+            &["--pool", POOL, "audit", "ls", "--container", "web", "-v"],
+        )
+        .await
+        .unwrap();
     assert_eq!(out.code, Some(0), "{out:?}");
-    assert!(out.stdout.contains("whoami; hostname") && out.stdout.contains("developer"), "{}", out.stdout);
-    let out = env.c.cli(0, &env.dev, &["--pool", POOL, "audit", "ls"]).await.unwrap();
-    assert_eq!(out.code, Some(1), "developers cannot read the audit log: {out:?}");
+    assert!(
+        out.stdout.contains("whoami; hostname") && out.stdout.contains("developer"),
+        "{}",
+        out.stdout
+    );
+    let out = env
+        .c
+        .cli(0, &env.dev, &["--pool", POOL, "audit", "ls"])
+        .await
+        .unwrap();
+    assert_eq!(
+        out.code,
+        Some(1),
+        "developers cannot read the audit log: {out:?}"
+    );
 }
 
 /// Resident memory of a process, in bytes.
@@ -268,7 +478,7 @@ async fn twenty_terminals_with_continuous_output_for_a_minute() {
         });
         (stop, handle)
     };
-    let before = env.processes().await.len();
+    let before = env.processes().await;
     let results = env
         .c
         .fabric
@@ -293,22 +503,27 @@ async fn twenty_terminals_with_continuous_output_for_a_minute() {
                         ..Default::default()
                     };
                     let mut session = client.terminal(POOL, "web", &start).await.unwrap();
+                    // Twenty execs start one after another on a loaded 2-core engine: the
+                    // minute is counted from this session's start.
+                    match tokio::time::timeout(Duration::from_secs(120), session.next()).await {
+                        Ok(Ok(Some(TerminalEvent::Started { .. }))) => {}
+                        other => return Err(format!("session {i} did not start: {other:?}")),
+                    }
                     let begun = Instant::now();
                     let mut windows = vec![0u64; WINDOWS];
                     while begun.elapsed() < WINDOW * WINDOWS as u32 {
-                        match tokio::time::timeout(Duration::from_secs(5), session.next()).await {
+                        match tokio::time::timeout(Duration::from_secs(30), session.next()).await {
                             Ok(Ok(Some(TerminalEvent::Output(bytes)))) => {
                                 let w = (begun.elapsed().as_secs() / WINDOW.as_secs()) as usize;
                                 if w < WINDOWS {
                                     windows[w] += bytes.len() as u64;
                                 }
                             }
-                            Ok(Ok(Some(TerminalEvent::Started { .. }))) => {}
-                            other => panic!("session {i}: {other:?}"),
+                            other => return Err(format!("session {i} after {:?}: {other:?}", begun.elapsed())),
                         }
                     }
                     session.close().await;
-                    windows
+                    Ok(windows)
                 });
             }
             let mut all = Vec::new();
@@ -320,12 +535,26 @@ async fn twenty_terminals_with_continuous_output_for_a_minute() {
         .await
         .unwrap();
     let (windows, idle_reader) = results;
+    let windows: Vec<Vec<u64>> = windows
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .unwrap_or_else(|e| {
+            panic!(
+                "{e}\ncentral log:\n{}\nagent log:\n{}",
+                env.c.centrals[0].log(),
+                env.c.agents[0].log()
+            )
+        });
     sampler.0.store(true, std::sync::atomic::Ordering::Relaxed);
     let max_rss = sampler.1.join().unwrap();
     assert_eq!(windows.len(), SESSIONS);
     for (i, w) in windows.iter().enumerate() {
-        // Each session prints about 80 KB per second; every 10-second window got output.
-        assert!(w.iter().all(|&b| b > 100_000), "session {i} starved in a window: {w:?}");
+        // Each session prints up to ~80 KB per second (less on a loaded machine); every
+        // 10-second window of every session got output.
+        assert!(
+            w.iter().all(|&b| b > 10_000),
+            "session {i} starved in a window: {w:?}"
+        );
     }
     let total: u64 = windows.iter().flatten().sum();
     eprintln!(
@@ -341,27 +570,50 @@ async fn twenty_terminals_with_continuous_output_for_a_minute() {
     );
     // The reading sessions' processes are gone at once; the flood that nobody read is ended
     // by central (client-not-reading) and its `yes` killed.
-    until("every reader's exec process is gone", Duration::from_secs(30), || async {
-        let ps = env.processes().await;
-        Ok((!ps.iter().any(|p| p.contains("tick-") || p.contains("base64"))).then_some(()))
-    })
+    until(
+        "every reader's exec process is gone",
+        Duration::from_secs(30),
+        || async {
+            let ps = env.processes().await;
+            Ok((!ps
+                .iter()
+                .any(|p| p.contains("tick-") || p.contains("base64")))
+            .then_some(()))
+        },
+    )
     .await
     .unwrap();
-    until("the unread flood is ended", Duration::from_secs(120), || async {
-        let ps = env.processes().await;
-        Ok((!ps.iter().any(|p| p.contains("never-read"))).then_some(ps))
-    })
+    until(
+        "the unread flood is ended",
+        Duration::from_secs(120),
+        || async {
+            let ps = env.processes().await;
+            Ok((!ps.iter().any(|p| p.contains("never-read"))).then_some(ps))
+        },
+    )
     .await
     .unwrap_or_else(|e| panic!("{e:#}\ncentral log:\n{}", env.c.centrals[0].log()));
     drop(idle_reader);
-    let after = env.processes().await.len();
-    assert!(after <= before, "exec processes left: {before} before, {after} after: {:?}", env.processes().await);
+    // Only the container's own processes are left (its init, supervisord, monitor, sshd).
+    let after = env.processes().await;
+    let ours = ["sofa-init", "supervisord", "caas-monitor", "sshd"];
+    assert!(
+        after.iter().all(|p| ours.iter().any(|o| p.contains(o))),
+        "exec processes left: {after:?} (before the sessions: {before:?})"
+    );
     let entries = env.audit().await;
     assert!(
-        entries.iter().any(|e| e.command.iter().any(|a| a.contains("never-read")) && e.ended_by == "client-not-reading"),
+        entries
+            .iter()
+            .any(|e| e.command.iter().any(|a| a.contains("never-read"))
+                && e.ended_by == "client-not-reading"),
         "{entries:#?}"
     );
-    assert_eq!(entries.iter().filter(|e| e.ended_by == "closed").count(), SESSIONS, "{entries:#?}");
+    assert_eq!(
+        entries.iter().filter(|e| e.ended_by == "closed").count(),
+        SESSIONS,
+        "{entries:#?}"
+    );
     let grown = rss(central_pid);
     eprintln!("central RSS after: {:.1} MB", grown as f64 / 1e6);
 }
