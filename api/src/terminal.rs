@@ -83,10 +83,16 @@ impl TerminalStart {
             ));
         }
         if self.command.iter().any(|a| a.contains('\0')) {
-            return Err(ValidationError::new("command", "arguments cannot hold NUL bytes"));
+            return Err(ValidationError::new(
+                "command",
+                "arguments cannot hold NUL bytes",
+            ));
         }
         if let Some(user) = &self.user {
-            if user.is_empty() || user.len() > 64 || user.chars().any(|c| c.is_whitespace() || c == '\0') {
+            if user.is_empty()
+                || user.len() > 64
+                || user.chars().any(|c| c.is_whitespace() || c == '\0')
+            {
                 return Err(ValidationError::new(
                     "user",
                     "must be a user name or uid[:gid] without spaces, e.g. admin",
@@ -174,7 +180,13 @@ mod tests {
         assert_eq!(start, ClientMessage::Start(TerminalStart::default()));
         let resize: ClientMessage =
             serde_json::from_str(r#"{"resize":{"cols":120,"rows":40}}"#).expect("parses");
-        assert_eq!(resize, ClientMessage::Resize { cols: 120, rows: 40 });
+        assert_eq!(
+            resize,
+            ClientMessage::Resize {
+                cols: 120,
+                rows: 40
+            }
+        );
         let exit = serde_json::to_string(&ServerMessage::Exit { code: 3 }).expect("serializes");
         assert_eq!(exit, r#"{"exit":{"code":3}}"#);
         assert!(serde_json::from_str::<ClientMessage>(r#"{"start":{"cmd":["x"]}}"#).is_err());
@@ -192,17 +204,38 @@ mod tests {
     fn validation_names_the_field() {
         let bad = |s: TerminalStart| s.validate().expect_err("refused").field;
         assert_eq!(
-            bad(TerminalStart { command: vec![String::new()], ..Default::default() }),
+            bad(TerminalStart {
+                command: vec![String::new()],
+                ..Default::default()
+            }),
             "command"
         );
         assert_eq!(
-            bad(TerminalStart { user: Some("a b".into()), ..Default::default() }),
+            bad(TerminalStart {
+                user: Some("a b".into()),
+                ..Default::default()
+            }),
             "user"
         );
-        assert_eq!(bad(TerminalStart { cols: 0, ..Default::default() }), "cols");
-        assert_eq!(bad(TerminalStart { rows: 9999, ..Default::default() }), "rows");
-        assert!(TerminalStart { command: vec!["bash".into()], ..Default::default() }
-            .validate()
-            .is_ok());
+        assert_eq!(
+            bad(TerminalStart {
+                cols: 0,
+                ..Default::default()
+            }),
+            "cols"
+        );
+        assert_eq!(
+            bad(TerminalStart {
+                rows: 9999,
+                ..Default::default()
+            }),
+            "rows"
+        );
+        assert!(TerminalStart {
+            command: vec!["bash".into()],
+            ..Default::default()
+        }
+        .validate()
+        .is_ok());
     }
 }

@@ -153,9 +153,9 @@ impl AgentLink {
         let mut request = url.into_client_request().map_err(|e| {
             CentralError::unavailable(format!("the agent address {api_addr} is not usable: {e}"))
         })?;
-        let bearer = format!("Bearer {token}").parse().map_err(|_| {
-            CentralError::unavailable("the agent token cannot be sent in a header")
-        })?;
+        let bearer = format!("Bearer {token}")
+            .parse()
+            .map_err(|_| CentralError::unavailable("the agent token cannot be sent in a header"))?;
         request.headers_mut().insert("authorization", bearer);
         let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
             .max_message_size(Some(1 << 20))
@@ -176,7 +176,9 @@ impl AgentLink {
                 Err(CentralError::Agent {
                     status,
                     code: crate::error::AgentCode::parse(&code),
-                    message: format!("{name}: the agent at {api_addr} refused the terminal: {message}"),
+                    message: format!(
+                        "{name}: the agent at {api_addr} refused the terminal: {message}"
+                    ),
                 })
             }
             Ok(Err(e)) => Err(CentralError::unavailable(format!(

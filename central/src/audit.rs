@@ -126,12 +126,18 @@ pub fn new_id(now_millis: u64) -> String {
 }
 
 /// Writes the entry as a session starts (the znode is new).
-pub async fn record_start(store: &(dyn Store + 'static), entry: &AuditEntry) -> Result<(), CentralError> {
+pub async fn record_start(
+    store: &(dyn Store + 'static),
+    entry: &AuditEntry,
+) -> Result<(), CentralError> {
     let layout = store.layout();
     store.ensure(&layout.audit(&entry.pool)).await?;
     store
         .commit(
-            &[Op::create(layout.audit_entry(&entry.pool, &entry.id), entry)?],
+            &[Op::create(
+                layout.audit_entry(&entry.pool, &entry.id),
+                entry,
+            )?],
             None,
         )
         .await?;
@@ -139,11 +145,18 @@ pub async fn record_start(store: &(dyn Store + 'static), entry: &AuditEntry) -> 
 }
 
 /// Rewrites the entry when the session ends, then trims the pool's log now and then.
-pub async fn record_end(store: &(dyn Store + 'static), entry: &AuditEntry) -> Result<(), CentralError> {
+pub async fn record_end(
+    store: &(dyn Store + 'static),
+    entry: &AuditEntry,
+) -> Result<(), CentralError> {
     let layout = store.layout();
     let path = layout.audit_entry(&entry.pool, &entry.id);
     match store.get_raw(&path).await? {
-        Some((_, version)) => store.commit(&[Op::set(path, entry, version)?], None).await?,
+        Some((_, version)) => {
+            store
+                .commit(&[Op::set(path, entry, version)?], None)
+                .await?
+        }
         None => {
             store.ensure(&layout.audit(&entry.pool)).await?;
             store.commit(&[Op::create(path, entry)?], None).await?

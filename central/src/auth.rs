@@ -57,7 +57,13 @@ impl Principal {
     }
 
     pub fn is_developer(&self) -> bool {
-        matches!(self, Principal::Pool { role: Role::Developer, .. })
+        matches!(
+            self,
+            Principal::Pool {
+                role: Role::Developer,
+                ..
+            }
+        )
     }
 }
 

@@ -51,6 +51,10 @@ pub struct Flags {
     /// [default: 604800, a week]
     #[arg(long, env = "CAAS_CENTRAL_INVENTORY_RETENTION", value_name = "SECS")]
     pub inventory_retention: Option<u64>,
+    /// Directory the web console serves xterm.js from [default: Debian's node-xterm modules,
+    /// /usr/share/nodejs/xterm/lib, or libjs-xterm's /usr/share/javascript/xterm]
+    #[arg(long, env = "CAAS_CENTRAL_CONSOLE_XTERM_DIR", value_name = "DIR")]
+    pub console_xterm_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -64,6 +68,7 @@ struct FileConfig {
     lost_grace_secs: Option<u64>,
     inventory_retention_secs: Option<u64>,
     zk_session_timeout_ms: Option<u64>,
+    console_xterm_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -78,6 +83,8 @@ pub struct CentralConfig {
     pub lost_grace: Duration,
     pub inventory_retention: Duration,
     pub zk_session_timeout: Duration,
+    /// Where the web console reads xterm.js from (`None`: the Debian packages' directories).
+    pub console_xterm_dir: Option<PathBuf>,
 }
 
 impl CentralConfig {
@@ -154,6 +161,13 @@ impl CentralConfig {
             ));
         }
         let zk_session_timeout = Duration::from_millis(file.zk_session_timeout_ms.unwrap_or(6000));
+        let console_xterm_dir = flags.console_xterm_dir.clone().or(file.console_xterm_dir);
+        if console_xterm_dir.as_ref().is_some_and(|d| d.is_relative()) {
+            return Err(invalid(
+                "console_xterm_dir",
+                "must be an absolute path, e.g. \"/usr/share/nodejs/xterm/lib\"",
+            ));
+        }
         Ok(Self {
             zk_servers,
             layout,
@@ -163,6 +177,7 @@ impl CentralConfig {
             lost_grace,
             inventory_retention,
             zk_session_timeout,
+            console_xterm_dir,
         })
     }
 }

@@ -62,7 +62,11 @@ pub async fn run(
     let agents = std::sync::Arc::new(crate::agent_link::AgentLink::new(
         config.agent_token.clone(),
     ));
-    let routes = crate::api::routes(central.clone(), agents);
+    let console = crate::console::Console::new(crate::console::ConsoleConfig {
+        xterm_dir: config.console_xterm_dir.clone(),
+        ..Default::default()
+    });
+    let routes = crate::api::routes_with_console(central.clone(), agents, console);
     let stop = work.clone();
     tracker.spawn(
         warp::serve(routes)

@@ -721,6 +721,7 @@ async fn main() -> Result<()> {
         lost_grace: Duration::from_secs(30),
         inventory_retention: caas_central::leader::DEFAULT_INVENTORY_RETENTION,
         zk_session_timeout: Duration::from_secs(10),
+        console_xterm_dir: None,
     };
     let cancel = CancellationToken::new();
     let _stop_central = cancel.clone().drop_guard();

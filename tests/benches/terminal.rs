@@ -135,8 +135,8 @@ async fn main() {
     let c = Cluster::start("termbench", &[NodeSpec::new(POOL, &[])], 1, 30)
         .await
         .unwrap();
-    let keys = tempfile::tempdir().unwrap();
-    let (_, public) = sofa::ssh_keypair(keys.path(), "ops").unwrap();
+    let key_dir = tempfile::tempdir().unwrap();
+    let (_, public) = sofa::ssh_keypair(key_dir.path(), "ops").unwrap();
     let (code, body) = c
         .request(
             0,

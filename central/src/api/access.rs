@@ -84,7 +84,10 @@ async fn audited_exec(
         token_id: who.token_id().to_string(),
         role: who.role_name().to_string(),
         via: ctx.via.to_string(),
-        user: request.user.clone().unwrap_or_else(|| "(image default)".into()),
+        user: request
+            .user
+            .clone()
+            .unwrap_or_else(|| "(image default)".into()),
         command: request.command.clone(),
         started_at,
         ended_at: 0,
@@ -94,9 +97,10 @@ async fn audited_exec(
         input_truncated: false,
     };
     audit::record_start(ctx.central.store.as_ref(), &entry).await?;
-    let body = Bytes::from(serde_json::to_vec(request).map_err(|e| {
-        CentralError::Internal(format!("encoding the exec request: {e}"))
-    })?);
+    let body = Bytes::from(
+        serde_json::to_vec(request)
+            .map_err(|e| CentralError::Internal(format!("encoding the exec request: {e}")))?,
+    );
     let wait = Duration::from_secs(u64::from(request.timeout_seconds.unwrap_or(60)));
     let answer = ctx
         .agents

@@ -73,18 +73,28 @@ async fn agent_error(name: &str, response: reqwest::Response) -> CentralError {
     }
 }
 
-pub async fn logs(ctx: Ctx, pool: String, name: String, query: LogsQuery) -> Result<Response, CentralError> {
+pub async fn logs(
+    ctx: Ctx,
+    pool: String,
+    name: String,
+    query: LogsQuery,
+) -> Result<Response, CentralError> {
     let record = checked_container(&ctx, &pool, &name).await?;
     let tail = query.tail.unwrap_or(100);
     if tail > MAX_LOG_TAIL {
-        return Err(CentralError::invalid("tail", format!("must be 0..={MAX_LOG_TAIL}")));
+        return Err(CentralError::invalid(
+            "tail",
+            format!("must be 0..={MAX_LOG_TAIL}"),
+        ));
     }
     if let Some(file) = &query.file {
         validate_log_file(file)?;
     }
     let addr = super::access::agent_of(&ctx, &record)?;
     let mut url = reqwest::Url::parse(&format!("http://{addr}/v1/containers/{pool}/{name}/logs"))
-        .map_err(|e| CentralError::unavailable(format!("the agent address {addr} is not usable: {e}")))?;
+        .map_err(|e| {
+        CentralError::unavailable(format!("the agent address {addr} is not usable: {e}"))
+    })?;
     {
         let mut pairs = url.query_pairs_mut();
         pairs.append_pair("tail", &tail.to_string());
@@ -117,12 +127,22 @@ pub async fn logs(ctx: Ctx, pool: String, name: String, query: LogsQuery) -> Res
             }
         }
     });
-    let mut reply =
-        warp::reply::Reply::into_response(warp::reply::stream(tokio_stream::wrappers::ReceiverStream::new(rx)));
+    let mut reply = warp::reply::Reply::into_response(warp::reply::stream(
+        tokio_stream::wrappers::ReceiverStream::new(rx),
+    ));
     let headers = reply.headers_mut();
-    headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; charset=utf-8"));
-    headers.insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
-    headers.insert("x-content-type-options", header::HeaderValue::from_static("nosniff"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    headers.insert(
+        "x-content-type-options",
+        header::HeaderValue::from_static("nosniff"),
+    );
     Ok(reply)
 }
 

@@ -2,13 +2,13 @@
 //! `Result<Response, CentralError>`; this module does the plumbing: auth header, body parsing with
 //! field-naming errors, and the error mapping.
 
-mod access;
-mod containers;
-mod logs;
+pub(crate) mod access;
+pub(crate) mod containers;
+pub(crate) mod logs;
 mod networks;
-mod nodes;
+pub(crate) mod nodes;
 mod openapi;
-mod pools;
+pub(crate) mod pools;
 mod prewarm;
 mod registry;
 pub mod reply;
@@ -163,11 +163,22 @@ struct DeleteQuery {
     purge_data: Option<bool>,
 }
 
-/// All routes.
+/// All routes, the web console with its default settings included.
 pub fn routes(
     central: Arc<Central>,
     agents: Arc<AgentLink>,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
+    let console = crate::console::Console::new(crate::console::ConsoleConfig::default());
+    routes_with_console(central, agents, console)
+}
+
+/// All routes, with the web console (`/console/`) served by `console`.
+pub fn routes_with_console(
+    central: Arc<Central>,
+    agents: Arc<AgentLink>,
+    console: Arc<crate::console::Console>,
+) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
+    let console_routes = crate::console::routes(central.clone(), agents.clone(), console);
     let c = ctx(central, agents);
     let service_routes = services::routes(c.clone());
     let v1 = warp::path("v1");
@@ -215,15 +226,16 @@ pub fn routes(
         });
     // A body is optional here (clients from before roles post none, which issues an ops
     // token): without a Content-Length nothing is read; with one, the usual limit applies.
-    let optional_body = body().or(warp::header::optional::<u64>("content-length").and_then(
-        |length: Option<u64>| async move {
-            match length {
-                None => Ok(Bytes::new()),
-                Some(_) => Err(warp::reject::not_found()),
-            }
-        },
-    ))
-    .unify();
+    let optional_body = body()
+        .or(warp::header::optional::<u64>("content-length").and_then(
+            |length: Option<u64>| async move {
+                match length {
+                    None => Ok(Bytes::new()),
+                    Some(_) => Err(warp::reject::not_found()),
+                }
+            },
+        ))
+        .unify();
     let pool_token = v1
         .and(warp::path!("pools" / String / "tokens"))
         .and(warp::post())
@@ -421,7 +433,9 @@ pub fn routes(
             finish(access::restart_app(ctx, pool, name).await)
         });
     let container_logs = v1
-        .and(warp::path!("pools" / String / "containers" / String / "logs"))
+        .and(warp::path!(
+            "pools" / String / "containers" / String / "logs"
+        ))
         .and(warp::get())
         .and(warp::query::<logs::LogsQuery>())
         .and(c.clone())
@@ -587,6 +601,8 @@ pub fn routes(
         .or(registry_routes)
         .unify()
         .or(service_routes)
+        .unify()
+        .or(console_routes)
         .unify()
         .recover(|rejection: warp::Rejection| async move {
             let err = if let Some(reply::Refused(refused)) = rejection.find::<reply::Refused>() {

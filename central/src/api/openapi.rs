@@ -38,8 +38,8 @@ fn annotate_roles(doc: &mut Value) {
             continue;
         };
         for (method, op) in ops.iter_mut() {
-            let need = super::roles::documented_need(method, path)
-                .unwrap_or(caas_api::roles::Need::Admin);
+            let need =
+                super::roles::documented_need(method, path).unwrap_or(caas_api::roles::Need::Admin);
             op["x-caas-role"] = json!(need.as_str());
             op["description"] = json!(match need {
                 caas_api::roles::Need::Admin => "Needs the admin token.",

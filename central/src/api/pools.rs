@@ -6,8 +6,8 @@ use caas_api::central::{
     validate_ssh_keys, ContainerRecord, CreatePoolRequest, PoolRecord, PoolView, SshKeysRequest,
     SshKeysView, TokenResponse,
 };
-use caas_api::roles::{token_id, CreateTokenRequest, Role, TokenView};
 use caas_api::name::validate_dns_label;
+use caas_api::roles::{token_id, CreateTokenRequest, Role, TokenView};
 use caas_api::{Assignment, Desired, WorkloadKey};
 use warp::http::StatusCode;
 use warp::Reply;

@@ -29,7 +29,11 @@ pub const ROUTES: &[(&str, &str, Need)] = &[
         Need::Ops,
     ),
     ("POST", "/v1/pools/{pool}/containers/{name}/exec", Need::Ops),
-    ("POST", "/v1/pools/{pool}/containers/{name}/deploy", Need::Ops),
+    (
+        "POST",
+        "/v1/pools/{pool}/containers/{name}/deploy",
+        Need::Ops,
+    ),
     (
         "POST",
         "/v1/pools/{pool}/containers/{name}/restart-app",
@@ -62,7 +66,11 @@ pub const ROUTES: &[(&str, &str, Need)] = &[
     ("DELETE", "/v1/pools/{pool}/networks/{name}", Need::Ops),
     ("GET", "/v1/pools/{pool}/registry-proxies", Need::Ops),
     ("POST", "/v1/pools/{pool}/registry-proxies", Need::Ops),
-    ("DELETE", "/v1/pools/{pool}/registry-proxies/{name}", Need::Ops),
+    (
+        "DELETE",
+        "/v1/pools/{pool}/registry-proxies/{name}",
+        Need::Ops,
+    ),
     ("GET", "/v1/pools/{pool}/prewarms", Need::Ops),
     ("POST", "/v1/pools/{pool}/prewarms", Need::Ops),
     ("GET", "/v1/pools/{pool}/prewarms/{id}", Need::Ops),
@@ -124,7 +132,10 @@ mod tests {
     fn concrete_paths_find_their_role() {
         assert_eq!(need("GET", "/v1/pools/p1/containers"), Need::Developer);
         assert_eq!(need("POST", "/v1/pools/p1/containers"), Need::Ops);
-        assert_eq!(need("GET", "/v1/pools/p1/containers/web-1/logs"), Need::Developer);
+        assert_eq!(
+            need("GET", "/v1/pools/p1/containers/web-1/logs"),
+            Need::Developer
+        );
         assert_eq!(need("POST", "/v1/pools/p1/containers/web/exec"), Need::Ops);
         assert_eq!(need("DELETE", "/v1/pools/p1"), Need::Admin);
         assert_eq!(need("GET", "/v1/pools//containers"), Need::Admin);

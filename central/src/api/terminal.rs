@@ -97,7 +97,13 @@ pub async fn open(
 }
 
 /// Upgrades a checked request to a relayed session.
-pub fn upgrade(ctx: Ctx, ws: Ws, who: Principal, record: ContainerRecord, addr: String) -> Response {
+pub fn upgrade(
+    ctx: Ctx,
+    ws: Ws,
+    who: Principal,
+    record: ContainerRecord,
+    addr: String,
+) -> Response {
     ws.max_message_size(MAX_MESSAGE)
         .max_frame_size(MAX_MESSAGE)
         .on_upgrade(move |socket| async move {
@@ -110,7 +116,11 @@ pub fn upgrade(ctx: Ctx, ws: Ws, who: Principal, record: ContainerRecord, addr: 
 }
 
 /// Which user the session runs as, by role: developers only `admin`.
-fn user_for(who: &Principal, record: &ContainerRecord, asked: Option<String>) -> Result<String, CentralError> {
+fn user_for(
+    who: &Principal,
+    record: &ContainerRecord,
+    asked: Option<String>,
+) -> Result<String, CentralError> {
     match (who.is_developer(), asked) {
         (true, Some(user)) if user != "admin" => Err(CentralError::forbidden(format!(
             "developers open terminals as admin only, not as {user}"
@@ -122,7 +132,11 @@ fn user_for(who: &Principal, record: &ContainerRecord, asked: Option<String>) ->
     }
 }
 
-async fn send_error(client: &mut futures::stream::SplitSink<WebSocket, Message>, code: &str, message: &str) {
+async fn send_error(
+    client: &mut futures::stream::SplitSink<WebSocket, Message>,
+    code: &str,
+    message: &str,
+) {
     let frame = ServerMessage::Error {
         code: code.to_string(),
         message: message.to_string(),
@@ -154,7 +168,10 @@ async fn read_start(
             continue;
         }
         let text = message.to_str().map_err(|_| {
-            CentralError::invalid("start", "the first message must be a text frame {\"start\":{...}}")
+            CentralError::invalid(
+                "start",
+                "the first message must be a text frame {\"start\":{...}}",
+            )
         })?;
         return match serde_json::from_str::<ClientMessage>(text) {
             Ok(ClientMessage::Start(start)) => {
@@ -224,7 +241,11 @@ async fn session(
         token_id: who.token_id().to_string(),
         role: who.role_name().to_string(),
         via: ctx.via.to_string(),
-        user: if user.is_empty() { "(image default)".into() } else { user },
+        user: if user.is_empty() {
+            "(image default)".into()
+        } else {
+            user
+        },
         command: start.command.clone(),
         started_at,
         ended_at: 0,
@@ -263,9 +284,15 @@ async fn session(
     let _ = agent_tx.send(AgentMessage::Close(None)).await;
     drop((agent_tx, agent_rx));
     if matches!(ending, Ending::AgentGone) {
-        send_error(&mut client_tx, "unavailable", "the agent ended the session without an exit code").await;
+        send_error(
+            &mut client_tx,
+            "unavailable",
+            "the agent ended the session without an exit code",
+        )
+        .await;
     } else {
-        let _ = tokio::time::timeout(Duration::from_secs(5), client_tx.send(Message::close())).await;
+        let _ =
+            tokio::time::timeout(Duration::from_secs(5), client_tx.send(Message::close())).await;
     }
     let recorder = Arc::try_unwrap(recorder)
         .map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()))
@@ -309,7 +336,8 @@ async fn client_to_agent(
             // Only resizes after the start; anything else is dropped.
             if let Ok(ClientMessage::Resize { cols, rows }) = serde_json::from_str(text) {
                 if check_size(cols, rows).is_ok() {
-                    let Ok(text) = serde_json::to_string(&ClientMessage::Resize { cols, rows }) else {
+                    let Ok(text) = serde_json::to_string(&ClientMessage::Resize { cols, rows })
+                    else {
                         continue;
                     };
                     if agent.send(AgentMessage::text(text)).await.is_err() {
@@ -333,28 +361,36 @@ async fn agent_to_client(
     while let Some(Ok(message)) = agent.next().await {
         let outgoing = match message {
             AgentMessage::Binary(bytes) => Message::binary(bytes),
-            AgentMessage::Text(text) => match serde_json::from_str::<ServerMessage>(text.as_str()) {
-                Ok(ServerMessage::Started { .. }) => {
-                    let started = ServerMessage::Started {
-                        session: session_id.to_string(),
-                    };
-                    match serde_json::to_string(&started) {
-                        Ok(text) => Message::text(text),
-                        Err(_) => continue,
+            AgentMessage::Text(text) => {
+                match serde_json::from_str::<ServerMessage>(text.as_str()) {
+                    Ok(ServerMessage::Started { .. }) => {
+                        let started = ServerMessage::Started {
+                            session: session_id.to_string(),
+                        };
+                        match serde_json::to_string(&started) {
+                            Ok(text) => Message::text(text),
+                            Err(_) => continue,
+                        }
                     }
-                }
-                Ok(ServerMessage::Exit { code }) => {
-                    let _ = tokio::time::timeout(CLIENT_SEND_WAIT, client.send(Message::text(text.as_str())))
+                    Ok(ServerMessage::Exit { code }) => {
+                        let _ = tokio::time::timeout(
+                            CLIENT_SEND_WAIT,
+                            client.send(Message::text(text.as_str())),
+                        )
                         .await;
-                    return Ending::Exit(code);
-                }
-                Ok(ServerMessage::Error { code, message }) => {
-                    let _ = tokio::time::timeout(CLIENT_SEND_WAIT, client.send(Message::text(text.as_str())))
+                        return Ending::Exit(code);
+                    }
+                    Ok(ServerMessage::Error { code, message }) => {
+                        let _ = tokio::time::timeout(
+                            CLIENT_SEND_WAIT,
+                            client.send(Message::text(text.as_str())),
+                        )
                         .await;
-                    return Ending::AgentError(code, message);
+                        return Ending::AgentError(code, message);
+                    }
+                    Err(_) => continue,
                 }
-                Err(_) => continue,
-            },
+            }
             AgentMessage::Close(_) => return Ending::AgentGone,
             _ => continue,
         };
@@ -374,10 +410,22 @@ mod tests {
     #[test]
     fn origins() {
         assert!(same_origin(None, Some("central:8080")));
-        assert!(same_origin(Some("http://central:8080"), Some("central:8080")));
-        assert!(same_origin(Some("https://Central:8080"), Some("central:8080")));
-        assert!(!same_origin(Some("http://evil.example"), Some("central:8080")));
-        assert!(!same_origin(Some("http://central:8081"), Some("central:8080")));
+        assert!(same_origin(
+            Some("http://central:8080"),
+            Some("central:8080")
+        ));
+        assert!(same_origin(
+            Some("https://Central:8080"),
+            Some("central:8080")
+        ));
+        assert!(!same_origin(
+            Some("http://evil.example"),
+            Some("central:8080")
+        ));
+        assert!(!same_origin(
+            Some("http://central:8081"),
+            Some("central:8080")
+        ));
         assert!(!same_origin(Some("null"), Some("central:8080")));
         assert!(!same_origin(Some("http://central:8080"), None));
     }
