@@ -433,6 +433,9 @@ impl Activity {
     }
 }
 
+/// Most output bytes put into one WebSocket message.
+const OUTPUT_BATCH: usize = 64 * 1024;
+
 /// Pumps output to the client and the client's input and resizes to the exec, each side only
 /// as fast as the other takes it: one output chunk is read after the previous one was sent,
 /// one input frame after the previous one was written. So a client that does not read (or a
@@ -457,12 +460,34 @@ async fn pump<R: ContainerRuntime + ?Sized>(
             match output.next().await {
                 None => return End::Exited,
                 Some(Err(e)) => return End::Output(e),
-                Some(Ok(bytes)) => {
+                Some(Ok(first)) => {
                     activity.touch();
-                    if tx.send(Message::binary(bytes)).await.is_err() {
+                    // A pty hands out at most 4 KiB per read: what is already waiting goes in
+                    // the same message (up to OUTPUT_BATCH), so a fast producer costs one
+                    // WebSocket message per batch, not per read. Nothing waits for more.
+                    let mut batch = first.to_vec();
+                    let mut end = None;
+                    while batch.len() < OUTPUT_BATCH {
+                        match futures::FutureExt::now_or_never(output.next()) {
+                            Some(Some(Ok(more))) => batch.extend_from_slice(&more),
+                            Some(Some(Err(e))) => {
+                                end = Some(End::Output(e));
+                                break;
+                            }
+                            Some(None) => {
+                                end = Some(End::Exited);
+                                break;
+                            }
+                            None => break,
+                        }
+                    }
+                    if tx.send(Message::binary(batch)).await.is_err() {
                         return End::ClientGone;
                     }
                     activity.touch();
+                    if let Some(end) = end {
+                        return end;
+                    }
                 }
             }
         }

@@ -12,7 +12,8 @@
 //!    readline to echo it: `--keys` keystrokes each, p50/p99. Goal: caas p50 and p99 within 2x.
 //! 2. Throughput: `cat` of a ~100 MB text file through the console's path (a terminal
 //!    WebSocket through central with a TTY, read by `caas_client`) against `docker exec <app>
-//!    cat FILE > /dev/null` (the docker CLI, no TTY). Goal: at least 0.5x docker's MB/s.
+//!    cat FILE > /dev/null` (the docker CLI, no TTY; and `docker exec -t`, with one, as the
+//!    console has). Goal: at least 0.5x docker's MB/s.
 //!
 //! Timing is reported, never asserted.
 
@@ -241,8 +242,20 @@ async fn main() {
         .unwrap();
     drop(docker);
     let mut docker_rates = Vec::new();
+    let mut docker_tty_rates = Vec::new();
     let mut caas_rates = Vec::new();
+    let mut caas_plain_rates = Vec::new();
     for _ in 0..3 {
+        let begun = Instant::now();
+        let status = tokio::process::Command::new("docker")
+            .args(["exec", "-t", &app, "cat", "/tmp/big"])
+            .stdout(Stdio::null())
+            .status()
+            .await
+            .unwrap();
+        assert!(status.success());
+        docker_tty_rates.push(size as f64 / begun.elapsed().as_secs_f64() / 1e6);
+
         let begun = Instant::now();
         let status = tokio::process::Command::new("docker")
             .args(["exec", &app, "cat", "/tmp/big"])
@@ -253,47 +266,64 @@ async fn main() {
         assert!(status.success());
         docker_rates.push(size as f64 / begun.elapsed().as_secs_f64() / 1e6);
 
-        let url = c.centrals[0].url.clone();
-        let token = ops.clone();
-        let (bytes, secs) = c
-            .fabric
-            .run(async move {
-                let client = CentralClient::new(&url, Some(&token)).unwrap();
-                let start = TerminalStart {
-                    command: vec!["cat".into(), "/tmp/big".into()],
-                    ..Default::default()
-                };
-                let begun = Instant::now();
-                let mut session = client.terminal(POOL, "web", &start).await.unwrap();
-                let mut bytes = 0u64;
-                loop {
-                    match session.next().await.unwrap() {
-                        Some(TerminalEvent::Output(b)) => bytes += b.len() as u64,
-                        Some(TerminalEvent::Started { .. }) => {}
-                        Some(TerminalEvent::Exit { code }) => {
-                            assert_eq!(code, 0);
-                            break;
+        for tty in [true, false] {
+            let url = c.centrals[0].url.clone();
+            let token = ops.clone();
+            let (bytes, secs) = c
+                .fabric
+                .run(async move {
+                    let client = CentralClient::new(&url, Some(&token)).unwrap();
+                    let start = TerminalStart {
+                        command: vec!["cat".into(), "/tmp/big".into()],
+                        tty,
+                        ..Default::default()
+                    };
+                    let begun = Instant::now();
+                    let mut session = client.terminal(POOL, "web", &start).await.unwrap();
+                    let mut bytes = 0u64;
+                    loop {
+                        match session.next().await.unwrap() {
+                            Some(TerminalEvent::Output(b)) => bytes += b.len() as u64,
+                            Some(TerminalEvent::Started { .. }) => {}
+                            Some(TerminalEvent::Exit { code }) => {
+                                assert_eq!(code, 0);
+                                break;
+                            }
+                            other => panic!("{other:?}"),
                         }
-                        other => panic!("{other:?}"),
                     }
-                }
-                (bytes, begun.elapsed().as_secs_f64())
-            })
-            .await
-            .unwrap();
-        // With a TTY every \n arrives as \r\n: the file's bytes plus one per line.
-        assert!(bytes >= size, "{bytes} < {size}");
-        caas_rates.push(size as f64 / secs / 1e6);
+                    (bytes, begun.elapsed().as_secs_f64())
+                })
+                .await
+                .unwrap();
+            // With a TTY every \n arrives as \r\n: the file's bytes plus one per line.
+            assert!(bytes >= size, "{bytes} < {size}");
+            let rate = size as f64 / secs / 1e6;
+            if tty {
+                caas_rates.push(rate);
+            } else {
+                caas_plain_rates.push(rate);
+            }
+        }
     }
     let median = |v: &mut Vec<f64>| {
         v.sort_by(|a, b| a.total_cmp(b));
         v[v.len() / 2]
     };
     let (d, k) = (median(&mut docker_rates), median(&mut caas_rates));
+    let dt = median(&mut docker_tty_rates);
+    let kp = median(&mut caas_plain_rates);
     println!("cat of a {:.1} MB file, median of 3:", size as f64 / 1e6);
     println!("| path | MB/s |");
     println!("|---|---|");
     println!("| docker exec (reference, no TTY) | {d:.1} |");
+    println!("| docker exec -t (reference, TTY) | {dt:.1} |");
     println!("| caas terminal (console path: WebSocket through central, TTY) | {k:.1} |");
-    println!("ratio caas/docker: {:.2}x (goal >= 0.5x)", k / d);
+    println!("| caas terminal without a TTY (tty: false) | {kp:.1} |");
+    println!(
+        "ratio caas/docker: TTY {:.2}x against docker exec -t; no TTY {:.2}x against docker exec (goal >= 0.5x); console (TTY) against docker exec (no TTY) {:.2}x",
+        k / dt,
+        kp / d,
+        k / d
+    );
 }

@@ -28,6 +28,8 @@ use crate::error::CentralError;
 const START_WAIT: Duration = Duration::from_secs(30);
 /// Longest one message to the client may take to be sent before the session is ended.
 const CLIENT_SEND_WAIT: Duration = Duration::from_secs(60);
+/// Most output bytes central puts into one message to the client.
+const OUTPUT_BATCH: usize = 256 * 1024;
 /// Largest message either side may send.
 const MAX_MESSAGE: usize = 1 << 20;
 
@@ -358,9 +360,32 @@ async fn agent_to_client(
     client: &mut futures::stream::SplitSink<WebSocket, Message>,
     session_id: &str,
 ) -> Ending {
-    while let Some(Ok(message)) = agent.next().await {
+    let mut pending: Option<AgentMessage> = None;
+    loop {
+        let message = match pending.take() {
+            Some(message) => message,
+            None => match agent.next().await {
+                Some(Ok(message)) => message,
+                _ => break,
+            },
+        };
         let outgoing = match message {
-            AgentMessage::Binary(bytes) => Message::binary(bytes),
+            AgentMessage::Binary(first) => {
+                // Output already waiting goes into the same message (up to OUTPUT_BATCH); a
+                // message of another kind waits for the next turn.
+                let mut batch = first.to_vec();
+                while batch.len() < OUTPUT_BATCH {
+                    match futures::FutureExt::now_or_never(agent.next()) {
+                        Some(Some(Ok(AgentMessage::Binary(more)))) => batch.extend_from_slice(&more),
+                        Some(Some(Ok(other))) => {
+                            pending = Some(other);
+                            break;
+                        }
+                        _ => break,
+                    }
+                }
+                Message::binary(batch)
+            }
             AgentMessage::Text(text) => {
                 match serde_json::from_str::<ServerMessage>(text.as_str()) {
                     Ok(ServerMessage::Started { .. }) => {
