@@ -24,8 +24,16 @@ use crate::runtime::{
 };
 use crate::view::AgentView;
 
-/// Reads of the log directory run as root (uid 0: also in images without a passwd entry).
-const LOG_READER: &str = "0";
+/// Who reads the log directory: `admin` in rich containers, the image's user else; never root.
+/// A reader with root's rights would follow a link planted in the directory (or in place of it)
+/// by the container's users to files they cannot read themselves (`ln -s /root ~/logs`).
+async fn log_reader<R: ContainerRuntime + ?Sized>(
+    runtime: &R,
+    image: &str,
+) -> Result<Option<String>, RuntimeError> {
+    let labels = runtime.image_labels(image).await?.unwrap_or_default();
+    Ok(crate::rich::is_rich_image(&labels).then(|| "admin".to_string()))
+}
 /// How long listing the log directory may take.
 const LIST_TIMEOUT: Duration = Duration::from_secs(20);
 /// Lists the regular files directly in the log directory as `size/name` records, each ended by
@@ -151,6 +159,7 @@ pub async fn stream<R: ContainerRuntime + ?Sized>(
             })
         }
     }
+    let reader = log_reader(&*runtime, &app.image).await?;
     let mut command = vec!["tail".to_string(), "-n".into(), request.tail.to_string()];
     if request.follow {
         command.push("-F".into());
@@ -161,7 +170,7 @@ pub async fn stream<R: ContainerRuntime + ?Sized>(
             &app.id,
             &ExecAttachRequest {
                 command,
-                user: Some(LOG_READER.into()),
+                user: reader,
                 tty: false,
                 stdin: false,
                 env: Vec::new(),
@@ -188,6 +197,7 @@ pub async fn log_files<R: ContainerRuntime + ?Sized>(
     key: &WorkloadKey,
 ) -> Result<Vec<LogFile>, LogsError> {
     let app = control::running_app(view, runtime, key).await?;
+    let reader = log_reader(runtime, &app.image).await?;
     let output = runtime
         .exec(
             &app.id,
@@ -199,7 +209,7 @@ pub async fn log_files<R: ContainerRuntime + ?Sized>(
                     "sh".into(),
                     LOG_DIR.into(),
                 ],
-                user: Some(LOG_READER.into()),
+                user: reader,
                 timeout: LIST_TIMEOUT,
                 output_limit: 4 << 20,
             },
@@ -375,7 +385,8 @@ mod tests {
                 command,
                 (
                     expected.iter().map(|s| s.to_string()).collect(),
-                    Some("0".to_string())
+                    // Not a rich image: the image's user, never root.
+                    None
                 )
             );
             assert!(

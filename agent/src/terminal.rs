@@ -215,6 +215,16 @@ pub async fn serve<R: ContainerRuntime + ?Sized>(
         send(&mut tx, &last).await;
     }
     let _ = tokio::time::timeout(CONTROL_SEND, tx.close()).await;
+    // Read what the client still sends until its close reply (at most 2 s): a socket dropped
+    // with unread data is reset, and a reset can destroy the last frames before they are read.
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Some(Ok(message)) = rx.next().await {
+            if message.is_close() {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// Runs a session; `Ok` when it ended with an `exit` frame or without a client to tell.
@@ -313,9 +323,9 @@ async fn read_start(rx: &mut Rx) -> Result<Option<TerminalStart>, TerminalError>
     };
     let start = match serde_json::from_str::<ClientMessage>(text) {
         Ok(ClientMessage::Start(start)) => start,
-        Ok(ClientMessage::Resize { .. }) => {
+        Ok(ClientMessage::Resize { .. } | ClientMessage::Eof) => {
             return Err(TerminalError::Invalid(
-                "the first message must be {\"start\":{...}}, not a resize".into(),
+                "the first message must be {\"start\":{...}}".into(),
             ))
         }
         Err(e) => return Err(TerminalError::Invalid(format!("not a start message: {e}"))),
@@ -565,6 +575,14 @@ async fn pump_input<R: ContainerRuntime + ?Sized>(
                     if tty {
                         if let Err(e) = runtime.resize_exec(exec_id, cols, rows).await {
                             tracing::debug!(exec = %exec_id, error = %e, "resizing the terminal failed");
+                        }
+                    }
+                }
+                Ok(ClientMessage::Eof) => {
+                    if stdin_open {
+                        stdin_open = false;
+                        if let Err(e) = input.shutdown().await {
+                            tracing::debug!(exec = %exec_id, error = %e, "closing the exec's stdin failed");
                         }
                     }
                 }

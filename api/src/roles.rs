@@ -191,6 +191,9 @@ pub struct AuditEntry {
 pub const MAX_AUDIT_LINES: usize = 2000;
 pub const MAX_AUDIT_BYTES: usize = 256 * 1024;
 
+/// Most entries one audit listing returns (each may hold up to `MAX_AUDIT_BYTES` of input).
+pub const MAX_AUDIT_LIST: usize = 500;
+
 /// The pool's audit entries kept, oldest removed first.
 pub const MAX_AUDIT_ENTRIES: usize = 5000;
 

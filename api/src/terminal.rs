@@ -17,6 +17,8 @@ use crate::ValidationError;
 
 /// Longest command line of a terminal session, in arguments.
 pub const MAX_TERMINAL_ARGS: usize = 64;
+/// Longest command line of a terminal session, in bytes (it is kept in the audit log).
+pub const MAX_TERMINAL_COMMAND_BYTES: usize = 16 * 1024;
 /// Terminal size limits (xterm and every real terminal stay far below).
 pub const MAX_TERMINAL_COLS: u16 = 1000;
 pub const MAX_TERMINAL_ROWS: u16 = 500;
@@ -80,6 +82,13 @@ impl TerminalStart {
             return Err(ValidationError::new(
                 "command",
                 "the program name is empty; give e.g. [\"bash\"] or leave the command out for a shell",
+            ));
+        }
+        let bytes: usize = self.command.iter().map(String::len).sum();
+        if bytes > MAX_TERMINAL_COMMAND_BYTES {
+            return Err(ValidationError::new(
+                "command",
+                format!("at most {MAX_TERMINAL_COMMAND_BYTES} bytes in all; put a long script in a file"),
             ));
         }
         if self.command.iter().any(|a| a.contains('\0')) {
@@ -154,7 +163,13 @@ pub fn validate_log_file(name: &str) -> Result<(), ValidationError> {
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum ClientMessage {
     Start(TerminalStart),
-    Resize { cols: u16, rows: u16 },
+    Resize {
+        cols: u16,
+        rows: u16,
+    },
+    /// The client's input has ended: the process's stdin is closed (without a TTY, how a
+    /// piped `cat` learns it is done; with one, Ctrl-D is typed instead).
+    Eof,
 }
 
 /// Text frames from the server.
@@ -187,6 +202,8 @@ mod tests {
                 rows: 40
             }
         );
+        let eof: ClientMessage = serde_json::from_str(r#""eof""#).expect("parses");
+        assert_eq!(eof, ClientMessage::Eof);
         let exit = serde_json::to_string(&ServerMessage::Exit { code: 3 }).expect("serializes");
         assert_eq!(exit, r#"{"exit":{"code":3}}"#);
         assert!(serde_json::from_str::<ClientMessage>(r#"{"start":{"cmd":["x"]}}"#).is_err());

@@ -12,11 +12,18 @@ use crate::store::{Op, Store};
 /// Turns the bytes typed into a terminal into the lines the user saw: printable text kept,
 /// backspace and Ctrl-U applied, escape sequences (arrow keys, function keys) dropped, Ctrl-C and
 /// Ctrl-D noted, a line ended by Enter.
+///
+/// A session that types more than an entry keeps is recorded by its first and its last lines
+/// (half the budget each) with a note of how many were dropped between: typing many lines first
+/// does not hide what comes after.
 #[derive(Debug, Default)]
 pub struct InputRecorder {
-    lines: Vec<String>,
+    head: Vec<String>,
+    head_bytes: usize,
+    tail: std::collections::VecDeque<String>,
+    tail_bytes: usize,
+    dropped: usize,
     line: Vec<u8>,
-    bytes: usize,
     truncated: bool,
     escape: Escape,
 }
@@ -96,12 +103,29 @@ impl InputRecorder {
         if let Some(mark) = mark {
             text.push_str(mark);
         }
-        if self.lines.len() >= MAX_AUDIT_LINES || self.bytes + text.len() > MAX_AUDIT_BYTES {
-            self.truncated = true;
+        let (max_lines, max_bytes) = (MAX_AUDIT_LINES / 2, MAX_AUDIT_BYTES / 2);
+        if self.tail.is_empty()
+            && self.head.len() < max_lines
+            && self.head_bytes + text.len() <= max_bytes
+        {
+            self.head_bytes += text.len();
+            self.head.push(text);
             return;
         }
-        self.bytes += text.len();
-        self.lines.push(text);
+        if text.len() > max_bytes {
+            self.truncated = true;
+            self.dropped += 1;
+            return;
+        }
+        self.tail_bytes += text.len();
+        self.tail.push_back(text);
+        while self.tail.len() > max_lines || self.tail_bytes > max_bytes {
+            if let Some(old) = self.tail.pop_front() {
+                self.tail_bytes -= old.len();
+                self.dropped += 1;
+                self.truncated = true;
+            }
+        }
     }
 
     /// The lines so far; a line being typed when the session ended is kept with `(unfinished)`.
@@ -109,14 +133,17 @@ impl InputRecorder {
         if !self.line.is_empty() {
             self.end_line(Some(" (unfinished)"));
         }
-        (self.lines, self.truncated)
-    }
-
-    /// A snapshot for the entry written while the session runs.
-    pub fn lines(&self) -> &[String] {
-        &self.lines
+        let mut lines = self.head;
+        if self.dropped > 0 {
+            lines.push(format!("[... {} lines not kept ...]", self.dropped));
+        }
+        lines.extend(self.tail);
+        (lines, self.truncated)
     }
 }
+
+/// Most input bytes one listing carries (the rest: ask with a smaller limit or per container).
+const LIST_BYTES: usize = 16 << 20;
 
 /// A new entry id: sorts by start time, unique across central instances.
 pub fn new_id(now_millis: u64) -> String {
@@ -198,14 +225,17 @@ pub async fn list(
     pool: &str,
     container: Option<&str>,
     limit: usize,
+    since_millis: u64,
 ) -> Result<Vec<AuditEntry>, CentralError> {
     let layout = store.layout();
     let mut ids = store.children(&layout.audit(pool)).await?;
     ids.sort();
     let mut out = Vec::new();
-    // Newest first until `limit` match, then reversed.
+    let mut bytes = 0usize;
+    // Newest first until `limit` match (or the answer holds LIST_BYTES of input), then
+    // reversed.
     for id in ids.iter().rev() {
-        if out.len() >= limit {
+        if out.len() >= limit || bytes > LIST_BYTES {
             break;
         }
         let Some((entry, _)) = store
@@ -222,7 +252,10 @@ pub async fn list(
                     .and_then(|rest| rest.strip_prefix('-'))
                     .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
         });
-        if wanted {
+        // Entries from before the pool was (re)created belong to an earlier tenant of the name.
+        if wanted && entry.started_at >= since_millis {
+            bytes += entry.input.iter().map(String::len).sum::<usize>()
+                + entry.command.iter().map(String::len).sum::<usize>();
             out.push(entry);
         }
     }
@@ -263,9 +296,13 @@ mod tests {
         for _ in 0..(MAX_AUDIT_LINES + 10) {
             r.feed(b"x\r");
         }
+        r.feed(b"cat /etc/shadow\r");
         let (lines, truncated) = r.finish();
-        assert_eq!(lines.len(), MAX_AUDIT_LINES);
         assert!(truncated);
+        assert_eq!(lines.len(), MAX_AUDIT_LINES + 1, "head, the note, tail");
+        assert_eq!(lines[MAX_AUDIT_LINES / 2], "[... 11 lines not kept ...]");
+        // What comes after a flood is kept.
+        assert_eq!(lines.last().map(String::as_str), Some("cat /etc/shadow"));
     }
 
     #[test]

@@ -411,7 +411,7 @@ pub enum AuditCommand {
         /// Only the newest N sessions [default: central's].
         #[arg(long, value_name = "N",
               value_parser = clap::value_parser!(u32)
-                  .range(1..=i64::try_from(caas_api::roles::MAX_AUDIT_ENTRIES).unwrap_or(5000)))]
+                  .range(1..=i64::try_from(caas_api::roles::MAX_AUDIT_LIST).unwrap_or(500)))]
         limit: Option<u32>,
         /// Also print the lines typed in each session.
         #[arg(short, long)]

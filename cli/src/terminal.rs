@@ -171,8 +171,15 @@ pub async fn session(
                         input = None;
                     }
                 }
-                // The end of stdin: send nothing more, keep printing until the command ends.
-                None => input = None,
+                // The end of stdin: without a TTY the command's stdin is closed (a piped
+                // `cat` ends); with one, nothing more is sent (Ctrl-D is typed in-band). The
+                // output is printed until the command ends.
+                None => {
+                    input = None;
+                    if !start.tty {
+                        let _ = sender.eof().await;
+                    }
+                }
             },
             Some(()) = next_resize(&mut resizes), if resizes.is_some() => {
                 let (cols, rows) = terminal_size();

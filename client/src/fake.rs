@@ -327,6 +327,7 @@ where
             let _ = socket.send(Message::binary(&b"bye\r\n"[..])).await;
             let _ = socket.send(send(ServerMessage::Exit { code })).await;
             let _ = socket.close(None).await;
+            drain(&mut socket).await;
             return;
         }
     }
@@ -366,6 +367,7 @@ where
                     if let Some(end) = end {
                         let _ = socket.send(send(end)).await;
                         let _ = socket.close(None).await;
+                        drain(&mut socket).await;
                         return;
                     }
                 }
@@ -374,4 +376,18 @@ where
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
         }
     }
+}
+
+/// Reads what the client still sends after the close (up to its close reply), as a real
+/// server does: a socket dropped with unread data is reset, and the reset can destroy the
+/// last frames before the client reads them.
+async fn drain<S>(socket: &mut S)
+where
+    S: futures_util::Stream + Unpin,
+{
+    use futures_util::StreamExt;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+        while socket.next().await.is_some() {}
+    })
+    .await;
 }

@@ -392,6 +392,30 @@ async fn exec_it_in_a_real_terminal_roles_and_audit() {
     assert_eq!(out.code, Some(0), "{out:?}");
     assert_eq!(out.stdout.trim(), "0", "{out:?}");
 
+    // Without a TTY the end of the CLI's stdin closes the command's (a piped `cat` ends).
+    let out = env
+        .c
+        .cli(
+            0,
+            &env.ops,
+            &[
+                "--pool",
+                POOL,
+                "container",
+                "exec",
+                "-i",
+                "web",
+                "--",
+                "sh",
+                "-c",
+                "cat; echo done-$((1+1))",
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(out.stdout.trim(), "done-2", "{out:?}");
+
     // The audit log: both terminals, who, the typed lines, how they ended.
     let entries = env.audit().await;
     let dev_session = entries

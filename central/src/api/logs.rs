@@ -119,7 +119,14 @@ pub async fn logs(
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
     tokio::spawn(async move {
         let mut body = response.bytes_stream();
-        while let Some(chunk) = body.next().await {
+        loop {
+            // A client that leaves a quiet log ends the copy at once (not at the next line),
+            // which drops the agent's stream and its `tail -F`.
+            let chunk = tokio::select! {
+                () = tx.closed() => break,
+                chunk = body.next() => chunk,
+            };
+            let Some(chunk) = chunk else { break };
             let chunk = chunk.map_err(std::io::Error::other);
             let failed = chunk.is_err();
             if tx.send(chunk).await.is_err() || failed {
@@ -161,17 +168,23 @@ pub async fn audit(ctx: Ctx, pool: String, query: AuditQuery) -> Result<Response
     check_pool_access(&who, &pool)?;
     super::containers::require_pool(&ctx, &pool).await?;
     let limit = query.limit.unwrap_or(100);
-    if limit == 0 || limit > caas_api::roles::MAX_AUDIT_ENTRIES {
+    if limit == 0 || limit > caas_api::roles::MAX_AUDIT_LIST {
         return Err(CentralError::invalid(
             "limit",
-            format!("must be 1..={}", caas_api::roles::MAX_AUDIT_ENTRIES),
+            format!("must be 1..={}", caas_api::roles::MAX_AUDIT_LIST),
         ));
     }
+    // The log outlives the pool; a pool created again under the name sees only its own.
+    let since = match ctx.central.store.pool(&pool).await? {
+        Some((record, _)) => record.created_at.saturating_mul(1000),
+        None => return Err(CentralError::not_found(format!("pool {pool} not found"))),
+    };
     let entries = crate::audit::list(
         ctx.central.store.as_ref(),
         &pool,
         query.container.as_deref(),
         limit,
+        since,
     )
     .await?;
     Ok(json(StatusCode::OK, &entries))

@@ -91,7 +91,7 @@ fn unannotated() -> Value {
         "security": [{"bearer": []}],
         "parameters": [
             {"name": "container", "in": "query", "schema": {"type": "string"}},
-            {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": caas_api::roles::MAX_AUDIT_ENTRIES}}],
+            {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": caas_api::roles::MAX_AUDIT_LIST}}],
         "responses": {"200": {"description": "AuditEntry list"}, "default": {"$ref": "#/components/responses/Error"}}
     }});
     paths["/v1/pools/{pool}/containers/{name}/logs"] = json!({"get": {

@@ -296,6 +296,17 @@ async fn session(
         let _ =
             tokio::time::timeout(Duration::from_secs(5), client_tx.send(Message::close())).await;
     }
+    // Read what the client still sends until its close reply (at most 2 s): a socket dropped
+    // with unread data is reset, and a reset can destroy the exit frame before the client
+    // reads it (a client sending input or the end of its input as the process exits).
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Some(Ok(message)) = client_rx.next().await {
+            if message.is_close() {
+                break;
+            }
+        }
+    })
+    .await;
     let recorder = Arc::try_unwrap(recorder)
         .map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()))
         .unwrap_or_default();
@@ -315,7 +326,7 @@ async fn session(
         Ending::ClientNotReading => "client-not-reading".into(),
     };
     tracing::info!(pool = %pool, container = %name, session = %entry.id, ended_by = %entry.ended_by,
-        seconds = (entry.ended_at - entry.started_at) / 1000, "terminal session ended");
+        seconds = entry.ended_at.saturating_sub(entry.started_at) / 1000, "terminal session ended");
     audit::record_end(ctx.central.store.as_ref(), &entry).await
 }
 
@@ -335,8 +346,15 @@ async fn client_to_agent(
                 return Ending::AgentGone;
             }
         } else if let Ok(text) = message.to_str() {
-            // Only resizes after the start; anything else is dropped.
-            if let Ok(ClientMessage::Resize { cols, rows }) = serde_json::from_str(text) {
+            // Only resizes and the end of input after the start; anything else is dropped.
+            if let Ok(ClientMessage::Eof) = serde_json::from_str(text) {
+                let Ok(text) = serde_json::to_string(&ClientMessage::Eof) else {
+                    continue;
+                };
+                if agent.send(AgentMessage::text(text)).await.is_err() {
+                    return Ending::AgentGone;
+                }
+            } else if let Ok(ClientMessage::Resize { cols, rows }) = serde_json::from_str(text) {
                 if check_size(cols, rows).is_ok() {
                     let Ok(text) = serde_json::to_string(&ClientMessage::Resize { cols, rows })
                     else {
@@ -376,7 +394,9 @@ async fn agent_to_client(
                 let mut batch = first.to_vec();
                 while batch.len() < OUTPUT_BATCH {
                     match futures::FutureExt::now_or_never(agent.next()) {
-                        Some(Some(Ok(AgentMessage::Binary(more)))) => batch.extend_from_slice(&more),
+                        Some(Some(Ok(AgentMessage::Binary(more)))) => {
+                            batch.extend_from_slice(&more)
+                        }
                         Some(Some(Ok(other))) => {
                             pending = Some(other);
                             break;

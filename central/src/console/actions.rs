@@ -74,10 +74,17 @@ pub async fn login(env: Env, req: Req, body: Bytes) -> Response {
     if let Some(wait) = lock(&env.console.logins_by_token).blocked(&token_key, now) {
         return too_many(wait);
     }
+    // Counted before the check and taken back after it, so parallel attempts cannot all pass
+    // the limits while the first ones are being checked.
+    lock(&env.console.failed_by_address).record(req.addr, now);
+    lock(&env.console.logins_by_token).record(token_key.clone(), now);
     let who = match env.central.authenticate(Some(token)).await {
-        Ok(who) => who,
+        Ok(who) => {
+            lock(&env.console.failed_by_address).undo(&req.addr);
+            who
+        }
         Err(CentralError::Unauthorized) => {
-            lock(&env.console.failed_by_address).record(req.addr, now);
+            lock(&env.console.logins_by_token).undo(&token_key);
             tracing::info!(addr = ?req.addr, "console login refused");
             // No hint which part was wrong.
             return login_page(Some((
@@ -86,13 +93,14 @@ pub async fn login(env: Env, req: Req, body: Bytes) -> Response {
             )));
         }
         Err(e) => {
+            lock(&env.console.failed_by_address).undo(&req.addr);
+            lock(&env.console.logins_by_token).undo(&token_key);
             return login_page(Some((
                 StatusCode::SERVICE_UNAVAILABLE,
                 &format!("Logging in failed: {e}"),
             )));
         }
     };
-    lock(&env.console.logins_by_token).record(token_key, now);
     let (id, _) = env.console.sessions().create(token.to_string(), now);
     tracing::info!(token = %who.token_id(), role = %who.role_name(), addr = ?req.addr,
         "console session started");

@@ -47,6 +47,17 @@ impl<K: Eq + Hash + Clone> RateLimiter<K> {
         )
     }
 
+    /// Takes back the latest event of `key` (an attempt counted before it was known to be
+    /// one that does not count).
+    pub fn undo(&mut self, key: &K) {
+        if let Some(events) = self.events.get_mut(key) {
+            events.pop_back();
+            if events.is_empty() {
+                self.events.remove(key);
+            }
+        }
+    }
+
     /// Records one event of `key`.
     pub fn record(&mut self, key: K, now: Instant) {
         if !self.events.contains_key(&key) && self.events.len() >= self.max_keys {

@@ -95,6 +95,12 @@ impl TerminalSender {
         self.message(&ClientMessage::Resize { cols, rows }).await
     }
 
+    /// Says the input has ended: the process's stdin is closed (use without a TTY; with one,
+    /// send Ctrl-D as input).
+    pub async fn eof(&mut self) -> Result<(), ClientError> {
+        self.message(&ClientMessage::Eof).await
+    }
+
     /// Closes the socket, which ends the session: the process and everything it started in
     /// its terminal are killed. Errors are ignored: the session is over either way.
     pub async fn close(&mut self) {
