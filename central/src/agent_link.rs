@@ -164,22 +164,12 @@ impl AgentLink {
         match tokio::time::timeout(OPEN_WAIT, connect).await {
             Ok(Ok((socket, _))) => Ok(socket),
             Ok(Err(tokio_tungstenite::tungstenite::Error::Http(response))) => {
-                let status = response.status().as_u16();
                 let body = response.body().clone().unwrap_or_default();
-                let (code, message) = match serde_json::from_slice::<serde_json::Value>(&body) {
-                    Ok(v) => (
-                        v["code"].as_str().unwrap_or("agent-error").to_string(),
-                        v["message"].as_str().unwrap_or("").to_string(),
-                    ),
-                    Err(_) => ("agent-error".to_string(), String::new()),
-                };
-                Err(CentralError::Agent {
-                    status,
-                    code: crate::error::AgentCode::parse(&code),
-                    message: format!(
-                        "{name}: the agent at {api_addr} refused the terminal: {message}"
-                    ),
-                })
+                Err(agent_error(
+                    &format!("{name}: the agent at {api_addr} refused the terminal"),
+                    response.status().as_u16(),
+                    &body,
+                ))
             }
             Ok(Err(e)) => Err(CentralError::unavailable(format!(
                 "the agent at {api_addr} did not open a terminal: {e}"
@@ -210,5 +200,25 @@ impl AgentLink {
                 OPEN_WAIT.as_secs()
             ))),
         }
+    }
+}
+
+/// An agent's error answer (`{code, message}`, or any text) as central's, prefixed with what
+/// it concerns (`web-1`, ...).
+pub fn agent_error(context: &str, status: u16, body: &[u8]) -> CentralError {
+    let (code, message) = match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(v) => (
+            v["code"].as_str().unwrap_or("agent-error").to_string(),
+            v["message"].as_str().unwrap_or("").to_string(),
+        ),
+        Err(_) => (
+            "agent-error".to_string(),
+            String::from_utf8_lossy(body).chars().take(300).collect(),
+        ),
+    };
+    CentralError::Agent {
+        status,
+        code: crate::error::AgentCode::parse(&code),
+        message: format!("{context}: {message}"),
     }
 }

@@ -152,6 +152,35 @@ pub fn new_id(now_millis: u64) -> String {
     format!("{now_millis:013}-{}", hex::encode(bytes))
 }
 
+/// The entry of a session that starts now: who, from where, in which container, as whom, what.
+pub fn begin(
+    who: &crate::auth::Principal,
+    via: &str,
+    record: &caas_api::central::ContainerRecord,
+    kind: caas_api::roles::SessionKind,
+    user: Option<&str>,
+    command: &[String],
+) -> AuditEntry {
+    let started_at = crate::now_millis();
+    AuditEntry {
+        id: new_id(started_at),
+        pool: record.spec.pool.clone(),
+        container: record.spec.name.clone(),
+        kind,
+        token_id: who.token_id().to_string(),
+        role: who.role_name().to_string(),
+        via: via.to_string(),
+        user: user.unwrap_or("(image default)").to_string(),
+        command: command.to_vec(),
+        started_at,
+        ended_at: 0,
+        exit_code: None,
+        ended_by: "running".into(),
+        input: Vec::new(),
+        input_truncated: false,
+    }
+}
+
 /// Writes the entry as a session starts (the znode is new).
 pub async fn record_start(
     store: &(dyn Store + 'static),

@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use caas_api::central::{ContainerRecord, DeployResult, ExecRequest};
-use caas_api::roles::{AuditEntry, SessionKind};
+use caas_api::roles::SessionKind;
 use warp::http::StatusCode;
 
 use super::{json, parse_body, Ctx, Response};
 use crate::audit;
-use crate::error::{AgentCode, CentralError};
+use crate::error::CentralError;
 
 /// How long a deploy may take on one instance (copy, restart, wait for the app's state).
 const DEPLOY_WAIT: Duration = Duration::from_secs(120);
@@ -33,21 +33,11 @@ fn relay(instance: &str, status: StatusCode, body: Bytes) -> Result<Bytes, Centr
     if status.is_success() {
         return Ok(body);
     }
-    let (code, message) = match serde_json::from_slice::<serde_json::Value>(&body) {
-        Ok(v) => (
-            v["code"].as_str().unwrap_or("agent-error").to_string(),
-            v["message"].as_str().unwrap_or("").to_string(),
-        ),
-        Err(_) => (
-            "agent-error".to_string(),
-            String::from_utf8_lossy(&body).chars().take(300).collect(),
-        ),
-    };
-    Err(CentralError::Agent {
-        status: status.as_u16(),
-        code: AgentCode::parse(&code),
-        message: format!("{instance}: {message}"),
-    })
+    Err(crate::agent_link::agent_error(
+        instance,
+        status.as_u16(),
+        &body,
+    ))
 }
 
 pub async fn exec(
@@ -75,27 +65,14 @@ async fn audited_exec(
     let pool = &record.spec.pool;
     let name = &record.spec.name;
     let addr = agent_of(ctx, record)?;
-    let started_at = crate::now_millis();
-    let mut entry = AuditEntry {
-        id: audit::new_id(started_at),
-        pool: pool.clone(),
-        container: name.clone(),
-        kind: SessionKind::Exec,
-        token_id: who.token_id().to_string(),
-        role: who.role_name().to_string(),
-        via: ctx.via.to_string(),
-        user: request
-            .user
-            .clone()
-            .unwrap_or_else(|| "(image default)".into()),
-        command: request.command.clone(),
-        started_at,
-        ended_at: 0,
-        exit_code: None,
-        ended_by: "running".into(),
-        input: Vec::new(),
-        input_truncated: false,
-    };
+    let mut entry = audit::begin(
+        &who,
+        ctx.via,
+        record,
+        SessionKind::Exec,
+        request.user.as_deref(),
+        &request.command,
+    );
     audit::record_start(ctx.central.store.as_ref(), &entry).await?;
     let body = Bytes::from(
         serde_json::to_vec(request)

@@ -52,25 +52,7 @@ pub(super) async fn checked_container(
 async fn agent_error(name: &str, response: reqwest::Response) -> CentralError {
     let status = response.status().as_u16();
     let body = response.bytes().await.unwrap_or_default();
-    let (code, message) = match serde_json::from_slice::<serde_json::Value>(&body) {
-        Ok(v) => (
-            v["code"].as_str().unwrap_or("agent-error").to_string(),
-            v["message"].as_str().unwrap_or("").to_string(),
-        ),
-        Err(_) => (
-            "agent-error".to_string(),
-            String::from_utf8_lossy(&body).chars().take(300).collect(),
-        ),
-    };
-    // The agent names the field of a bad query the same way we do.
-    if status == 400 && code == "invalid" {
-        return CentralError::invalid("file", format!("{name}: {message}"));
-    }
-    CentralError::Agent {
-        status,
-        code: crate::error::AgentCode::parse(&code),
-        message: format!("{name}: {message}"),
-    }
+    crate::agent_link::agent_error(name, status, &body)
 }
 
 pub async fn logs(

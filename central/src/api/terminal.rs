@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use caas_api::central::ContainerRecord;
-use caas_api::roles::{AuditEntry, SessionKind};
+use caas_api::roles::SessionKind;
 use caas_api::terminal::{check_size, ClientMessage, ServerMessage, TerminalStart};
 use futures::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message as AgentMessage;
@@ -234,28 +234,14 @@ async fn session(
             return Ok(());
         }
     };
-    let started_at = crate::now_millis();
-    let mut entry = AuditEntry {
-        id: audit::new_id(started_at),
-        pool: pool.clone(),
-        container: name.clone(),
-        kind: SessionKind::Terminal,
-        token_id: who.token_id().to_string(),
-        role: who.role_name().to_string(),
-        via: ctx.via.to_string(),
-        user: if user.is_empty() {
-            "(image default)".into()
-        } else {
-            user
-        },
-        command: start.command.clone(),
-        started_at,
-        ended_at: 0,
-        exit_code: None,
-        ended_by: "running".into(),
-        input: Vec::new(),
-        input_truncated: false,
-    };
+    let mut entry = audit::begin(
+        &who,
+        ctx.via,
+        &record,
+        SessionKind::Terminal,
+        start.user.as_deref(),
+        &start.command,
+    );
     // No audit, no session: a terminal that leaves no trace is not opened.
     if let Err(e) = audit::record_start(ctx.central.store.as_ref(), &entry).await {
         send_error(
